@@ -1,0 +1,57 @@
+// The module's exports: every kernel instantiated for f32 and f64.
+// Pointers are byte addresses in this module's memory; the caller (src/wasm.ts) owns all
+// memory above heapBase() and passes 16-byte aligned work areas of the sizes documented on
+// each kernel. The same contract is written on the TypeScript side in src/wasm.ts.
+import { forwardTrain, forwardTest } from "./normalize";
+import { backward } from "./backward";
+
+/** First free byte after the module's static data. */
+export function heapBase(): usize {
+  return __heap_base;
+}
+
+export function forwardTrainF32(
+  x: usize, n: i32, d: i32, gamma: usize, beta: usize, eps: f64, momentum: f64,
+  runMean: usize, runVar: usize, out: usize,
+  mean: usize, meanLo: usize, variance: usize, invStd: usize, work: usize,
+): void {
+  forwardTrain<f32>(x, n, d, gamma, beta, eps, momentum, runMean, runVar, out, mean, meanLo, variance, invStd, work);
+}
+
+export function forwardTrainF64(
+  x: usize, n: i32, d: i32, gamma: usize, beta: usize, eps: f64, momentum: f64,
+  runMean: usize, runVar: usize, out: usize,
+  mean: usize, meanLo: usize, variance: usize, invStd: usize, work: usize,
+): void {
+  forwardTrain<f64>(x, n, d, gamma, beta, eps, momentum, runMean, runVar, out, mean, meanLo, variance, invStd, work);
+}
+
+export function forwardTestF32(
+  x: usize, n: i32, d: i32, gamma: usize, beta: usize, eps: f64,
+  runMean: usize, runVar: usize, out: usize, work: usize,
+): void {
+  forwardTest<f32>(x, n, d, gamma, beta, eps, runMean, runVar, out, work);
+}
+
+export function forwardTestF64(
+  x: usize, n: i32, d: i32, gamma: usize, beta: usize, eps: f64,
+  runMean: usize, runVar: usize, out: usize, work: usize,
+): void {
+  forwardTest<f64>(x, n, d, gamma, beta, eps, runMean, runVar, out, work);
+}
+
+export function backwardF32(
+  form: i32, dout: usize, x: usize, n: i32, d: i32,
+  gamma: usize, mean: usize, meanLo: usize, invStd: usize,
+  dx: usize, dgamma: usize, dbeta: usize, work: usize,
+): void {
+  backward<f32>(form, dout, x, n, d, gamma, mean, meanLo, invStd, dx, dgamma, dbeta, work);
+}
+
+export function backwardF64(
+  form: i32, dout: usize, x: usize, n: i32, d: i32,
+  gamma: usize, mean: usize, meanLo: usize, invStd: usize,
+  dx: usize, dgamma: usize, dbeta: usize, work: usize,
+): void {
+  backward<f64>(form, dout, x, n, d, gamma, mean, meanLo, invStd, dx, dgamma, dbeta, work);
+}

@@ -1,0 +1,98 @@
+// Forward pass: batch statistics, running-statistics update, and the per-column affine map
+// out = (x − center) · scale + bias that both train and test mode reduce to.
+import { lanes, at } from "./columns";
+import { columnMeanVar } from "./statistics";
+
+/** out[r, j] = (x[r, j] − center[j]) · scale[j] + bias[j]. */
+export function affineColumns<T>(
+  x: usize, n: i32, d: i32, center: usize, scale: usize, bias: usize, out: usize,
+): void {
+  const rowBytes = <usize>d * sizeof<T>();
+  for (let r = 0; r < n; r++) {
+    const xr = x + <usize>r * rowBytes;
+    const or = out + <usize>r * rowBytes;
+    let j = 0;
+    if (ASC_FEATURE_SIMD) {
+      const L = lanes<T>();
+      for (; j + L <= d; j += L) {
+        const v = v128.sub<T>(v128.load(at<T>(xr, j)), v128.load(at<T>(center, j)));
+        const y = v128.add<T>(v128.mul<T>(v, v128.load(at<T>(scale, j))), v128.load(at<T>(bias, j)));
+        v128.store(at<T>(or, j), y);
+      }
+    }
+    for (; j < d; j++) {
+      const v: T = load<T>(at<T>(xr, j)) - load<T>(at<T>(center, j));
+      store<T>(at<T>(or, j), v * load<T>(at<T>(scale, j)) + load<T>(at<T>(bias, j)));
+    }
+  }
+}
+
+/**
+ * Train-mode forward. Writes out, the batch statistics (mean, meanLo, variance, invStd, all
+ * T) and updates runMean/runVar in place: running = momentum·running + (1 − momentum)·batch.
+ *
+ * The mean is returned as two T values, mean + meanLo, because in f32 a mean of 1e4 rounds
+ * by up to 5e-4, which would be a 5e-4 error in x̂ for unit-spread data. Kernels subtract
+ * the exactly representable `mean` from x (exact for x near the mean) and fold meanLo into
+ * the per-column constants, computed in f64.
+ *
+ * gamma = 0 means gamma = 1, beta = 0 means beta = 0 (no affine parameters).
+ * work: 2·d f64 followed by 3·d T, 16-byte aligned.
+ */
+export function forwardTrain<T>(
+  x: usize, n: i32, d: i32, gamma: usize, beta: usize, eps: f64, momentum: f64,
+  runMean: usize, runVar: usize, out: usize,
+  mean: usize, meanLo: usize, variance: usize, invStd: usize, work: usize,
+): void {
+  const mean64 = work;
+  const var64 = at<f64>(work, d);
+  const center = at<f64>(work, 2 * d);
+  const scale = at<T>(center, d);
+  const bias = at<T>(scale, d);
+  columnMeanVar<T>(x, n, d, mean64, var64, center);
+  for (let j = 0; j < d; j++) {
+    const mu = load<f64>(at<f64>(mean64, j));
+    const v = load<f64>(at<f64>(var64, j));
+    const hi = <T>mu;
+    const lo = <T>(mu - <f64>hi);
+    const inv = 1.0 / Math.sqrt(v + eps);
+    const g: f64 = gamma ? <f64>load<T>(at<T>(gamma, j)) : 1.0;
+    const b: f64 = beta ? <f64>load<T>(at<T>(beta, j)) : 0.0;
+    const s = <T>(g * inv);
+    store<T>(at<T>(mean, j), hi);
+    store<T>(at<T>(meanLo, j), lo);
+    store<T>(at<T>(variance, j), <T>v);
+    store<T>(at<T>(invStd, j), <T>inv);
+    store<T>(at<T>(center, j), hi);
+    store<T>(at<T>(scale, j), s);
+    store<T>(at<T>(bias, j), <T>(b - <f64>lo * <f64>s));
+    if (runMean) {
+      const rm = <f64>load<T>(at<T>(runMean, j));
+      store<T>(at<T>(runMean, j), <T>(momentum * rm + (1.0 - momentum) * mu));
+    }
+    if (runVar) {
+      const rv = <f64>load<T>(at<T>(runVar, j));
+      store<T>(at<T>(runVar, j), <T>(momentum * rv + (1.0 - momentum) * v));
+    }
+  }
+  affineColumns<T>(x, n, d, center, scale, bias, out);
+}
+
+/**
+ * Test-mode forward: out = (x − runMean) · gamma / sqrt(runVar + eps) + beta.
+ * work: 2·d T, 16-byte aligned.
+ */
+export function forwardTest<T>(
+  x: usize, n: i32, d: i32, gamma: usize, beta: usize, eps: f64,
+  runMean: usize, runVar: usize, out: usize, work: usize,
+): void {
+  const scale = work;
+  const bias = at<T>(scale, d);
+  for (let j = 0; j < d; j++) {
+    const g: f64 = gamma ? <f64>load<T>(at<T>(gamma, j)) : 1.0;
+    const b: f64 = beta ? <f64>load<T>(at<T>(beta, j)) : 0.0;
+    store<T>(at<T>(scale, j), <T>(g / Math.sqrt(<f64>load<T>(at<T>(runVar, j)) + eps)));
+    store<T>(at<T>(bias, j), <T>b);
+  }
+  affineColumns<T>(x, n, d, runMean, scale, bias, out);
+}

@@ -1,0 +1,19 @@
+// The two element types the package works in. float32 and float64 are never mixed.
+export type FloatArray = Float32Array | Float64Array;
+export type Dtype = "float32" | "float64";
+
+export function dtypeOf(a: FloatArray): Dtype {
+  return a instanceof Float64Array ? "float64" : "float32";
+}
+
+export function bytesPerElement(dtype: Dtype): 4 | 8 {
+  return dtype === "float64" ? 8 : 4;
+}
+
+export function arrayType(dtype: Dtype): Float32ArrayConstructor | Float64ArrayConstructor {
+  return dtype === "float64" ? Float64Array : Float32Array;
+}
+
+export function typeName(dtype: Dtype): string {
+  return dtype === "float64" ? "Float64Array" : "Float32Array";
+}

@@ -1,0 +1,9 @@
+// batchnorm-wasm: batch normalization (CS231n formulation) with WebAssembly SIMD kernels.
+export { init, initSync, backend, supportedBackends, type Backend, type InitOptions } from "./wasm.js";
+export {
+  batchnormForward, batchnormBackward, batchnormBackwardAlt, BatchnormCache,
+  type BNParam, type ForwardResult, type BackwardResult,
+} from "./functional.js";
+export { BatchNorm, BatchNormWorkspace, type BatchNormOptions } from "./layer.js";
+export type { Dtype, FloatArray } from "./dtype.js";
+export * as reference from "./reference.js";

@@ -1,0 +1,141 @@
+// A first-fit allocator over a growable linear memory: the WebAssembly module's memory, or
+// for the 'js' backend a resizable ArrayBuffer with the same contract.
+//
+// Lifetime rule: when a WebAssembly memory grows, its old ArrayBuffer is detached and every
+// view on it reads as empty. So nothing here keeps a view: `view()` builds one on the
+// current buffer, and callers take it after the last allocation they make.
+import { type Dtype, type FloatArray, arrayType, bytesPerElement } from "./dtype.js";
+
+export interface GrowableMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+
+export const PAGE_BYTES = 65536;
+/** wasm32 addresses 4 GiB; the 'js' backend keeps the same limit so backends agree. */
+export const MAX_PAGES = 65536;
+const ALIGN = 16;
+
+/** The 'js' backend's memory: a resizable ArrayBuffer, so its views never go stale. */
+export class JsMemory implements GrowableMemory {
+  readonly buffer: ArrayBuffer;
+  constructor(initialPages = 1) {
+    this.buffer = new ArrayBuffer(initialPages * PAGE_BYTES, { maxByteLength: MAX_PAGES * PAGE_BYTES });
+  }
+  grow(pages: number): number {
+    const before = this.buffer.byteLength / PAGE_BYTES;
+    this.buffer.resize((before + pages) * PAGE_BYTES);
+    return before;
+  }
+}
+
+interface Block {
+  ptr: number;
+  bytes: number;
+}
+
+export class Heap {
+  /** Free blocks below `top`, sorted by address, never adjacent (they are merged). */
+  private readonly freeBlocks: Block[] = [];
+  private readonly sizes = new Map<number, number>();
+  private top: number;
+
+  constructor(readonly memory: GrowableMemory, base: number) {
+    this.top = roundUp(base);
+  }
+
+  /** Bytes handed out and not yet freed. */
+  get allocatedBytes(): number {
+    let sum = 0;
+    for (const bytes of this.sizes.values()) sum += bytes;
+    return sum;
+  }
+
+  /** A 16-byte aligned block of at least `bytes` bytes. Throws a RangeError past 4 GiB. */
+  alloc(bytes: number): number {
+    const size = roundUp(Math.max(bytes, ALIGN));
+    for (let i = 0; i < this.freeBlocks.length; i++) {
+      const block = this.freeBlocks[i];
+      if (block.bytes < size) continue;
+      const ptr = block.ptr;
+      if (block.bytes === size) this.freeBlocks.splice(i, 1);
+      else {
+        block.ptr += size;
+        block.bytes -= size;
+      }
+      this.sizes.set(ptr, size);
+      return ptr;
+    }
+    // Extend at the top, reusing a free block that ends there.
+    const last = this.freeBlocks[this.freeBlocks.length - 1];
+    let ptr = this.top;
+    if (last && last.ptr + last.bytes === this.top) {
+      ptr = last.ptr;
+      this.freeBlocks.pop();
+    }
+    const end = ptr + size;
+    this.ensure(end, bytes);
+    this.top = end;
+    this.sizes.set(ptr, size);
+    return ptr;
+  }
+
+  free(ptr: number): void {
+    const size = this.sizes.get(ptr);
+    if (size === undefined) throw new Error(`internal: free of unknown block ${ptr}`);
+    this.sizes.delete(ptr);
+    const blocks = this.freeBlocks;
+    let i = 0;
+    while (i < blocks.length && blocks[i].ptr < ptr) i++;
+    blocks.splice(i, 0, { ptr, bytes: size });
+    const next = blocks[i + 1];
+    if (next && ptr + size === next.ptr) {
+      blocks[i].bytes += next.bytes;
+      blocks.splice(i + 1, 1);
+    }
+    const prev = blocks[i - 1];
+    if (prev && prev.ptr + prev.bytes === ptr) {
+      prev.bytes += blocks[i].bytes;
+      blocks.splice(i, 1);
+    }
+  }
+
+  /** A view of `length` elements at ptr, on the memory's current buffer. */
+  view(dtype: Dtype, ptr: number, length: number): FloatArray {
+    return new (arrayType(dtype))(this.memory.buffer, ptr, length);
+  }
+
+  private ensure(end: number, requested: number): void {
+    const have = this.memory.buffer.byteLength;
+    if (end <= have) return;
+    const pages = Math.ceil((end - have) / PAGE_BYTES);
+    const limit = MAX_PAGES * PAGE_BYTES;
+    const fail = () =>
+      new RangeError(
+        `batchnorm-wasm: cannot allocate ${requested} bytes: the module's memory would exceed ` +
+          `${limit / 2 ** 30} GiB (the wasm32 limit) or the engine refused to grow it`,
+      );
+    if (end > limit) throw fail();
+    try {
+      this.memory.grow(pages);
+    } catch {
+      throw fail();
+    }
+  }
+}
+
+function roundUp(bytes: number): number {
+  return Math.ceil(bytes / ALIGN) * ALIGN;
+}
+
+/** Lays out named arrays in one block, each 16-byte aligned; returns byte offsets and total. */
+export function layout<K extends string>(parts: Record<K, [Dtype, number]>): { offsets: Record<K, number>; bytes: number } {
+  const offsets = {} as Record<K, number>;
+  let bytes = 0;
+  for (const key of Object.keys(parts) as K[]) {
+    const [dtype, length] = parts[key];
+    offsets[key] = bytes;
+    bytes += roundUp(length * bytesPerElement(dtype));
+  }
+  return { offsets, bytes };
+}
