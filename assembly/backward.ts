@@ -2,8 +2,8 @@
 //
 // Both forms of the CS231n derivation need the same two sweeps over memory:
 //   1. column sums Σ dout, Σ dout·(x − μ), Σ (x − μ);
-//   2. dx = a·dout + b·(x − μ) + c with per-column a, b, c.
-// They differ in how a, b, c follow from the sums (the O(d) algebra in `backward`):
+//   2. dx = a·((dout − m) − b·(x − μ)) with per-column a, m, b.
+// They differ in how a, m, b follow from the sums (the O(d) algebra in `backward`):
 // the graph form goes through dx̂, dvar and dmean node by node; the compact form uses
 // dx = (γ·invStd / N)·(N·dout − dβ − x̂·dγ).
 import { ROW_BLOCK, lanes, at, addToF64, zeroF64 } from "./columns";
@@ -60,9 +60,12 @@ function backwardSums<T>(
   }
 }
 
-/** dx[r, j] = a[j]·dout[r, j] + b[j]·(x[r, j] − c[j]) + k[j]. */
+/**
+ * dx[r, j] = a[j]·((dout[r, j] − m[j]) − b[j]·(x[r, j] − c[j])).
+ * Centering dout before scaling keeps the cancellation in N·dout − Σdout exact for N = 1, 2.
+ */
 function backwardApply<T>(
-  dout: usize, x: usize, n: i32, d: i32, c: usize, a: usize, b: usize, k: usize, dx: usize,
+  dout: usize, x: usize, n: i32, d: i32, c: usize, a: usize, m: usize, b: usize, dx: usize,
 ): void {
   const rowBytes = <usize>d * sizeof<T>();
   for (let r = 0; r < n; r++) {
@@ -72,18 +75,17 @@ function backwardApply<T>(
       const L = lanes<T>();
       for (; j + L <= d; j += L) {
         const p = at<T>(offset, j);
-        const v = v128.sub<T>(v128.load(x + p), v128.load(at<T>(c, j)));
-        const y = v128.add<T>(
-          v128.add<T>(v128.mul<T>(v128.load(at<T>(a, j)), v128.load(dout + p)), v128.mul<T>(v128.load(at<T>(b, j)), v)),
-          v128.load(at<T>(k, j)),
-        );
-        v128.store(dx + p, y);
+        const xc = v128.sub<T>(v128.load(x + p), v128.load(at<T>(c, j)));
+        const g = v128.sub<T>(v128.load(dout + p), v128.load(at<T>(m, j)));
+        const t = v128.sub<T>(g, v128.mul<T>(v128.load(at<T>(b, j)), xc));
+        v128.store(dx + p, v128.mul<T>(v128.load(at<T>(a, j)), t));
       }
     }
     for (; j < d; j++) {
       const p = at<T>(offset, j);
-      const v: T = load<T>(x + p) - load<T>(at<T>(c, j));
-      store<T>(dx + p, load<T>(at<T>(a, j)) * load<T>(dout + p) + load<T>(at<T>(b, j)) * v + load<T>(at<T>(k, j)));
+      const xc: T = load<T>(x + p) - load<T>(at<T>(c, j));
+      const g: T = load<T>(dout + p) - load<T>(at<T>(m, j));
+      store<T>(dx + p, load<T>(at<T>(a, j)) * (g - load<T>(at<T>(b, j)) * xc));
     }
   }
 }
@@ -105,8 +107,8 @@ export function backward<T>(
   const sDoutX = at<f64>(work, d);
   const sX = at<f64>(work, 2 * d);
   const a = at<f64>(work, 3 * d);
-  const b = at<T>(a, d);
-  const k = at<T>(b, d);
+  const m = at<T>(a, d);
+  const b = at<T>(m, d);
   backwardSums<T>(dout, x, n, d, mean, sDout, sDoutX, sX);
   const N = <f64>n;
   for (let j = 0; j < d; j++) {
@@ -119,6 +121,7 @@ export function backward<T>(
     const sumXc = load<f64>(at<f64>(sX, j)) - lo * N;
     const dBeta = sumDout;
     const dGamma = sumDoutXc * inv;
+    // dx = ca·dout + cb·(x − μ) + ck, written as a·((dout − mk) − mb·(x − μ)).
     let ca: f64, cb: f64, ck: f64;
     if (form == GRAPH_FORM) {
       // x̂ = (x − μ)·invStd, out = γ·x̂ + β
@@ -138,12 +141,14 @@ export function backward<T>(
       cb = -f * dGamma * inv;
       ck = -f * dBeta;
     }
-    // The kernel subtracts `mean`, not μ: fold b·meanLo into the constant.
+    const mk = ca != 0 ? -ck / ca : 0.0;
+    const mb = ca != 0 ? -cb / ca : 0.0;
+    // The kernel subtracts `mean`, not μ: (x − μ) = (x − mean) − lo.
     store<T>(at<T>(a, j), <T>ca);
-    store<T>(at<T>(b, j), <T>cb);
-    store<T>(at<T>(k, j), <T>(ck - cb * lo));
+    store<T>(at<T>(m, j), <T>(mk - mb * lo));
+    store<T>(at<T>(b, j), <T>mb);
     if (dgamma) store<T>(at<T>(dgamma, j), <T>dGamma);
     if (dbeta) store<T>(at<T>(dbeta, j), <T>dBeta);
   }
-  if (dx) backwardApply<T>(dout, x, n, d, mean, a, b, k, dx);
+  if (dx) backwardApply<T>(dout, x, n, d, mean, a, m, b, dx);
 }

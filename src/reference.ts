@@ -17,16 +17,20 @@ export function forwardTrain(
     for (let j = 0; j < d; j++) mu[j] += x[o + j];
   }
   for (let j = 0; j < d; j++) mu[j] /= n;
+  // Second pass about the first mean, with its correction (the "corrected two-pass" algorithm).
+  const s1 = new Float64Array(d);
   for (let r = 0; r < n; r++) {
     const o = r * d;
     for (let j = 0; j < d; j++) {
       const v = x[o + j] - mu[j];
+      s1[j] += v;
       m2[j] += v * v;
     }
   }
   const inv = new Float64Array(d);
   for (let j = 0; j < d; j++) {
-    const v = m2[j] / n;
+    mu[j] += s1[j] / n;
+    const v = Math.max(m2[j] / n - (s1[j] / n) ** 2, 0);
     inv[j] = 1 / Math.sqrt(v + eps);
     mean[j] = mu[j];
     meanLo[j] = mu[j] - mean[j];

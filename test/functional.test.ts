@@ -1,0 +1,71 @@
+// The functional API against float64 references computed by scripts/make_fixtures.py.
+import { describe, expect, test } from "vitest";
+import { type Backend, batchnormBackward, batchnormBackwardAlt, batchnormForward, initSync, supportedBackends } from "../src/index.js";
+import { expectClose, expectDxClose, expectRelClose, fixtures, tolerance, typed, unitRoundoff } from "./helpers.js";
+
+const backends = supportedBackends() as Backend[];
+
+test("this Node has every backend", () => {
+  expect(backends).toEqual(["simd", "scalar", "js"]);
+});
+
+describe.each(backends)("%s backend", (backend) => {
+  describe.each(fixtures.cases)("$name", (c) => {
+    const tol = tolerance(c.dtype);
+    const x = typed(c.dtype, c.x);
+    const gamma = typed(c.dtype, c.gamma);
+    const beta = typed(c.dtype, c.beta);
+
+    test("train forward: out, batch mean and variance, running statistics", () => {
+      initSync({ backend });
+      const momentum = 0.8;
+      const bnParam = { mode: "train" as const, eps: c.eps, momentum };
+      const { out, cache } = batchnormForward(x, gamma, beta, bnParam);
+      expect(out).toBeInstanceOf(x.constructor);
+      expectClose(out, c.out, tol.abs, "out");
+      expectRelClose(cache!.variance, c.var, tol.rel, "var");
+      // mean is the batch mean rounded to the input's type; mean + meanLo carries it to the
+      // accuracy x̂ needs, judged against the spread of the data.
+      const std = Math.sqrt(Math.max(...c.var));
+      const halfUlp = unitRoundoff(c.dtype) * Math.max(...c.mean.map(Math.abs));
+      expectClose(cache!.mean, c.mean, halfUlp + tol.rel * std, "mean");
+      const fullMean = Array.from(cache!.mean, (m, j) => m + cache!.meanLo[j]);
+      expectClose(fullMean, c.mean, tol.rel * std, "mean + meanLo");
+      // Created as zeros, then one update: (1 − momentum)·batch.
+      expectRelClose(bnParam.runningMean!, c.mean.map((m) => (1 - momentum) * m), tol.rel, "runningMean");
+      expectRelClose(bnParam.runningVar!, c.var.map((v) => (1 - momentum) * v), tol.rel, "runningVar");
+    });
+
+    test.each([
+      ["graph form", batchnormBackward],
+      ["compact form", batchnormBackwardAlt],
+    ] as const)("backward, %s", (_, backwardFn) => {
+      initSync({ backend });
+      const { cache } = batchnormForward(x, gamma, beta, { mode: "train", eps: c.eps });
+      const { dx, dgamma, dbeta } = backwardFn(typed(c.dtype, c.dout), cache!);
+      expect(dx).toBeInstanceOf(x.constructor);
+      expectDxClose(dx, c);
+      expectRelClose(dgamma, c.dgamma, tol.rel, "dgamma");
+      expectRelClose(dbeta, c.dbeta, tol.rel, "dbeta");
+    });
+  });
+
+  describe.each(fixtures.sequences)("$name", (s) => {
+    test("train steps then test mode reproduce the running statistics and the test output", () => {
+      initSync({ backend });
+      const tol = tolerance(s.dtype);
+      const gamma = typed(s.dtype, s.gamma);
+      const beta = typed(s.dtype, s.beta);
+      const bnParam: Parameters<typeof batchnormForward>[3] = { mode: "train", eps: s.eps, momentum: s.momentum };
+      for (const batch of s.batches) batchnormForward(typed(s.dtype, batch), gamma, beta, bnParam);
+      expectRelClose(bnParam.runningMean!, s.runningMean, tol.rel, "runningMean");
+      expectRelClose(bnParam.runningVar!, s.runningVar, tol.rel, "runningVar");
+      bnParam.mode = "test";
+      const before = Float64Array.from(bnParam.runningMean!);
+      const { out, cache } = batchnormForward(typed(s.dtype, s.xTest), gamma, beta, bnParam);
+      expect(cache).toBeNull();
+      expectClose(out, s.outTest, tol.abs, "test-mode out");
+      expect(Array.from(bnParam.runningMean!), "test mode does not update running statistics").toEqual(Array.from(before));
+    });
+  });
+});

@@ -1,0 +1,96 @@
+import { readFileSync } from "node:fs";
+import { expect } from "vitest";
+import type { FloatArray } from "../src/dtype.js";
+
+export interface Case {
+  name: string; dtype: "float32" | "float64"; n: number; d: number; eps: number;
+  x: number[]; gamma: number[]; beta: number[]; dout: number[];
+  out: number[]; mean: number[]; var: number[]; dx: number[]; dgamma: number[]; dbeta: number[];
+}
+export interface Sequence {
+  name: string; dtype: "float32" | "float64"; n: number; d: number; eps: number; momentum: number;
+  gamma: number[]; beta: number[]; batches: number[][];
+  runningMean: number[]; runningVar: number[]; xTest: number[]; outTest: number[];
+}
+
+export const fixtures: { cases: Case[]; sequences: Sequence[] } = JSON.parse(
+  readFileSync(new URL("./fixtures/reference.json", import.meta.url), "utf8"),
+);
+
+export function typed(dtype: "float32" | "float64", values: ArrayLike<number>): FloatArray {
+  return dtype === "float64" ? Float64Array.from(values) : Float32Array.from(values);
+}
+
+/** Tolerances of the core issue: float32 5e-5 absolute on outputs, 2e-5 relative on gradients; float64 1e-9. */
+export function tolerance(dtype: "float32" | "float64") {
+  return dtype === "float64" ? { abs: 1e-9, rel: 1e-9 } : { abs: 5e-5, rel: 2e-5 };
+}
+
+/** Every |got − want| ≤ abs. */
+export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, abs: number, what = "") {
+  expect(got.length, `${what} length`).toBe(want.length);
+  let worst = 0;
+  let at = -1;
+  for (let i = 0; i < want.length; i++) {
+    const err = Math.abs(got[i] - want[i]);
+    if (!(err <= worst)) {
+      worst = err;
+      at = i;
+    }
+  }
+  expect(worst, `${what}: worst error ${worst} at ${at} (got ${got[at]}, want ${want[at]})`).toBeLessThanOrEqual(abs);
+}
+
+/** Every |got − want| ≤ rel · max|want|: relative to the scale of the gradient. */
+export function expectRelClose(got: ArrayLike<number>, want: ArrayLike<number>, rel: number, what = "") {
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
+  expectClose(got, want, rel * Math.max(scale, Number.MIN_VALUE), what);
+}
+
+/** Deterministic pseudo-random numbers (mulberry32) mapped to normal by Box–Muller. */
+export function randn(seed: number, length: number, loc = 0, scale = 1): Float64Array {
+  let s = seed >>> 0;
+  const uniform = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
+  };
+  const out = new Float64Array(length);
+  for (let i = 0; i < length; i++) {
+    out[i] = loc + scale * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+  }
+  return out;
+}
+
+/** Unit roundoff of the working type. */
+export function unitRoundoff(dtype: "float32" | "float64"): number {
+  return dtype === "float64" ? 2 ** -53 : 2 ** -24;
+}
+
+/**
+ * dx within rel·max|dx| plus a few roundings of its largest term γ·invStd·dout: evaluated in
+ * the input's type, dx = γ·invStd·(dout − mean(dout) − x̂·mean(dout·x̂)) cancels to far below
+ * that term when N is tiny (N = 2 gives dx ∝ eps/var), and no evaluation in that type can
+ * do better than a rounding of the terms.
+ */
+export function expectDxClose(
+  got: ArrayLike<number>, c: { dtype: "float32" | "float64"; n: number; d: number; eps: number; gamma: number[]; var: number[]; dout: number[]; dx: number[] },
+) {
+  let term = 0;
+  for (let i = 0; i < c.dout.length; i++) {
+    const j = i % c.d;
+    term = Math.max(term, (Math.abs(c.gamma[j]) / Math.sqrt(c.var[j] + c.eps)) * Math.abs(c.dout[i]));
+  }
+  let scale = 0;
+  for (const v of c.dx) scale = Math.max(scale, Math.abs(v));
+  expectClose(got, c.dx, tolerance(c.dtype).rel * scale + 8 * unitRoundoff(c.dtype) * term, "dx");
+}
+
+export function maxAbs(values: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < values.length; i++) m = Math.max(m, Math.abs(values[i]));
+  return m;
+}
