@@ -231,9 +231,9 @@ export class BatchNormWorkspace {
   backward(options: { form?: "compact" | "graph" } = {}): FloatArray {
     const { layer } = this;
     this.checkAlive();
-    if (this.state !== "train") throw new Error("BatchNormWorkspace.backward needs a forward() in train mode first");
     const form = options.form ?? "compact";
     if (form !== "compact" && form !== "graph") throw new RangeError(`options.form must be 'compact' or 'graph', got ${JSON.stringify(form)}`);
+    if (this.state !== "train") throw new Error("BatchNormWorkspace.backward needs a forward() in train mode first");
     const d = layer.numFeatures;
     const dgamma = check.floatArrayOfLength("layer.dgamma", layer.dgamma, layer.dtype, d, "numFeatures");
     const dbeta = check.floatArrayOfLength("layer.dbeta", layer.dbeta, layer.dtype, d, "numFeatures");

@@ -1,0 +1,126 @@
+// Bad input gets a clear error that names the argument; nothing is changed by a failed call
+// and the module still gives correct results afterwards.
+import { beforeEach, describe, expect, test } from "vitest";
+import {
+  type Backend, BatchNorm, batchnormBackward, batchnormBackwardAlt, batchnormForward, init, initSync,
+} from "../src/index.js";
+import { expectClose, fixtures, tolerance, typed } from "./helpers.js";
+
+const c = fixtures.cases.find((k) => k.name === "float32 4x5")!;
+const x = () => typed("float32", c.x);
+const gamma = () => typed("float32", c.gamma);
+const beta = () => typed("float32", c.beta);
+
+function expectStillCorrect() {
+  const { out } = batchnormForward(x(), gamma(), beta(), { mode: "train", eps: c.eps });
+  expectClose(out, c.out, tolerance("float32").abs, "out after an error");
+}
+
+describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => {
+  beforeEach(() => {
+    initSync({ backend });
+  });
+
+  const f32 = (n: number) => new Float32Array(n);
+  const forwardCases: [string, () => unknown, ErrorConstructor, RegExp][] = [
+    ["x is a plain Array", () => batchnormForward([1, 2, 3] as never, gamma(), beta(), { mode: "train" }), TypeError, /^x must be a Float32Array or Float64Array, got an Array/],
+    ["x is an Int32Array", () => batchnormForward(new Int32Array(10) as never, gamma(), beta(), { mode: "train" }), TypeError, /x must be a Float32Array or Float64Array, got a Int32Array/],
+    ["x is null", () => batchnormForward(null as never, gamma(), beta(), { mode: "train" }), TypeError, /x must be .* got null/],
+    ["x length not a multiple of D", () => batchnormForward(f32(21), gamma(), beta(), { mode: "train" }), RangeError, /x must have a positive multiple of D = 5 values .* got length 21/],
+    ["x empty", () => batchnormForward(f32(0), gamma(), beta(), { mode: "train" }), RangeError, /x is an empty or detached array/],
+    ["gamma empty", () => batchnormForward(x(), f32(0), f32(0), { mode: "train" }), RangeError, /gamma is an empty/],
+    ["gamma is an Array", () => batchnormForward(x(), [1, 1, 1, 1, 1] as never, beta(), { mode: "train" }), TypeError, /gamma must be a Float32Array/],
+    ["beta of the wrong length", () => batchnormForward(x(), gamma(), f32(4), { mode: "train" }), RangeError, /beta must have length 5 \(D = gamma.length\), got length 4/],
+    ["gamma float64 with x float32", () => batchnormForward(x(), new Float64Array(5), beta(), { mode: "train" }), TypeError, /gamma is a Float64Array but the input is a Float32Array; float32 and float64 are never mixed/],
+    ["x float64 with gamma float32", () => batchnormForward(new Float64Array(20), gamma(), beta(), { mode: "train" }), TypeError, /gamma is a Float32Array but the input is a Float64Array/],
+    ["bnParam missing", () => batchnormForward(x(), gamma(), beta(), undefined as never), TypeError, /bnParam must be an object/],
+    ["mode 'eval'", () => batchnormForward(x(), gamma(), beta(), { mode: "eval" as never }), RangeError, /bnParam.mode must be 'train' or 'test', got "eval"/],
+    ["mode missing", () => batchnormForward(x(), gamma(), beta(), {} as never), RangeError, /bnParam.mode must be 'train' or 'test', got undefined/],
+    ["eps negative", () => batchnormForward(x(), gamma(), beta(), { mode: "train", eps: -1e-5 }), RangeError, /bnParam.eps must be a finite number ≥ 0, got -0.00001/],
+    ["eps NaN", () => batchnormForward(x(), gamma(), beta(), { mode: "train", eps: NaN }), RangeError, /bnParam.eps .* got NaN/],
+    ["eps Infinity", () => batchnormForward(x(), gamma(), beta(), { mode: "train", eps: Infinity }), RangeError, /bnParam.eps .* got Infinity/],
+    ["eps a string", () => batchnormForward(x(), gamma(), beta(), { mode: "train", eps: "1e-5" as never }), RangeError, /bnParam.eps/],
+    ["momentum above 1", () => batchnormForward(x(), gamma(), beta(), { mode: "train", momentum: 1.5 }), RangeError, /bnParam.momentum must be a number in \[0, 1\], got 1.5/],
+    ["momentum negative", () => batchnormForward(x(), gamma(), beta(), { mode: "train", momentum: -0.1 }), RangeError, /bnParam.momentum/],
+    ["momentum NaN", () => batchnormForward(x(), gamma(), beta(), { mode: "train", momentum: NaN }), RangeError, /bnParam.momentum .* got NaN/],
+    ["runningMean of the wrong length", () => batchnormForward(x(), gamma(), beta(), { mode: "train", runningMean: f32(3) }), RangeError, /bnParam.runningMean must have length 5/],
+    ["runningVar float64", () => batchnormForward(x(), gamma(), beta(), { mode: "train", runningVar: new Float64Array(5) }), TypeError, /bnParam.runningVar is a Float64Array/],
+    ["test mode without running statistics", () => batchnormForward(x(), gamma(), beta(), { mode: "test" }), TypeError, /required in test mode/],
+  ];
+
+  test.each(forwardCases)("forward: %s", (_, call, type, message) => {
+    expect(call).toThrow(type);
+    expect(call).toThrow(message);
+    expectStillCorrect();
+  });
+
+  test("a failed call leaves bnParam and its running statistics untouched", () => {
+    const runningMean = typed("float32", [1, 2, 3, 4, 5]);
+    const bnParam = { mode: "train" as const, runningMean, runningVar: f32(4) };
+    expect(() => batchnormForward(x(), gamma(), beta(), bnParam)).toThrow(/bnParam.runningVar must have length 5/);
+    expect(Array.from(runningMean)).toEqual([1, 2, 3, 4, 5]);
+    const fresh = { mode: "train" as const, momentum: 2 };
+    expect(() => batchnormForward(x(), gamma(), beta(), fresh)).toThrow(RangeError);
+    expect(fresh).toEqual({ mode: "train", momentum: 2 });
+  });
+
+  test.each([
+    ["graph", batchnormBackward],
+    ["compact", batchnormBackwardAlt],
+  ] as const)("backward (%s form): bad cache or dout", (_, backwardFn) => {
+    const { cache } = batchnormForward(x(), gamma(), beta(), { mode: "train" });
+    expect(() => backwardFn(f32(20), null as never)).toThrow(/cache must be the cache returned by a train-mode batchnormForward, got null/);
+    expect(() => backwardFn(f32(20), { ...cache! } as never)).toThrow(TypeError);
+    expect(() => backwardFn(f32(24), cache!)).toThrow(/dout must have length 20 \(N = 4 by D = 5, the shape of the cached forward\), got length 24/);
+    expect(() => backwardFn(new Float64Array(20), cache!)).toThrow(/dout is a Float64Array but the input is a Float32Array/);
+    const other = batchnormForward(new Float32Array(6 * 5).map(Math.random), gamma(), beta(), { mode: "train" });
+    expect(() => backwardFn(typed("float32", c.dout), other.cache!)).toThrow(/dout must have length 30/);
+    expectStillCorrect();
+  });
+
+  test("layer: bad construction, bad input, replaced parameters of the wrong shape", () => {
+    expect(() => new BatchNorm(0)).toThrow(/numFeatures must be a positive integer, got 0/);
+    expect(() => new BatchNorm(2.5)).toThrow(RangeError);
+    expect(() => new BatchNorm(3, { dtype: "int8" as never })).toThrow(/options.dtype must be 'float32' or 'float64', got "int8"/);
+    expect(() => new BatchNorm(3, { momentum: 2 })).toThrow(/options.momentum/);
+    expect(() => new BatchNorm(3, { eps: -1 })).toThrow(/options.eps/);
+    const bn = new BatchNorm(5);
+    expect(() => bn.backward(f32(20))).toThrow(/needs a forward in train mode first/);
+    expect(() => bn.forward(f32(7))).toThrow(/x must have a positive multiple of D = 5/);
+    expect(() => bn.forward(new Float64Array(10))).toThrow(/never mixed/);
+    bn.forward(x());
+    expect(() => bn.backward(f32(15))).toThrow(/dout must have length 20/);
+    const keep = bn.gamma;
+    bn.gamma = f32(4);
+    expect(() => bn.forward(x())).toThrow(/layer.gamma must have length 5/);
+    bn.gamma = keep;
+    bn.momentum = NaN;
+    expect(() => bn.forward(x())).toThrow(/layer.momentum/);
+    bn.momentum = 0.9;
+    expect(() => bn.workspace(0)).toThrow(/batchSize must be a positive integer/);
+    const ws = bn.workspace(4);
+    expect(() => ws.backward()).toThrow(/needs a forward\(\) in train mode first/);
+    expect(() => ws.backward({ form: "fast" as never })).toThrow(RangeError);
+    bn.gamma.set(c.gamma);
+    bn.beta.set(c.beta);
+    bn.eps = c.eps;
+    ws.x.set(c.x);
+    expectClose(ws.forward(), c.out, tolerance("float32").abs, "workspace after errors");
+    ws.dispose();
+  });
+
+  test("a batch too large for 4 GiB of memory is refused, and the module still works", () => {
+    const bn = new BatchNorm(8);
+    expect(() => bn.workspace(2 ** 28)).toThrow(/cannot allocate \d+ bytes: the module's memory would exceed 4 GiB/);
+    expectStillCorrect();
+    bn.gamma.fill(2);
+    expectClose(bn.forward(typed("float32", [1, 2, 3, 4, 5, 6, 7, 8, 3, 4, 5, 6, 7, 8, 9, 10])), [-2, -2, -2, -2, -2, -2, -2, -2, 2, 2, 2, 2, 2, 2, 2, 2].map((v) => v / Math.sqrt(1 + 1e-5)), 1e-6);
+  });
+});
+
+test("init: unknown backend or options are refused", async () => {
+  await expect(init({ backend: "gpu" as never })).rejects.toThrow(/backend must be 'simd', 'scalar' or 'js', got "gpu"/);
+  expect(() => initSync(42 as never)).toThrow(/options must be an object/);
+  expect(await init()).toBe("simd");
+  expect(await init({ backend: "scalar" })).toBe("scalar");
+});
