@@ -2,7 +2,7 @@
 // backend, an independent algorithm, agrees within the core tolerances.
 import { describe, expect, test } from "vitest";
 import type { Dtype, FloatArray } from "../src/dtype.js";
-import { type Backend, batchnormBackward, batchnormBackwardAlt, batchnormForward, initSync } from "../src/index.js";
+import { type BNParam, type Backend, batchnormBackward, batchnormBackwardAlt, batchnormForward, initSync } from "../src/index.js";
 import { expectClose, expectDxClose, expectRelClose, maxAbs, randn, tolerance, typed } from "./helpers.js";
 
 const Ds = [1, 2, 3, 4, 5, 7, 8, 67, 1024, 1031];
@@ -10,7 +10,7 @@ const Ns = [1, 2, 3, 64, 1000];
 
 function runAll(backend: Backend, x: FloatArray, gamma: FloatArray, beta: FloatArray, dout: FloatArray) {
   initSync({ backend });
-  const bnParam = { mode: "train" as const, momentum: 0.7 };
+  const bnParam: BNParam = { mode: "train", momentum: 0.7 };
   const train = batchnormForward(x, gamma, beta, bnParam);
   const test = batchnormForward(x, gamma, beta, { ...bnParam, mode: "test" });
   return {

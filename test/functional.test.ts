@@ -1,6 +1,6 @@
 // The functional API against float64 references computed by scripts/make_fixtures.py.
 import { describe, expect, test } from "vitest";
-import { type Backend, batchnormBackward, batchnormBackwardAlt, batchnormForward, initSync, supportedBackends } from "../src/index.js";
+import { type BNParam, type Backend, batchnormBackward, batchnormBackwardAlt, batchnormForward, initSync, supportedBackends } from "../src/index.js";
 import { expectClose, expectDxClose, expectRelClose, fixtures, tolerance, typed, unitRoundoff } from "./helpers.js";
 
 const backends = supportedBackends() as Backend[];
@@ -19,7 +19,7 @@ describe.each(backends)("%s backend", (backend) => {
     test("train forward: out, batch mean and variance, running statistics", () => {
       initSync({ backend });
       const momentum = 0.8;
-      const bnParam = { mode: "train" as const, eps: c.eps, momentum };
+      const bnParam: BNParam = { mode: "train", eps: c.eps, momentum };
       const { out, cache } = batchnormForward(x, gamma, beta, bnParam);
       expect(out).toBeInstanceOf(x.constructor);
       expectClose(out, c.out, tol.abs, "out");

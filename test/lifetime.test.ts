@@ -1,7 +1,7 @@
 // Everything returned belongs to the caller; memory growth detaches old views of WASM
 // memory but never changes results; steady training loops do not grow memory.
 import { describe, expect, test } from "vitest";
-import { type Backend, BatchNorm, batchnormBackwardAlt, batchnormForward, initSync } from "../src/index.js";
+import { type BNParam, type Backend, BatchNorm, batchnormBackwardAlt, batchnormForward, initSync } from "../src/index.js";
 import { engine } from "../src/wasm.js";
 import { expectClose, fixtures, randn, typed } from "./helpers.js";
 
@@ -14,7 +14,7 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     const x = typed("float32", c.x);
     const gamma = typed("float32", c.gamma);
     const beta = typed("float32", c.beta);
-    const bnParam = { mode: "train" as const };
+    const bnParam: BNParam = { mode: "train" };
     const first = batchnormForward(x, gamma, beta, bnParam);
     const grads = batchnormBackwardAlt(typed("float32", c.dout), first.cache!);
     const runningMean = bnParam.runningMean!;
@@ -65,7 +65,7 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     const beta = new Float32Array(d);
     const bn = new BatchNorm(d);
     const ws = new BatchNorm(d).workspace(n);
-    const bnParam = { mode: "train" as const };
+    const bnParam: BNParam = { mode: "train" };
     const step = () => {
       bn.forward(x);
       bn.backward(dout);
