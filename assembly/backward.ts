@@ -1,91 +1,130 @@
 // Backward pass to dx, dgamma, dbeta from dout and the forward cache (x, mean, invStd).
 //
 // Both forms of the CS231n derivation need the same two sweeps over memory:
-//   1. column sums Σ dout, Σ dout·(x − μ), Σ (x − μ);
+//   1. column sums Σ dout and Σ dout·(x − μ);
 //   2. dx = a·((dout − m) − b·(x − μ)) with per-column a, m, b.
 // They differ in how a, m, b follow from the sums (the O(d) algebra in `backward`):
 // the graph form goes through dx̂, dvar and dmean node by node; the compact form uses
-// dx = (γ·invStd / N)·(N·dout − dβ − x̂·dγ).
-import { ROW_BLOCK, lanes, at, addToF64, zeroF64 } from "./columns";
+// dx = (γ·invStd / N)·(N·dout − dβ − x̂·dγ). Centring dout before scaling keeps the
+// cancellation in N·dout − Σdout exact for N = 1.
+import { ROW_BLOCK, lanes, at, addToF64, zeroF64, groupLength, fillPattern, foldPattern, after } from "./columns";
 
-/** sDout = Σ dout, sDoutX = Σ dout·(x − c), sX = Σ (x − c) per column, in f64. */
-function backwardSums<T>(
-  dout: usize, x: usize, n: i32, d: i32, c: usize, sDout: usize, sDoutX: usize, sX: usize,
-): void {
-  zeroF64(sDout, d);
-  zeroF64(sDoutX, d);
-  zeroF64(sX, d);
-  const rowBytes = <usize>d * sizeof<T>();
-  for (let r0 = 0; r0 < n; r0 += ROW_BLOCK) {
-    const rows = min(ROW_BLOCK, n - r0);
-    const offset = <usize>r0 * rowBytes;
-    let j = 0;
-    if (ASC_FEATURE_SIMD) {
-      const L = lanes<T>();
-      for (; j + L <= d; j += L) {
-        const cj = v128.load(at<T>(c, j));
-        let a0 = v128.splat<T>(<T>0);
-        let a1 = v128.splat<T>(<T>0);
-        let a2 = v128.splat<T>(<T>0);
-        let p = at<T>(offset, j);
-        for (let r = 0; r < rows; r++, p += rowBytes) {
-          const g = v128.load(dout + p);
-          const v = v128.sub<T>(v128.load(x + p), cj);
-          a0 = v128.add<T>(a0, g);
-          a1 = v128.add<T>(a1, v128.mul<T>(g, v));
-          a2 = v128.add<T>(a2, v);
-        }
-        addToF64<T>(at<f64>(sDout, j), a0);
-        addToF64<T>(at<f64>(sDoutX, j), a1);
-        addToF64<T>(at<f64>(sX, j), a2);
+/** SIMD: p0[e] = Σ_g dout[g, e], p1[e] = Σ_g dout[g, e]·(x[g, e] − cPat[e]) over groups of E values. */
+function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat: usize, p0: usize, p1: usize): void {
+  zeroF64(p0, E);
+  zeroF64(p1, E);
+  const L = lanes<T>();
+  const P = E / L;
+  const groupBytes = <usize>E * sizeof<T>();
+  const accBytes = <usize>L << 3;
+  const zero = v128.splat<T>(<T>0);
+  for (let g0 = 0; g0 < groups; g0 += ROW_BLOCK) {
+    const rows = min(ROW_BLOCK, groups - g0);
+    const block = <usize>g0 * groupBytes;
+    let k = 0;
+    for (; k + 4 <= P; k += 4) {
+      const off = <usize>k << 4;
+      const c0 = v128.load(cPat + off);
+      const c1 = v128.load(cPat + off, 16);
+      const c2 = v128.load(cPat + off, 32);
+      const c3 = v128.load(cPat + off, 48);
+      let a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+      let b0 = zero, b1 = zero, b2 = zero, b3 = zero;
+      let p = block + off;
+      for (let r = 0; r < rows; r++, p += groupBytes) {
+        const g0v = v128.load(dout + p);
+        const g1v = v128.load(dout + p, 16);
+        const g2v = v128.load(dout + p, 32);
+        const g3v = v128.load(dout + p, 48);
+        a0 = v128.add<T>(a0, g0v);
+        a1 = v128.add<T>(a1, g1v);
+        a2 = v128.add<T>(a2, g2v);
+        a3 = v128.add<T>(a3, g3v);
+        b0 = v128.add<T>(b0, v128.mul<T>(g0v, v128.sub<T>(v128.load(x + p), c0)));
+        b1 = v128.add<T>(b1, v128.mul<T>(g1v, v128.sub<T>(v128.load(x + p, 16), c1)));
+        b2 = v128.add<T>(b2, v128.mul<T>(g2v, v128.sub<T>(v128.load(x + p, 32), c2)));
+        b3 = v128.add<T>(b3, v128.mul<T>(g3v, v128.sub<T>(v128.load(x + p, 48), c3)));
       }
+      const q0 = at<f64>(p0, k * L);
+      const q1 = at<f64>(p1, k * L);
+      addToF64<T>(q0, a0);
+      addToF64<T>(q0 + accBytes, a1);
+      addToF64<T>(q0 + 2 * accBytes, a2);
+      addToF64<T>(q0 + 3 * accBytes, a3);
+      addToF64<T>(q1, b0);
+      addToF64<T>(q1 + accBytes, b1);
+      addToF64<T>(q1 + 2 * accBytes, b2);
+      addToF64<T>(q1 + 3 * accBytes, b3);
     }
-    for (; j < d; j++) {
-      const cj = load<T>(at<T>(c, j));
-      let a0: T = 0;
-      let a1: T = 0;
-      let a2: T = 0;
-      let p = at<T>(offset, j);
-      for (let r = 0; r < rows; r++, p += rowBytes) {
-        const g = load<T>(dout + p);
-        const v: T = load<T>(x + p) - cj;
-        a0 += g;
-        a1 += g * v;
-        a2 += v;
+    for (; k < P; k++) {
+      const off = <usize>k << 4;
+      const c0 = v128.load(cPat + off);
+      let a0 = zero, b0 = zero;
+      let p = block + off;
+      for (let r = 0; r < rows; r++, p += groupBytes) {
+        const g0v = v128.load(dout + p);
+        a0 = v128.add<T>(a0, g0v);
+        b0 = v128.add<T>(b0, v128.mul<T>(g0v, v128.sub<T>(v128.load(x + p), c0)));
       }
-      store<f64>(at<f64>(sDout, j), load<f64>(at<f64>(sDout, j)) + <f64>a0);
-      store<f64>(at<f64>(sDoutX, j), load<f64>(at<f64>(sDoutX, j)) + <f64>a1);
-      store<f64>(at<f64>(sX, j), load<f64>(at<f64>(sX, j)) + <f64>a2);
+      addToF64<T>(at<f64>(p0, k * L), a0);
+      addToF64<T>(at<f64>(p1, k * L), b0);
     }
   }
 }
 
-/**
- * dx[r, j] = a[j]·((dout[r, j] − m[j]) − b[j]·(x[r, j] − c[j])).
- * Centering dout before scaling keeps the cancellation in N·dout − Σdout exact for N = 1, 2.
- */
-function backwardApply<T>(
-  dout: usize, x: usize, n: i32, d: i32, c: usize, a: usize, m: usize, b: usize, dx: usize,
-): void {
+/** Row by row: adds Σ dout and Σ dout·(x − c) over rows [r0, n) into s0[j], s1[j]. */
+function backwardSumsRows<T>(dout: usize, x: usize, r0: i32, n: i32, d: i32, c: usize, s0: usize, s1: usize): void {
   const rowBytes = <usize>d * sizeof<T>();
-  for (let r = 0; r < n; r++) {
-    const offset = <usize>r * rowBytes;
-    let j = 0;
-    if (ASC_FEATURE_SIMD) {
-      const L = lanes<T>();
-      for (; j + L <= d; j += L) {
-        const p = at<T>(offset, j);
-        const xc = v128.sub<T>(v128.load(x + p), v128.load(at<T>(c, j)));
-        const g = v128.sub<T>(v128.load(dout + p), v128.load(at<T>(m, j)));
-        const t = v128.sub<T>(g, v128.mul<T>(v128.load(at<T>(b, j)), xc));
-        v128.store(dx + p, v128.mul<T>(v128.load(at<T>(a, j)), t));
+  for (; r0 < n; r0 += ROW_BLOCK) {
+    const rows = min(ROW_BLOCK, n - r0);
+    const offset = <usize>r0 * rowBytes;
+    for (let j = 0; j < d; j++) {
+      const cj = load<T>(at<T>(c, j));
+      let a0: T = 0;
+      let a1: T = 0;
+      let p = at<T>(offset, j);
+      for (let r = 0; r < rows; r++, p += rowBytes) {
+        const g = load<T>(dout + p);
+        a0 += g;
+        a1 += g * (load<T>(x + p) - cj);
+      }
+      store<f64>(at<f64>(s0, j), load<f64>(at<f64>(s0, j)) + <f64>a0);
+      store<f64>(at<f64>(s1, j), load<f64>(at<f64>(s1, j)) + <f64>a1);
+    }
+  }
+}
+
+/** SIMD over groups: dx = a·((dout − m) − b·(x − c)), four groups per load of the constants. */
+function backwardApplyGroups<T>(
+  dout: usize, x: usize, groups: i32, E: i32, cPat: usize, aPat: usize, mPat: usize, bPat: usize, dx: usize,
+): void {
+  const P = E / lanes<T>();
+  const groupBytes = <usize>E * sizeof<T>();
+  let g = 0;
+  for (; g + 4 <= groups; g += 4) {
+    const base = <usize>g * groupBytes;
+    for (let k = 0; k < P; k++) {
+      const off = <usize>k << 4;
+      const c = v128.load(cPat + off);
+      const a = v128.load(aPat + off);
+      const m = v128.load(mPat + off);
+      const b = v128.load(bPat + off);
+      let p = base + off;
+      for (let i = 0; i < 4; i++, p += groupBytes) {
+        const xc = v128.sub<T>(v128.load(x + p), c);
+        const t = v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, xc));
+        v128.store(dx + p, v128.mul<T>(a, t));
       }
     }
-    for (; j < d; j++) {
-      const p = at<T>(offset, j);
-      const xc: T = load<T>(x + p) - load<T>(at<T>(c, j));
-      const g: T = load<T>(dout + p) - load<T>(at<T>(m, j));
-      store<T>(dx + p, load<T>(at<T>(a, j)) * (g - load<T>(at<T>(b, j)) * xc));
+  }
+  for (; g < groups; g++) {
+    const base = <usize>g * groupBytes;
+    for (let k = 0; k < P; k++) {
+      const off = <usize>k << 4;
+      const p = base + off;
+      const xc = v128.sub<T>(v128.load(x + p), v128.load(cPat + off));
+      const t = v128.sub<T>(v128.sub<T>(v128.load(dout + p), v128.load(mPat + off)), v128.mul<T>(v128.load(bPat + off), xc));
+      v128.store(dx + p, v128.mul<T>(v128.load(aPat + off), t));
     }
   }
 }
@@ -95,21 +134,39 @@ export const COMPACT_FORM = 1;
 
 /**
  * Backward for a train-mode forward whose cache holds x, mean + meanLo and invStd.
- * Writes dx, dgamma, dbeta (either may be 0 to skip). gamma = 0 means gamma = 1.
- * work: 3·d f64 followed by 3·d T, 16-byte aligned.
+ * Writes dx, dgamma, dbeta (each may be 0 to skip). gamma = 0 means gamma = 1.
+ * work: workBytes<T>(d), 16-byte aligned.
  */
 export function backward<T>(
   form: i32, dout: usize, x: usize, n: i32, d: i32,
   gamma: usize, mean: usize, meanLo: usize, invStd: usize,
   dx: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
+  const colBytes = <usize>d * sizeof<T>();
   const sDout = work;
-  const sDoutX = at<f64>(work, d);
-  const sX = at<f64>(work, 2 * d);
-  const a = at<f64>(work, 3 * d);
-  const m = at<T>(a, d);
-  const b = at<T>(m, d);
-  backwardSums<T>(dout, x, n, d, mean, sDout, sDoutX, sX);
+  const sDoutX = after(sDout, <usize>d << 3);
+  const a = after(sDoutX, <usize>d << 3);
+  const m = after(a, colBytes);
+  const b = after(m, colBytes);
+  const scratch = after(b, colBytes);
+  const E = groupLength<T>(d);
+  const groups = ASC_FEATURE_SIMD ? <i32>((<i64>n * d) / E) : 0;
+  const r0 = groups * (E / d);
+  const patBytes = <usize>E * sizeof<T>();
+  const cPat = scratch;
+
+  zeroF64(sDout, d);
+  zeroF64(sDoutX, d);
+  if (groups > 0) {
+    const p0 = after(cPat, patBytes);
+    const p1 = after(p0, <usize>E << 3);
+    fillPattern<T>(cPat, mean, d, E);
+    backwardSumsGroups<T>(dout, x, groups, E, cPat, p0, p1);
+    foldPattern(p0, E, d, sDout);
+    foldPattern(p1, E, d, sDoutX);
+  }
+  backwardSumsRows<T>(dout, x, r0, n, d, mean, sDout, sDoutX);
+
   const N = <f64>n;
   for (let j = 0; j < d; j++) {
     const g: f64 = gamma ? <f64>load<T>(at<T>(gamma, j)) : 1.0;
@@ -118,7 +175,6 @@ export function backward<T>(
     // Sums about the exact mean μ = mean + meanLo.
     const sumDout = load<f64>(at<f64>(sDout, j));
     const sumDoutXc = load<f64>(at<f64>(sDoutX, j)) - lo * sumDout;
-    const sumXc = load<f64>(at<f64>(sX, j)) - lo * N;
     const dBeta = sumDout;
     const dGamma = sumDoutXc * inv;
     // dx = ca·dout + cb·(x − μ) + ck, written as a·((dout − mk) − mb·(x − μ)).
@@ -127,8 +183,9 @@ export function backward<T>(
       // x̂ = (x − μ)·invStd, out = γ·x̂ + β
       // dx̂ = dout·γ
       // dvar = Σ dx̂·(x − μ) · (−½)·invStd³
-      // dmean = −Σ dx̂·invStd + dvar · Σ(−2(x − μ)) / N
+      // dmean = −Σ dx̂·invStd + dvar · Σ(−2(x − μ)) / N, where Σ(x − μ) = 0 by definition of μ
       // dx = dx̂·invStd + dvar·2(x − μ)/N + dmean/N
+      const sumXc = 0.0;
       const dVar = g * sumDoutXc * -0.5 * inv * inv * inv;
       const dMean = -g * sumDout * inv + dVar * (-2.0 * sumXc) / N;
       ca = g * inv;
@@ -150,5 +207,25 @@ export function backward<T>(
     if (dgamma) store<T>(at<T>(dgamma, j), <T>dGamma);
     if (dbeta) store<T>(at<T>(dbeta, j), <T>dBeta);
   }
-  if (dx) backwardApply<T>(dout, x, n, d, mean, a, m, b, dx);
+  if (!dx) return;
+
+  if (groups > 0) {
+    const aPat = after(cPat, patBytes);
+    const mPat = after(aPat, patBytes);
+    const bPat = after(mPat, patBytes);
+    fillPattern<T>(aPat, a, d, E);
+    fillPattern<T>(mPat, m, d, E);
+    fillPattern<T>(bPat, b, d, E);
+    backwardApplyGroups<T>(dout, x, groups, E, cPat, aPat, mPat, bPat, dx);
+  }
+  const rowBytes = <usize>d * sizeof<T>();
+  for (let r = r0; r < n; r++) {
+    const offset = <usize>r * rowBytes;
+    for (let j = 0; j < d; j++) {
+      const p = at<T>(offset, j);
+      const xc: T = load<T>(x + p) - load<T>(at<T>(mean, j));
+      const t: T = load<T>(dout + p) - load<T>(at<T>(m, j)) - load<T>(at<T>(b, j)) * xc;
+      store<T>(dx + p, load<T>(at<T>(a, j)) * t);
+    }
+  }
 }

@@ -1,12 +1,15 @@
 // Shared building blocks for kernels over row-major (n, d) arrays of T = f32 | f64.
 //
-// Every kernel walks the rows in order (no transpose) and keeps one value, or one SIMD
-// vector of 16 / sizeof<T>() values, per column. Column j of row r is at
-// base + (r * d + j) * sizeof<T>(). SIMD loops cover whole vectors; a scalar loop does
-// the same arithmetic on the remaining d % lanes columns, so the SIMD and the scalar build
-// give bit-identical results.
+// Two ways through the data:
+// - Row by row (the scalar build, and the last rows in the SIMD build): column j of row r is
+//   at base + (r·d + j)·sizeof<T>().
+// - As a flat array of "groups" (SIMD build): a group is E = P·lanes consecutive values, with
+//   E a multiple of d, so value e of every group belongs to column e % d. Per-column
+//   constants are repeated into E-long patterns and per-column sums kept as E partial sums.
+//   This vectorizes any d, including d = 1 or 3 (e.g. d = 3, f32: E = 48, sixteen rows per
+//   group), and for d a multiple of 16 a group is simply one row.
 
-/** Rows summed in T before the partial sums are added into f64 accumulators. */
+/** Groups (or rows) summed in T before their partial sums are added into f64 accumulators. */
 export const ROW_BLOCK: i32 = 16;
 
 /** Number of T values in one v128. */
@@ -21,6 +24,42 @@ export const ROW_BLOCK: i32 = 16;
   return base + (<usize>i << alignof<T>());
 }
 
+function gcd(a: i32, b: i32): i32 {
+  while (b) {
+    const t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
+}
+
+/**
+ * Values per group for d columns: the smallest multiple of both d and lanes, widened to at
+ * least 4 vectors so that the inner loops always have 4 independent accumulators.
+ */
+export function groupLength<T>(d: i32): i32 {
+  const L = lanes<T>();
+  const p = d / gcd(d, L); // vectors in lcm(d, L)
+  const vectors = p >= 4 ? p : p == 3 ? 12 : 4; // lcm(p, 4) for p = 1, 2, 3
+  return vectors * L;
+}
+
+/** pattern[e] = column[e % d] for e < length. */
+export function fillPattern<T>(pattern: usize, column: usize, d: i32, length: i32): void {
+  for (let e = 0, j = 0; e < length; e++) {
+    store<T>(at<T>(pattern, e), load<T>(at<T>(column, j)));
+    if (++j == d) j = 0;
+  }
+}
+
+/** column[e % d] += partial[e] for e < length (f64). */
+export function foldPattern(partial: usize, length: i32, d: i32, column: usize): void {
+  for (let e = 0, j = 0; e < length; e++) {
+    store<f64>(at<f64>(column, j), load<f64>(at<f64>(column, j)) + load<f64>(at<f64>(partial, e)));
+    if (++j == d) j = 0;
+  }
+}
+
 /** Adds the lanes of v (a vector of T) into the f64 accumulators acc[0 .. lanes). */
 // @ts-ignore: decorator
 @inline export function addToF64<T>(acc: usize, v: v128): void {
@@ -33,7 +72,20 @@ export const ROW_BLOCK: i32 = 16;
   }
 }
 
-/** Sets d f64 values at p to zero. */
-export function zeroF64(p: usize, d: i32): void {
-  memory.fill(p, 0, <usize>d << 3);
+/** Sets count f64 values at p to zero. */
+export function zeroF64(p: usize, count: i32): void {
+  memory.fill(p, 0, <usize>count << 3);
+}
+
+/** The address `bytes` (rounded up to 16) past p: carves a work area into pieces. */
+// @ts-ignore: decorator
+@inline export function after(p: usize, bytes: usize): usize {
+  return p + ((bytes + 15) & ~(<usize>15));
+}
+
+/** Upper bound of the work area any kernel takes for d columns of T. */
+export function workBytes<T>(d: i32): usize {
+  const e = <usize>groupLength<T>(d);
+  // column arrays: ≤ 4 of f64 and 4 of T; patterns: ≤ 2 of f64 and 4 of T; alignment slack.
+  return (<usize>d) * 64 + e * 48 + 16 * 16;
 }

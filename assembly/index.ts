@@ -1,13 +1,23 @@
 // The module's exports: every kernel instantiated for f32 and f64.
 // Pointers are byte addresses in this module's memory; the caller (src/wasm.ts) owns all
 // memory above heapBase() and passes 16-byte aligned work areas of the sizes documented on
-// each kernel. The same contract is written on the TypeScript side in src/wasm.ts.
+// each kernel (workBytesF32/F64). The same contract is written in src/wasm.ts.
 import { forwardTrain, forwardTest } from "./normalize";
 import { backward } from "./backward";
+import { workBytes } from "./columns";
 
 /** First free byte after the module's static data. */
 export function heapBase(): usize {
   return __heap_base;
+}
+
+/** Bytes of work area every kernel below needs for d columns. */
+export function workBytesF32(d: i32): usize {
+  return workBytes<f32>(d);
+}
+
+export function workBytesF64(d: i32): usize {
+  return workBytes<f64>(d);
 }
 
 export function forwardTrainF32(

@@ -1,26 +1,69 @@
 // Forward pass: batch statistics, running-statistics update, and the per-column affine map
 // out = (x − center) · scale + bias that both train and test mode reduce to.
-import { lanes, at } from "./columns";
+import { lanes, at, groupLength, fillPattern, after } from "./columns";
 import { columnMeanVar } from "./statistics";
 
-/** out[r, j] = (x[r, j] − center[j]) · scale[j] + bias[j]. */
+/** SIMD over groups of E values, four groups per load of the constants. */
+function affineGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, sPat: usize, bPat: usize, out: usize): void {
+  const P = E / lanes<T>();
+  const groupBytes = <usize>E * sizeof<T>();
+  let g = 0;
+  for (; g + 4 <= groups; g += 4) {
+    const base = <usize>g * groupBytes;
+    for (let k = 0; k < P; k++) {
+      const off = <usize>k << 4;
+      const c = v128.load(cPat + off);
+      const s = v128.load(sPat + off);
+      const b = v128.load(bPat + off);
+      let p = base + off;
+      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c), s), b));
+      p += groupBytes;
+      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c), s), b));
+      p += groupBytes;
+      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c), s), b));
+      p += groupBytes;
+      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c), s), b));
+    }
+  }
+  for (; g < groups; g++) {
+    const base = <usize>g * groupBytes;
+    for (let k = 0; k < P; k++) {
+      const off = <usize>k << 4;
+      const p = base + off;
+      const v = v128.sub<T>(v128.load(x + p), v128.load(cPat + off));
+      v128.store(out + p, v128.add<T>(v128.mul<T>(v, v128.load(sPat + off)), v128.load(bPat + off)));
+    }
+  }
+}
+
+/**
+ * out[r, j] = (x[r, j] − center[j]) · scale[j] + bias[j].
+ * scratch: 3·groupLength<T>(d) values of T.
+ */
 export function affineColumns<T>(
-  x: usize, n: i32, d: i32, center: usize, scale: usize, bias: usize, out: usize,
+  x: usize, n: i32, d: i32, center: usize, scale: usize, bias: usize, out: usize, scratch: usize,
 ): void {
+  let r0 = 0;
+  if (ASC_FEATURE_SIMD) {
+    const E = groupLength<T>(d);
+    const groups = <i32>((<i64>n * d) / E);
+    if (groups > 0) {
+      const patBytes = <usize>E * sizeof<T>();
+      const cPat = scratch;
+      const sPat = after(cPat, patBytes);
+      const bPat = after(sPat, patBytes);
+      fillPattern<T>(cPat, center, d, E);
+      fillPattern<T>(sPat, scale, d, E);
+      fillPattern<T>(bPat, bias, d, E);
+      affineGroups<T>(x, groups, E, cPat, sPat, bPat, out);
+      r0 = groups * (E / d);
+    }
+  }
   const rowBytes = <usize>d * sizeof<T>();
-  for (let r = 0; r < n; r++) {
+  for (let r = r0; r < n; r++) {
     const xr = x + <usize>r * rowBytes;
     const or = out + <usize>r * rowBytes;
-    let j = 0;
-    if (ASC_FEATURE_SIMD) {
-      const L = lanes<T>();
-      for (; j + L <= d; j += L) {
-        const v = v128.sub<T>(v128.load(at<T>(xr, j)), v128.load(at<T>(center, j)));
-        const y = v128.add<T>(v128.mul<T>(v, v128.load(at<T>(scale, j))), v128.load(at<T>(bias, j)));
-        v128.store(at<T>(or, j), y);
-      }
-    }
-    for (; j < d; j++) {
+    for (let j = 0; j < d; j++) {
       const v: T = load<T>(at<T>(xr, j)) - load<T>(at<T>(center, j));
       store<T>(at<T>(or, j), v * load<T>(at<T>(scale, j)) + load<T>(at<T>(bias, j)));
     }
@@ -36,20 +79,22 @@ export function affineColumns<T>(
  * the exactly representable `mean` from x (exact for x near the mean) and fold meanLo into
  * the per-column constants, computed in f64.
  *
- * gamma = 0 means gamma = 1, beta = 0 means beta = 0 (no affine parameters).
- * work: 2·d f64 followed by 3·d T, 16-byte aligned.
+ * gamma = 0 means gamma = 1, beta = 0 means beta = 0, runMean/runVar = 0: not updated.
+ * work: workBytes<T>(d), 16-byte aligned.
  */
 export function forwardTrain<T>(
   x: usize, n: i32, d: i32, gamma: usize, beta: usize, eps: f64, momentum: f64,
   runMean: usize, runVar: usize, out: usize,
   mean: usize, meanLo: usize, variance: usize, invStd: usize, work: usize,
 ): void {
+  const colBytes = <usize>d * sizeof<T>();
   const mean64 = work;
-  const var64 = at<f64>(work, d);
-  const center = at<f64>(work, 2 * d);
-  const scale = at<T>(center, d);
-  const bias = at<T>(scale, d);
-  columnMeanVar<T>(x, n, d, mean64, var64, center);
+  const var64 = after(mean64, <usize>d << 3);
+  const center = after(var64, <usize>d << 3);
+  const scale = after(center, colBytes);
+  const bias = after(scale, colBytes);
+  const scratch = after(bias, colBytes);
+  columnMeanVar<T>(x, n, d, mean64, var64, center, scratch);
   for (let j = 0; j < d; j++) {
     const mu = load<f64>(at<f64>(mean64, j));
     const v = load<f64>(at<f64>(var64, j));
@@ -75,24 +120,26 @@ export function forwardTrain<T>(
       store<T>(at<T>(runVar, j), <T>(momentum * rv + (1.0 - momentum) * v));
     }
   }
-  affineColumns<T>(x, n, d, center, scale, bias, out);
+  affineColumns<T>(x, n, d, center, scale, bias, out, scratch);
 }
 
 /**
  * Test-mode forward: out = (x − runMean) · gamma / sqrt(runVar + eps) + beta.
- * work: 2·d T, 16-byte aligned.
+ * work: workBytes<T>(d), 16-byte aligned.
  */
 export function forwardTest<T>(
   x: usize, n: i32, d: i32, gamma: usize, beta: usize, eps: f64,
   runMean: usize, runVar: usize, out: usize, work: usize,
 ): void {
+  const colBytes = <usize>d * sizeof<T>();
   const scale = work;
-  const bias = at<T>(scale, d);
+  const bias = after(scale, colBytes);
+  const scratch = after(bias, colBytes);
   for (let j = 0; j < d; j++) {
     const g: f64 = gamma ? <f64>load<T>(at<T>(gamma, j)) : 1.0;
     const b: f64 = beta ? <f64>load<T>(at<T>(beta, j)) : 0.0;
     store<T>(at<T>(scale, j), <T>(g / Math.sqrt(<f64>load<T>(at<T>(runVar, j)) + eps)));
     store<T>(at<T>(bias, j), <T>b);
   }
-  affineColumns<T>(x, n, d, runMean, scale, bias, out);
+  affineColumns<T>(x, n, d, runMean, scale, bias, out, scratch);
 }

@@ -3,40 +3,85 @@
 // Numerics: a one-pass E[x²] − E[x]² loses every digit when |mean| >> std, and a plain f32
 // running sum of x drifts. We sum shifted values v = x − c instead, with c close to the mean:
 // - c starts as the mean of the first ROW_BLOCK rows, so |mean − c| is a fraction of a std;
-// - v and v² are summed in T over blocks of ROW_BLOCK rows (full SIMD width for f32), and
-//   each block's partial sums are added into f64 accumulators, so the rounding error is that
-//   of ROW_BLOCK terms in T plus n/ROW_BLOCK terms in f64;
+// - v and v² are summed in T over blocks of ROW_BLOCK rows or groups (full SIMD width for
+//   f32), and each block's partial sums are added into f64 accumulators, so the rounding
+//   error is that of ROW_BLOCK terms in T plus n/ROW_BLOCK terms in f64;
 // - var = S2/n − (S1/n)² then cancels only (mean − c)² against var; if that ratio is large
 //   for any column (c was a poor guess, e.g. sorted data), a second pass with c = mean
-//   makes it negligible. Typical data needs one pass.
-import { ROW_BLOCK, lanes, at, addToF64, zeroF64 } from "./columns";
+//   makes it negligible. Typical data needs one pass over memory.
+import { ROW_BLOCK, lanes, at, addToF64, zeroF64, groupLength, fillPattern, foldPattern, after } from "./columns";
 
-/** s1[j] = Σ_r (x[r, j] − c[j]), s2[j] = Σ_r (x[r, j] − c[j])², accumulated as described above. */
-function shiftedSums<T>(x: usize, n: i32, d: i32, c: usize, s1: usize, s2: usize): void {
-  zeroF64(s1, d);
-  zeroF64(s2, d);
+/** SIMD: p1[e] = Σ_g (x[g, e] − cPat[e]), p2[e] = Σ_g (x[g, e] − cPat[e])² over `groups` groups of E values. */
+function shiftedSumsGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, p1: usize, p2: usize): void {
+  zeroF64(p1, E);
+  zeroF64(p2, E);
+  const L = lanes<T>();
+  const P = E / L;
+  const groupBytes = <usize>E * sizeof<T>();
+  const accBytes = <usize>L << 3;
+  const zero = v128.splat<T>(<T>0);
+  for (let g0 = 0; g0 < groups; g0 += ROW_BLOCK) {
+    const rows = min(ROW_BLOCK, groups - g0);
+    const block = x + <usize>g0 * groupBytes;
+    let k = 0;
+    // Four vectors (64 bytes, one cache line) per group at a time: four independent chains.
+    for (; k + 4 <= P; k += 4) {
+      const off = <usize>k << 4;
+      const c0 = v128.load(cPat + off);
+      const c1 = v128.load(cPat + off, 16);
+      const c2 = v128.load(cPat + off, 32);
+      const c3 = v128.load(cPat + off, 48);
+      let a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+      let b0 = zero, b1 = zero, b2 = zero, b3 = zero;
+      let p = block + off;
+      for (let r = 0; r < rows; r++, p += groupBytes) {
+        const v0 = v128.sub<T>(v128.load(p), c0);
+        const v1 = v128.sub<T>(v128.load(p, 16), c1);
+        const v2 = v128.sub<T>(v128.load(p, 32), c2);
+        const v3 = v128.sub<T>(v128.load(p, 48), c3);
+        a0 = v128.add<T>(a0, v0);
+        a1 = v128.add<T>(a1, v1);
+        a2 = v128.add<T>(a2, v2);
+        a3 = v128.add<T>(a3, v3);
+        b0 = v128.add<T>(b0, v128.mul<T>(v0, v0));
+        b1 = v128.add<T>(b1, v128.mul<T>(v1, v1));
+        b2 = v128.add<T>(b2, v128.mul<T>(v2, v2));
+        b3 = v128.add<T>(b3, v128.mul<T>(v3, v3));
+      }
+      const q1 = at<f64>(p1, k * L);
+      const q2 = at<f64>(p2, k * L);
+      addToF64<T>(q1, a0);
+      addToF64<T>(q1 + accBytes, a1);
+      addToF64<T>(q1 + 2 * accBytes, a2);
+      addToF64<T>(q1 + 3 * accBytes, a3);
+      addToF64<T>(q2, b0);
+      addToF64<T>(q2 + accBytes, b1);
+      addToF64<T>(q2 + 2 * accBytes, b2);
+      addToF64<T>(q2 + 3 * accBytes, b3);
+    }
+    for (; k < P; k++) {
+      const off = <usize>k << 4;
+      const c0 = v128.load(cPat + off);
+      let a0 = zero, b0 = zero;
+      let p = block + off;
+      for (let r = 0; r < rows; r++, p += groupBytes) {
+        const v0 = v128.sub<T>(v128.load(p), c0);
+        a0 = v128.add<T>(a0, v0);
+        b0 = v128.add<T>(b0, v128.mul<T>(v0, v0));
+      }
+      addToF64<T>(at<f64>(p1, k * L), a0);
+      addToF64<T>(at<f64>(p2, k * L), b0);
+    }
+  }
+}
+
+/** Row by row: adds Σ (x[r, j] − c[j]) and Σ (x[r, j] − c[j])² over rows [r0, n) into s1[j], s2[j]. */
+function shiftedSumsRows<T>(x: usize, r0: i32, n: i32, d: i32, c: usize, s1: usize, s2: usize): void {
   const rowBytes = <usize>d * sizeof<T>();
-  for (let r0 = 0; r0 < n; r0 += ROW_BLOCK) {
+  for (; r0 < n; r0 += ROW_BLOCK) {
     const rows = min(ROW_BLOCK, n - r0);
     const block = x + <usize>r0 * rowBytes;
-    let j = 0;
-    if (ASC_FEATURE_SIMD) {
-      const L = lanes<T>();
-      for (; j + L <= d; j += L) {
-        const cj = v128.load(at<T>(c, j));
-        let a1 = v128.splat<T>(<T>0);
-        let a2 = v128.splat<T>(<T>0);
-        let p = at<T>(block, j);
-        for (let r = 0; r < rows; r++, p += rowBytes) {
-          const v = v128.sub<T>(v128.load(p), cj);
-          a1 = v128.add<T>(a1, v);
-          a2 = v128.add<T>(a2, v128.mul<T>(v, v));
-        }
-        addToF64<T>(at<f64>(s1, j), a1);
-        addToF64<T>(at<f64>(s2, j), a2);
-      }
-    }
-    for (; j < d; j++) {
+    for (let j = 0; j < d; j++) {
       const cj = load<T>(at<T>(c, j));
       let a1: T = 0;
       let a2: T = 0;
@@ -52,23 +97,47 @@ function shiftedSums<T>(x: usize, n: i32, d: i32, c: usize, s1: usize, s2: usize
   }
 }
 
+/**
+ * s1[j] = Σ_r (x[r, j] − c[j]), s2[j] = Σ_r (x[r, j] − c[j])² (f64).
+ * scratch: groupLength<T>(d) values of T and 2·groupLength f64.
+ */
+function shiftedSums<T>(x: usize, n: i32, d: i32, c: usize, s1: usize, s2: usize, scratch: usize): void {
+  zeroF64(s1, d);
+  zeroF64(s2, d);
+  let r0 = 0;
+  if (ASC_FEATURE_SIMD) {
+    const E = groupLength<T>(d);
+    const groups = <i32>((<i64>n * d) / E);
+    if (groups > 0) {
+      const cPat = scratch;
+      const p1 = after(cPat, <usize>E * sizeof<T>());
+      const p2 = after(p1, <usize>E << 3);
+      fillPattern<T>(cPat, c, d, E);
+      shiftedSumsGroups<T>(x, groups, E, cPat, p1, p2);
+      foldPattern(p1, E, d, s1);
+      foldPattern(p2, E, d, s2);
+      r0 = groups * (E / d);
+    }
+  }
+  shiftedSumsRows<T>(x, r0, n, d, c, s1, s2);
+}
+
 /** Shifts with (mean − c)² above this multiple of var get a second pass. */
 const RESHIFT_RATIO: f64 = 3.0;
 
 /**
  * mean[j] and variance[j] (f64, biased) of the columns of x (n ≥ 1 rows).
- * work: d values of T for the shift.
+ * c: d values of T (the shift, left as the mean rounded to T); scratch as for shiftedSums.
  */
-export function columnMeanVar<T>(x: usize, n: i32, d: i32, mean: usize, variance: usize, work: usize): void {
-  const c = work;
+export function columnMeanVar<T>(x: usize, n: i32, d: i32, mean: usize, variance: usize, c: usize, scratch: usize): void {
   // Initial shift: mean of the first rows, themselves shifted by row 0.
   const head = min(n, ROW_BLOCK);
-  shiftedSums<T>(x, head, d, x, mean, variance);
+  shiftedSums<T>(x, head, d, x, mean, variance, scratch);
   for (let j = 0; j < d; j++) {
     store<T>(at<T>(c, j), <T>(<f64>load<T>(at<T>(x, j)) + load<f64>(at<f64>(mean, j)) / <f64>head));
   }
   for (let pass = 0; pass < 2; pass++) {
-    shiftedSums<T>(x, n, d, c, mean, variance);
+    shiftedSums<T>(x, n, d, c, mean, variance, scratch);
     let reshift = false;
     for (let j = 0; j < d; j++) {
       const m = load<f64>(at<f64>(mean, j)) / <f64>n;

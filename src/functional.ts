@@ -6,7 +6,7 @@
 import { type Dtype, type FloatArray, dtypeOf } from "./dtype.js";
 import { layout } from "./memory.js";
 import * as check from "./validate.js";
-import { COMPACT_FORM, GRAPH_FORM, engine, workBytes } from "./wasm.js";
+import { COMPACT_FORM, GRAPH_FORM, engine } from "./wasm.js";
 
 export interface BNParam {
   mode: "train" | "test";
@@ -82,7 +82,7 @@ export function batchnormForward(x: FloatArray, gamma: FloatArray, beta: FloatAr
   const nd = n * d;
   const plan = layout({
     x: [dtype, nd], out: [dtype, nd], gamma: [dtype, d], beta: [dtype, d], runMean: [dtype, d], runVar: [dtype, d],
-    mean: [dtype, d], meanLo: [dtype, d], variance: [dtype, d], invStd: [dtype, d], work: ["float64", workBytes(d) / 8],
+    mean: [dtype, d], meanLo: [dtype, d], variance: [dtype, d], invStd: [dtype, d], work: ["float64", Math.ceil(kernels.workBytes(dtype, d) / 8)],
   });
   const base = heap.alloc(plan.bytes);
   try {
@@ -134,7 +134,7 @@ function backwardWithForm(form: number, name: string, dout: FloatArray, cache: B
   const nd = n * d;
   const plan = layout({
     dout: [dtype, nd], x: [dtype, nd], dx: [dtype, nd], gamma: [dtype, d], mean: [dtype, d], meanLo: [dtype, d],
-    invStd: [dtype, d], dgamma: [dtype, d], dbeta: [dtype, d], work: ["float64", workBytes(d) / 8],
+    invStd: [dtype, d], dgamma: [dtype, d], dbeta: [dtype, d], work: ["float64", Math.ceil(kernels.workBytes(dtype, d) / 8)],
   });
   const base = heap.alloc(plan.bytes);
   try {

@@ -8,7 +8,7 @@
 import { type Dtype, type FloatArray, arrayType } from "./dtype.js";
 import { layout } from "./memory.js";
 import * as check from "./validate.js";
-import { COMPACT_FORM, type Engine, GRAPH_FORM, engine, workBytes } from "./wasm.js";
+import { COMPACT_FORM, type Engine, GRAPH_FORM, engine } from "./wasm.js";
 import { DEFAULT_EPS, DEFAULT_MOMENTUM } from "./functional.js";
 
 export interface BatchNormOptions {
@@ -158,7 +158,7 @@ export class BatchNormWorkspace {
     this.plan = layout({
       x: [t, nd], out: [t, nd], dout: [t, nd], dx: [t, nd],
       gamma: [t, d], beta: [t, d], runMean: [t, d], runVar: [t, d], mean: [t, d], meanLo: [t, d],
-      variance: [t, d], invStd: [t, d], dgamma: [t, d], dbeta: [t, d], work: ["float64", workBytes(d) / 8],
+      variance: [t, d], invStd: [t, d], dgamma: [t, d], dbeta: [t, d], work: ["float64", Math.ceil(layer.engine.kernels.workBytes(t, d) / 8)],
     });
     this.base = layer.engine.heap.alloc(this.plan.bytes);
     freeOnCollect.register(this, { engine: layer.engine, base: this.base }, this);

@@ -4,7 +4,7 @@
 //
 // Contract with assembly/index.ts: pointers are byte addresses in the engine's memory, 0 means
 // "absent" (gamma/beta: 1 and 0; running statistics: not updated), work areas are 16-byte
-// aligned and at least workBytes(dtype, d) long.
+// aligned and at least kernels.workBytes(dtype, d) long.
 import { scalarWasm, simdWasm } from "../build/binaries.js";
 import { type Dtype } from "./dtype.js";
 import { Heap, JsMemory } from "./memory.js";
@@ -18,6 +18,8 @@ export const COMPACT_FORM = 1;
 
 /** Kernels on pointers into the engine's memory (see the contract above). */
 export interface Kernels {
+  /** Bytes of work area every kernel needs for d columns of dtype. */
+  workBytes(dtype: Dtype, d: number): number;
   forwardTrain(
     dtype: Dtype, x: number, n: number, d: number, gamma: number, beta: number, eps: number, momentum: number,
     runMean: number, runVar: number, out: number, mean: number, meanLo: number, variance: number, invStd: number,
@@ -33,11 +35,6 @@ export interface Kernels {
   ): void;
 }
 
-/** Bytes of work area any kernel needs for d features: 3·d f64 and 3·d values of T at most. */
-export function workBytes(d: number): number {
-  return 48 * d + 64;
-}
-
 export interface Engine {
   readonly backend: Backend;
   readonly heap: Heap;
@@ -47,6 +44,8 @@ export interface Engine {
 interface WasmExports {
   memory: WebAssembly.Memory;
   heapBase(): number;
+  workBytesF32(d: number): number;
+  workBytesF64(d: number): number;
   forwardTrainF32: (...args: number[]) => void;
   forwardTrainF64: (...args: number[]) => void;
   forwardTestF32: (...args: number[]) => void;
@@ -59,6 +58,7 @@ function wasmEngine(backend: "simd" | "scalar", instance: WebAssembly.Instance):
   const e = instance.exports as unknown as WasmExports;
   const heap = new Heap(e.memory, Math.max(e.heapBase(), 16));
   const kernels: Kernels = {
+    workBytes: (dtype, d) => (dtype === "float64" ? e.workBytesF64(d) : e.workBytesF32(d)) >>> 0,
     forwardTrain: (dtype, ...args) => (dtype === "float64" ? e.forwardTrainF64 : e.forwardTrainF32)(...args),
     forwardTest: (dtype, ...args) => (dtype === "float64" ? e.forwardTestF64 : e.forwardTestF32)(...args),
     backward: (dtype, ...args) => (dtype === "float64" ? e.backwardF64 : e.backwardF32)(...args),
@@ -71,6 +71,7 @@ function jsEngine(): Engine {
   const heap = new Heap(new JsMemory(), 16);
   const v = (dtype: Dtype, ptr: number, length: number) => (ptr ? heap.view(dtype, ptr, length) : null);
   const kernels: Kernels = {
+    workBytes: () => 16,
     forwardTrain(dtype, x, n, d, gamma, beta, eps, momentum, runMean, runVar, out, mean, meanLo, variance, invStd) {
       reference.forwardTrain(
         v(dtype, x, n * d)!, n, d, v(dtype, gamma, d), v(dtype, beta, d), eps, momentum,

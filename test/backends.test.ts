@@ -1,5 +1,5 @@
-// The SIMD and scalar builds agree bit for bit (same arithmetic per column); the plain-JS
-// backend, an independent algorithm, agrees within the core tolerances.
+// The SIMD build, the scalar build and the plain-JS backend (an independent algorithm: two
+// passes in float64) agree within the core tolerances on every shape of the sweep.
 import { describe, expect, test } from "vitest";
 import type { Dtype, FloatArray } from "../src/dtype.js";
 import { type BNParam, type Backend, batchnormBackward, batchnormBackwardAlt, batchnormForward, initSync } from "../src/index.js";
@@ -20,18 +20,6 @@ function runAll(backend: Backend, x: FloatArray, gamma: FloatArray, beta: FloatA
   };
 }
 
-/** Every array in a and b holds the same bytes. */
-function expectBitIdentical(a: object, b: object, path = "") {
-  for (const [key, value] of Object.entries(a)) {
-    const other = (b as Record<string, unknown>)[key];
-    if (ArrayBuffer.isView(value)) {
-      const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-      const otherBytes = new Uint8Array((other as FloatArray).buffer, (other as FloatArray).byteOffset, (other as FloatArray).byteLength);
-      expect(Buffer.compare(bytes, otherBytes), `${path}${key} differs`).toBe(0);
-    } else expectBitIdentical(value, other as object, `${path}${key}.`);
-  }
-}
-
 describe.each(["float32", "float64"] as Dtype[])("%s", (dtype) => {
   describe.each(Ds)("D = %i", (d) => {
     test.each(Ns)("N = %i", (n) => {
@@ -44,22 +32,21 @@ describe.each(["float32", "float64"] as Dtype[])("%s", (dtype) => {
       const scalar = runAll("scalar", x, gamma, beta, dout);
       const js = runAll("js", x, gamma, beta, dout);
 
-      expectBitIdentical(scalar, simd);
-
       const tol = tolerance(dtype);
-      expectClose(simd.out, js.out, tol.abs, "out");
-      // Test-mode outputs are not unit-scale here (one step of running statistics).
-      expectClose(simd.testOut, js.testOut, tol.abs * Math.max(1, maxAbs(js.testOut)), "test-mode out");
-      expectRelClose(simd.variance, js.variance, tol.rel, "variance");
-      expectRelClose(simd.runningVar, js.runningVar, tol.rel, "runningVar");
-      expectClose(simd.mean, js.mean, tol.rel * Math.max(1, maxAbs(simd.variance)) + 1e-6 * 5, "mean");
-      const c = { dtype, n, d, eps: 1e-5, gamma: Array.from(gamma), var: Array.from(js.variance), dout: Array.from(dout) };
-      for (const form of ["graph", "compact"] as const) {
-        expectDxClose(simd[form].dx, { ...c, dx: Array.from(js[form].dx) });
-        expectRelClose(simd[form].dgamma, js[form].dgamma, tol.rel, `${form} dgamma`);
-        expectRelClose(simd[form].dbeta, js[form].dbeta, tol.rel, `${form} dbeta`);
+      for (const [name, wasm] of [["simd", simd], ["scalar", scalar]] as const) {
+        expectClose(wasm.out, js.out, tol.abs, `${name} out`);
+        // Test-mode outputs are not unit-scale here (one step of running statistics).
+        expectClose(wasm.testOut, js.testOut, tol.abs * Math.max(1, maxAbs(js.testOut)), `${name} test-mode out`);
+        expectRelClose(wasm.variance, js.variance, tol.rel, `${name} variance`);
+        expectRelClose(wasm.runningVar, js.runningVar, tol.rel, `${name} runningVar`);
+        expectClose(wasm.mean, js.mean, tol.rel * Math.max(1, maxAbs(js.variance)) + 5 * 2 ** -24, `${name} mean`);
+        const c = { dtype, n, d, eps: 1e-5, gamma: Array.from(gamma), var: Array.from(js.variance), dout: Array.from(dout) };
+        for (const form of ["graph", "compact"] as const) {
+          expectDxClose(wasm[form].dx, { ...c, dx: Array.from(js[form].dx) });
+          expectRelClose(wasm[form].dgamma, js[form].dgamma, tol.rel, `${name} ${form} dgamma`);
+          expectRelClose(wasm[form].dbeta, js[form].dbeta, tol.rel, `${name} ${form} dbeta`);
+        }
       }
-      expectDxClose(simd.graph.dx, { ...c, dx: Array.from(simd.compact.dx) });
     });
   });
 });
