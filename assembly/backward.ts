@@ -22,39 +22,44 @@ function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
     const rows = min(ROW_BLOCK, groups - g0);
     const block = <usize>g0 * groupBytes;
     let k = 0;
-    for (; k + 4 <= P; k += 4) {
+    // Two vectors of two rows per step, as in shiftedSumsGroups (statistics.ts).
+    const pairs = rows >> 1;
+    for (; k + 2 <= P; k += 2) {
       const off = <usize>k << 4;
       const c0 = v128.load(cPat + off);
       const c1 = v128.load(cPat + off, 16);
-      const c2 = v128.load(cPat + off, 32);
-      const c3 = v128.load(cPat + off, 48);
       let a0 = zero, a1 = zero, a2 = zero, a3 = zero;
       let b0 = zero, b1 = zero, b2 = zero, b3 = zero;
       let p = block + off;
-      for (let r = 0; r < rows; r++, p += groupBytes) {
+      for (let r = 0; r < pairs; r++, p += 2 * groupBytes) {
+        const q = p + groupBytes;
         const g0v = v128.load(dout + p);
         const g1v = v128.load(dout + p, 16);
-        const g2v = v128.load(dout + p, 32);
-        const g3v = v128.load(dout + p, 48);
+        const g2v = v128.load(dout + q);
+        const g3v = v128.load(dout + q, 16);
         a0 = v128.add<T>(a0, g0v);
         a1 = v128.add<T>(a1, g1v);
         a2 = v128.add<T>(a2, g2v);
         a3 = v128.add<T>(a3, g3v);
         b0 = v128.add<T>(b0, v128.mul<T>(g0v, v128.sub<T>(v128.load(x + p), c0)));
         b1 = v128.add<T>(b1, v128.mul<T>(g1v, v128.sub<T>(v128.load(x + p, 16), c1)));
-        b2 = v128.add<T>(b2, v128.mul<T>(g2v, v128.sub<T>(v128.load(x + p, 32), c2)));
-        b3 = v128.add<T>(b3, v128.mul<T>(g3v, v128.sub<T>(v128.load(x + p, 48), c3)));
+        b2 = v128.add<T>(b2, v128.mul<T>(g2v, v128.sub<T>(v128.load(x + q), c0)));
+        b3 = v128.add<T>(b3, v128.mul<T>(g3v, v128.sub<T>(v128.load(x + q, 16), c1)));
+      }
+      if (rows & 1) {
+        const g0v = v128.load(dout + p);
+        const g1v = v128.load(dout + p, 16);
+        a0 = v128.add<T>(a0, g0v);
+        a1 = v128.add<T>(a1, g1v);
+        b0 = v128.add<T>(b0, v128.mul<T>(g0v, v128.sub<T>(v128.load(x + p), c0)));
+        b1 = v128.add<T>(b1, v128.mul<T>(g1v, v128.sub<T>(v128.load(x + p, 16), c1)));
       }
       const q0 = at<f64>(p0, k * L);
       const q1 = at<f64>(p1, k * L);
-      addToF64<T>(q0, a0);
-      addToF64<T>(q0 + accBytes, a1);
-      addToF64<T>(q0 + 2 * accBytes, a2);
-      addToF64<T>(q0 + 3 * accBytes, a3);
-      addToF64<T>(q1, b0);
-      addToF64<T>(q1 + accBytes, b1);
-      addToF64<T>(q1 + 2 * accBytes, b2);
-      addToF64<T>(q1 + 3 * accBytes, b3);
+      addToF64<T>(q0, v128.add<T>(a0, a2));
+      addToF64<T>(q0 + accBytes, v128.add<T>(a1, a3));
+      addToF64<T>(q1, v128.add<T>(b0, b2));
+      addToF64<T>(q1 + accBytes, v128.add<T>(b1, b3));
     }
     for (; k < P; k++) {
       const off = <usize>k << 4;

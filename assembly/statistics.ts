@@ -24,21 +24,22 @@ function shiftedSumsGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, p1: us
     const rows = min(ROW_BLOCK, groups - g0);
     const block = x + <usize>g0 * groupBytes;
     let k = 0;
-    // Four vectors (64 bytes, one cache line) per group at a time: four independent chains.
-    for (; k + 4 <= P; k += 4) {
+    // Two vectors of two rows per step: four independent chains and no more than 14 live
+    // vector registers (x64 has 16; one more and V8 keeps an accumulator on the stack).
+    const pairs = rows >> 1;
+    for (; k + 2 <= P; k += 2) {
       const off = <usize>k << 4;
       const c0 = v128.load(cPat + off);
       const c1 = v128.load(cPat + off, 16);
-      const c2 = v128.load(cPat + off, 32);
-      const c3 = v128.load(cPat + off, 48);
       let a0 = zero, a1 = zero, a2 = zero, a3 = zero;
       let b0 = zero, b1 = zero, b2 = zero, b3 = zero;
       let p = block + off;
-      for (let r = 0; r < rows; r++, p += groupBytes) {
+      for (let r = 0; r < pairs; r++, p += 2 * groupBytes) {
+        const q = p + groupBytes;
         const v0 = v128.sub<T>(v128.load(p), c0);
         const v1 = v128.sub<T>(v128.load(p, 16), c1);
-        const v2 = v128.sub<T>(v128.load(p, 32), c2);
-        const v3 = v128.sub<T>(v128.load(p, 48), c3);
+        const v2 = v128.sub<T>(v128.load(q), c0);
+        const v3 = v128.sub<T>(v128.load(q, 16), c1);
         a0 = v128.add<T>(a0, v0);
         a1 = v128.add<T>(a1, v1);
         a2 = v128.add<T>(a2, v2);
@@ -48,16 +49,20 @@ function shiftedSumsGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, p1: us
         b2 = v128.add<T>(b2, v128.mul<T>(v2, v2));
         b3 = v128.add<T>(b3, v128.mul<T>(v3, v3));
       }
+      if (rows & 1) {
+        const v0 = v128.sub<T>(v128.load(p), c0);
+        const v1 = v128.sub<T>(v128.load(p, 16), c1);
+        a0 = v128.add<T>(a0, v0);
+        a1 = v128.add<T>(a1, v1);
+        b0 = v128.add<T>(b0, v128.mul<T>(v0, v0));
+        b1 = v128.add<T>(b1, v128.mul<T>(v1, v1));
+      }
       const q1 = at<f64>(p1, k * L);
       const q2 = at<f64>(p2, k * L);
-      addToF64<T>(q1, a0);
-      addToF64<T>(q1 + accBytes, a1);
-      addToF64<T>(q1 + 2 * accBytes, a2);
-      addToF64<T>(q1 + 3 * accBytes, a3);
-      addToF64<T>(q2, b0);
-      addToF64<T>(q2 + accBytes, b1);
-      addToF64<T>(q2 + 2 * accBytes, b2);
-      addToF64<T>(q2 + 3 * accBytes, b3);
+      addToF64<T>(q1, v128.add<T>(a0, a2));
+      addToF64<T>(q1 + accBytes, v128.add<T>(a1, a3));
+      addToF64<T>(q2, v128.add<T>(b0, b2));
+      addToF64<T>(q2 + accBytes, v128.add<T>(b1, b3));
     }
     for (; k < P; k++) {
       const off = <usize>k << 4;
