@@ -17,3 +17,10 @@ export function arrayType(dtype: Dtype): Float32ArrayConstructor | Float64ArrayC
 export function typeName(dtype: Dtype): string {
   return dtype === "float64" ? "Float64Array" : "Float32Array";
 }
+
+/** A new array with the same values: allocate and set, several times faster than slice() in V8. */
+export function copyOf<A extends FloatArray>(a: A): A {
+  const copy = new (a.constructor as Float32ArrayConstructor | Float64ArrayConstructor)(a.length) as A;
+  copy.set(a);
+  return copy;
+}

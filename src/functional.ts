@@ -3,7 +3,7 @@
 // results out into new arrays that belong to the caller; the block it used is freed, so a
 // training loop reuses the same memory every step. (For a loop that copies nothing, see
 // BatchNorm.workspace in layer.ts.)
-import { type Dtype, type FloatArray, dtypeOf } from "./dtype.js";
+import { type Dtype, type FloatArray, copyOf, dtypeOf } from "./dtype.js";
 import { layout } from "./memory.js";
 import * as check from "./validate.js";
 import { COMPACT_FORM, GRAPH_FORM, engine } from "./wasm.js";
@@ -98,7 +98,7 @@ export function batchnormForward(x: FloatArray, gamma: FloatArray, beta: FloatAr
 
     if (mode === "test") {
       kernels.forwardTest(dtype, p("x"), n, d, p("gamma"), p("beta"), eps, p("runMean"), p("runVar"), p("out"), p("work"));
-      return { out: view("out", nd).slice(), cache: null };
+      return { out: copyOf(view("out", nd)), cache: null };
     }
     kernels.forwardTrain(
       dtype, p("x"), n, d, p("gamma"), p("beta"), eps, momentum, p("runMean"), p("runVar"), p("out"),
@@ -108,14 +108,14 @@ export function batchnormForward(x: FloatArray, gamma: FloatArray, beta: FloatAr
     const newMean = view("runMean");
     const newVar = view("runVar");
     if (runMean) runMean.set(newMean);
-    else bnParam.runningMean = newMean.slice();
+    else bnParam.runningMean = copyOf(newMean);
     if (runVar) runVar.set(newVar);
-    else bnParam.runningVar = newVar.slice();
+    else bnParam.runningVar = copyOf(newVar);
     const cache = new BatchnormCache(
-      dtype, n, d, eps, x.slice(), g.slice(),
-      view("mean").slice(), view("meanLo").slice(), view("variance").slice(), view("invStd").slice(),
+      dtype, n, d, eps, copyOf(x), copyOf(g),
+      copyOf(view("mean")), copyOf(view("meanLo")), copyOf(view("variance")), copyOf(view("invStd")),
     );
-    return { out: view("out", nd).slice(), cache };
+    return { out: copyOf(view("out", nd)), cache };
   } finally {
     heap.free(base);
   }
@@ -150,7 +150,7 @@ function backwardWithForm(form: number, name: string, dout: FloatArray, cache: B
       dtype, form, p("dout"), p("x"), n, d, p("gamma"), p("mean"), p("meanLo"), p("invStd"),
       p("dx"), p("dgamma"), p("dbeta"), p("work"),
     );
-    return { dx: view("dx", nd).slice(), dgamma: view("dgamma").slice(), dbeta: view("dbeta").slice() };
+    return { dx: copyOf(view("dx", nd)), dgamma: copyOf(view("dgamma")), dbeta: copyOf(view("dbeta")) };
   } finally {
     heap.free(base);
   }

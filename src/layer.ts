@@ -5,7 +5,7 @@
 // ordinary typed arrays that the layer owns and updates in place, so an optimizer can hold
 // references to them. They are copied into the engine's memory on each call (O(D), small
 // next to the O(N·D) data).
-import { type Dtype, type FloatArray, arrayType } from "./dtype.js";
+import { type Dtype, type FloatArray, arrayType, copyOf } from "./dtype.js";
 import { layout } from "./memory.js";
 import * as check from "./validate.js";
 import { COMPACT_FORM, type Engine, GRAPH_FORM, engine } from "./wasm.js";
@@ -79,7 +79,7 @@ export class BatchNorm {
       this.own = this.workspace(n);
     }
     this.own.x.set(x);
-    return this.own.forward().slice();
+    return copyOf(this.own.forward());
   }
 
   /** Gradient with respect to the last forward's input; sets dgamma and dbeta. Returns a new array. */
@@ -93,7 +93,7 @@ export class BatchNorm {
       );
     }
     ws.dout.set(dout);
-    return ws.backward().slice();
+    return copyOf(ws.backward());
   }
 
   /** Buffers in the engine's memory for batches of `batchSize` rows: the zero-copy path. */

@@ -1,0 +1,207 @@
+// npm run bench [-- --quick] [-- --filter REGEX]
+// Benchmarks batch normalization (forward train, forward test, backward in both forms) across
+// shapes and implementations, next to the memory-bandwidth speed of light measured in the same
+// run. Writes a table to the terminal, bench/results/latest.json and bench/results/chart.svg.
+// Instantiation (WASM compile, tfjs backend set-up, workspaces) is outside every timing.
+import Benchmark from "benchmark";
+import * as tf from "@tensorflow/tfjs";
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { BatchNorm, batchnormForward, initSync } from "../dist/index.js";
+import { createProbe } from "./bandwidth.mjs";
+import { chartSvg } from "./chart.mjs";
+import { implementations, plainJs } from "./implementations.mjs";
+
+const HELP = `usage: npm run bench [-- --quick] [-- --filter REGEX] [-- --out DIR]
+  --quick         fewer shapes and shorter timings (under a minute)
+  --filter REGEX  only cases whose "op shape implementation" matches
+  --out DIR       where latest.json and chart.svg go (default bench/results)`;
+
+function parseArgs(argv) {
+  const args = { quick: false, filter: null, out: "bench/results" };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--quick") args.quick = true;
+    else if (a === "--filter" || a === "--out") {
+      const value = argv[++i];
+      if (value === undefined) throw new Error(`${a} needs a value`);
+      args[a.slice(2)] = a === "--filter" ? new RegExp(value) : value;
+    } else if (a === "--help" || a === "-h") {
+      console.log(HELP);
+      process.exit(0);
+    } else throw new Error(`unknown option ${a}\n${HELP}`);
+  }
+  return args;
+}
+
+let args;
+try {
+  args = parseArgs(process.argv.slice(2));
+} catch (e) {
+  console.error(e.message);
+  process.exit(2);
+}
+
+// Bytes each operation must move per element (float32), and the loop whose bandwidth bounds it.
+const OPS = {
+  train: { bytes: 12, arrays: 2, loop: "triad", note: "x read twice, out written" },
+  test: { bytes: 8, arrays: 2, loop: "copy", note: "x read, out written" },
+  backward: { bytes: 12, arrays: 3, loop: "triad", note: "x and dout read, dx written" },
+  "backward-graph": { bytes: 12, arrays: 3, loop: "triad", note: "as backward" },
+};
+const SHAPES = args.quick
+  ? [[64, 256], [256, 1024], [16384, 3]]
+  : [[64, 256], [256, 1024], [1024, 1024], [8192, 1024], [65536, 1], [16384, 3], [16384, 16], [1024, 1031]];
+const TIMING = args.quick ? { minTime: 0.01, maxTime: 0.1, minSamples: 5 } : { minTime: 0.05, maxTime: 0.6, minSamples: 8 };
+
+function randomData(n, d, seed) {
+  let s = seed >>> 0;
+  const uniform = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
+  };
+  const normal = (loc, scale) => loc + scale * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+  const x = Float32Array.from({ length: n * d }, () => normal(3, 2));
+  const gamma = Float32Array.from({ length: d }, () => normal(1, 0.3));
+  const beta = Float32Array.from({ length: d }, () => normal(0, 0.3));
+  const dout = Float32Array.from({ length: n * d }, () => normal(0, 1));
+  const bnParam = { mode: "train" };
+  const { out, cache } = plainJs.forwardTrain(x, gamma, beta, bnParam);
+  const { runningMean, runningVar } = bnParam;
+  const expected = {
+    train: out,
+    test: plainJs.forwardTest(x, gamma, beta, { runningMean, runningVar }),
+    backward: plainJs.backward(1, dout, cache).dx,
+    "backward-graph": plainJs.backward(0, dout, cache).dx,
+  };
+  return { n, d, x, gamma, beta, dout, runningMean, runningVar, expected };
+}
+
+function maxError(got, want) {
+  let err = 0;
+  let scale = 1;
+  for (let i = 0; i < want.length; i++) {
+    err = Math.max(err, Math.abs(got[i] - want[i]));
+    scale = Math.max(scale, Math.abs(want[i]));
+  }
+  return err / scale;
+}
+
+function median(values) {
+  const v = [...values].sort((a, b) => a - b);
+  return v.length % 2 ? v[v.length >> 1] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+}
+
+function time(name, fn) {
+  const bench = new Benchmark(name, fn, TIMING);
+  bench.run();
+  if (bench.error) throw bench.error;
+  return { medianSeconds: median(bench.stats.sample), rme: bench.stats.rme, hz: bench.hz, samples: bench.stats.sample.length };
+}
+
+const started = Date.now();
+const machine = {
+  cpu: os.cpus()[0]?.model ?? "unknown",
+  cores: os.cpus().length,
+  memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+  node: process.version,
+  v8: process.versions.v8,
+  platform: `${os.platform()} ${os.arch()}`,
+  date: new Date().toISOString(),
+};
+console.log(`batchnorm-wasm benchmarks${args.quick ? " (--quick)" : ""}: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}`);
+console.log("float32; medians of benchmark.js samples; instantiation is excluded from every timing.\n");
+
+// Bandwidth at each working-set size of the suite.
+const probe = createProbe();
+const bandwidthCache = new Map();
+function bandwidthAt(bytes) {
+  if (!bandwidthCache.has(bytes)) bandwidthCache.set(bytes, probe.bandwidth(bytes, args.quick ? 0.1 : 0.3));
+  return bandwidthCache.get(bytes);
+}
+
+const impls = implementations({ quick: args.quick });
+const results = [];
+const rows = [];
+for (const [n, d] of SHAPES) {
+  const data = randomData(n, d, n * 131 + d);
+  const shape = `${n}x${d}`;
+  for (const [op, spec] of Object.entries(OPS)) {
+    const workingSet = spec.arrays * n * d * 4;
+    const gbps = bandwidthAt(workingSet)[spec.loop];
+    const sol = spec.bytes / gbps; // ns per element
+    let plainNs = null;
+    for (const impl of impls) {
+      if (impl.kind === "peer" && op === "backward-graph") continue;
+      const label = `${op} ${shape} ${impl.name}`;
+      if (args.filter && !args.filter.test(label)) continue;
+      if (impl.prepare) await impl.prepare();
+      const { run, result, teardown } = impl.setup(op, data);
+      const error = maxError(result(), data.expected[op]);
+      if (!(error < 1e-3)) throw new Error(`${label}: result differs from the reference by ${error}`);
+      const t = time(label, run);
+      teardown?.();
+      const nsPerElem = (t.medianSeconds * 1e9) / (n * d);
+      if (impl.kind === "baseline") plainNs = nsPerElem;
+      const r = {
+        op, shape, n, d, implementation: impl.name, kind: impl.kind, nsPerElem, rme: t.rme, samples: t.samples,
+        gbPerS: spec.bytes / nsPerElem, solNsPerElem: sol, xSol: nsPerElem / sol, bandwidthGBs: gbps, loop: spec.loop,
+        checkError: error,
+      };
+      results.push(r);
+      rows.push(r);
+    }
+    for (const r of rows.splice(0)) {
+      r.speedupVsPlainJs = plainNs ? plainNs / r.nsPerElem : null;
+      console.log(
+        `${r.op.padEnd(15)} ${r.shape.padEnd(10)} ${r.implementation.padEnd(22)} ${r.nsPerElem.toFixed(3).padStart(9)} ns/elem ±${r.rme.toFixed(1).padStart(4)}%  ` +
+          `${r.gbPerS.toFixed(1).padStart(6)} GB/s  ${r.xSol.toFixed(2).padStart(6)}× SOL  ` +
+          `${r.speedupVsPlainJs ? (r.speedupVsPlainJs.toFixed(1) + "× plain JS").padStart(16) : ""}`,
+      );
+    }
+  }
+}
+
+// Fixed cost of one call: a (1, 4) batch, where the data is nothing.
+initSync({ backend: "simd" });
+const tiny = new BatchNorm(4);
+const ws = tiny.workspace(1);
+ws.x.set([1, 2, 3, 4]);
+const x4 = new Float32Array([1, 2, 3, 4]);
+const ones = new Float32Array(4).fill(1);
+const zeros4 = new Float32Array(4);
+const fixedCost = {
+  zeroCopyForwardMicroseconds: time("fixed cost zero-copy", () => ws.forward()).medianSeconds * 1e6,
+  zeroCopyBackwardMicroseconds: time("fixed cost zero-copy backward", () => ws.backward()).medianSeconds * 1e6,
+  functionalForwardMicroseconds: time("fixed cost functional", () => batchnormForward(x4, ones, zeros4, { mode: "train" })).medianSeconds * 1e6,
+};
+ws.dispose();
+console.log(
+  `\nfixed cost of one call, (1, 4): zero-copy forward ${fixedCost.zeroCopyForwardMicroseconds.toFixed(3)} µs, ` +
+    `backward ${fixedCost.zeroCopyBackwardMicroseconds.toFixed(3)} µs, functional forward ${fixedCost.functionalForwardMicroseconds.toFixed(3)} µs`,
+);
+
+const bandwidth = [...bandwidthCache.entries()].map(([bytes, bw]) => ({ workingSetBytes: bytes, ...bw }));
+console.log("\nbandwidth (GB/s) by working set:");
+for (const b of bandwidth) {
+  console.log(`  ${(b.workingSetBytes / 2 ** 20).toFixed(2).padStart(8)} MiB  read ${b.read.toFixed(1)}  copy ${b.copy.toFixed(1)}  triad ${b.triad.toFixed(1)}`);
+}
+
+mkdirSync(args.out, { recursive: true });
+const report = { machine, quick: args.quick, tfjs: tf.version.tfjs, ops: OPS, bandwidth, fixedCost, results };
+writeFileSync(`${args.out}/latest.json`, JSON.stringify(report, null, 1) + "\n");
+const caption = `${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, one thread, float32, ${machine.date.slice(0, 10)}${args.quick ? " (--quick)" : ""}`;
+writeFileSync(
+  `${args.out}/chart.svg`,
+  chartSvg({
+    results: results.filter((r) => r.op !== "backward-graph"),
+    ops: ["train", "test", "backward"],
+    shapes: SHAPES.map(([n, d]) => `${n}x${d}`).filter((s) => results.some((r) => r.shape === s)),
+    implementations: impls.map((i) => i.name).filter((name) => results.some((r) => r.implementation === name)),
+    caption,
+  }),
+);
+console.log(`\nwrote ${args.out}/latest.json and ${args.out}/chart.svg in ${((Date.now() - started) / 1000).toFixed(0)} s`);
