@@ -1,6 +1,8 @@
 // The two element types the package works in. float32 and float64 are never mixed.
 export type FloatArray = Float32Array | Float64Array;
 export type Dtype = "float32" | "float64";
+/** The array type of a dtype: ArrayOf<"float32"> is Float32Array. */
+export type ArrayOf<D extends Dtype> = D extends "float64" ? Float64Array : Float32Array;
 
 export function dtypeOf(a: FloatArray): Dtype {
   return a instanceof Float64Array ? "float64" : "float32";

@@ -8,22 +8,22 @@ import { layout } from "./memory.js";
 import * as check from "./validate.js";
 import { COMPACT_FORM, GRAPH_FORM, engine } from "./wasm.js";
 
-export interface BNParam {
+export interface BNParam<A extends FloatArray = FloatArray> {
   mode: "train" | "test";
   /** Added to the variance; default 1e-5. */
   eps?: number;
   /** running = momentum·running + (1 − momentum)·batch; default 0.9. */
   momentum?: number;
   /** Created as zeros by the first train call when absent; updated in place in train mode. */
-  runningMean?: FloatArray;
-  runningVar?: FloatArray;
+  runningMean?: A;
+  runningVar?: A;
 }
 
 export const DEFAULT_EPS = 1e-5;
 export const DEFAULT_MOMENTUM = 0.9;
 
 /** What a train-mode forward keeps for the backward pass. Holds copies: nothing the caller changes later affects it. */
-export class BatchnormCache {
+export class BatchnormCache<A extends FloatArray = FloatArray> {
   /** @internal */
   constructor(
     readonly dtype: Dtype,
@@ -31,30 +31,34 @@ export class BatchnormCache {
     readonly d: number,
     readonly eps: number,
     /** The input, copied. */
-    readonly x: FloatArray,
+    readonly x: A,
     /** gamma at the time of the forward, copied. */
-    readonly gamma: FloatArray,
-    readonly mean: FloatArray,
+    readonly gamma: A,
+    readonly mean: A,
     /** mean + meanLo is the batch mean to twice the input's precision (see assembly/normalize.ts). */
-    readonly meanLo: FloatArray,
-    readonly variance: FloatArray,
-    readonly invStd: FloatArray,
+    readonly meanLo: A,
+    readonly variance: A,
+    readonly invStd: A,
   ) {}
 }
 
-export interface ForwardResult {
-  out: FloatArray;
+export interface ForwardResult<A extends FloatArray = FloatArray> {
+  out: A;
   /** null in test mode, which has no backward here. */
-  cache: BatchnormCache | null;
+  cache: BatchnormCache<A> | null;
 }
 
-export interface BackwardResult {
-  dx: FloatArray;
-  dgamma: FloatArray;
-  dbeta: FloatArray;
+export interface BackwardResult<A extends FloatArray = FloatArray> {
+  dx: A;
+  dgamma: A;
+  dbeta: A;
 }
 
-export function batchnormForward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BNParam): ForwardResult {
+export function batchnormForward<A extends FloatArray>(x: A, gamma: A, beta: A, bnParam: BNParam<A>): ForwardResult<A> {
+  return forward(x, gamma, beta, bnParam as BNParam) as ForwardResult<A>;
+}
+
+function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BNParam): ForwardResult {
   check.floatArray("x", x);
   const dtype = dtypeOf(x);
   const g = check.floatArray("gamma", gamma, dtype);
@@ -121,7 +125,7 @@ export function batchnormForward(x: FloatArray, gamma: FloatArray, beta: FloatAr
   }
 }
 
-function backwardWithForm(form: number, name: string, dout: FloatArray, cache: BatchnormCache): BackwardResult {
+function backwardWithForm<A extends FloatArray>(form: number, name: string, dout: A, cache: BatchnormCache<A>): BackwardResult<A> {
   if (!(cache instanceof BatchnormCache)) {
     throw new TypeError(`${name}: cache must be the cache returned by a train-mode batchnormForward, got ${cache === null ? "null" : typeof cache}`);
   }
@@ -150,18 +154,18 @@ function backwardWithForm(form: number, name: string, dout: FloatArray, cache: B
       dtype, form, p("dout"), p("x"), n, d, p("gamma"), p("mean"), p("meanLo"), p("invStd"),
       p("dx"), p("dgamma"), p("dbeta"), p("work"),
     );
-    return { dx: copyOf(view("dx", nd)), dgamma: copyOf(view("dgamma")), dbeta: copyOf(view("dbeta")) };
+    return { dx: copyOf(view("dx", nd)), dgamma: copyOf(view("dgamma")), dbeta: copyOf(view("dbeta")) } as BackwardResult<A>;
   } finally {
     heap.free(base);
   }
 }
 
 /** Backward through the computational graph (x̂, dvar, dmean), as derived step by step in CS231n. */
-export function batchnormBackward(dout: FloatArray, cache: BatchnormCache): BackwardResult {
+export function batchnormBackward<A extends FloatArray>(dout: A, cache: BatchnormCache<A>): BackwardResult<A> {
   return backwardWithForm(GRAPH_FORM, "batchnormBackward", dout, cache);
 }
 
 /** Backward in the compact form dx = (γ·invStd/N)·(N·dout − Σdout − x̂·Σ(dout·x̂)). */
-export function batchnormBackwardAlt(dout: FloatArray, cache: BatchnormCache): BackwardResult {
+export function batchnormBackwardAlt<A extends FloatArray>(dout: A, cache: BatchnormCache<A>): BackwardResult<A> {
   return backwardWithForm(COMPACT_FORM, "batchnormBackwardAlt", dout, cache);
 }

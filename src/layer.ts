@@ -5,56 +5,56 @@
 // ordinary typed arrays that the layer owns and updates in place, so an optimizer can hold
 // references to them. They are copied into the engine's memory on each call (O(D), small
 // next to the O(N·D) data).
-import { type Dtype, type FloatArray, arrayType, copyOf } from "./dtype.js";
+import { type ArrayOf, type Dtype, type FloatArray, arrayType, copyOf } from "./dtype.js";
 import { layout } from "./memory.js";
 import * as check from "./validate.js";
 import { COMPACT_FORM, type Engine, GRAPH_FORM, engine } from "./wasm.js";
 import { DEFAULT_EPS, DEFAULT_MOMENTUM } from "./functional.js";
 
-export interface BatchNormOptions {
+export interface BatchNormOptions<D extends Dtype = Dtype> {
   /** default 1e-5 */
   eps?: number;
   /** running = momentum·running + (1 − momentum)·batch; default 0.9 (CS231n's direction). */
   momentum?: number;
-  /** default 'float32' */
-  dtype?: Dtype;
+  /** default 'float32'; sets the type of every array of the layer (ArrayOf<D>). */
+  dtype?: D;
 }
 
-export class BatchNorm {
+export class BatchNorm<D extends Dtype = "float32"> {
   readonly numFeatures: number;
-  readonly dtype: Dtype;
+  readonly dtype: D;
   eps: number;
   momentum: number;
   /** true after train(), false after eval(). */
   training = true;
-  gamma: FloatArray;
-  beta: FloatArray;
-  runningMean: FloatArray;
-  runningVar: FloatArray;
+  gamma: ArrayOf<D>;
+  beta: ArrayOf<D>;
+  runningMean: ArrayOf<D>;
+  runningVar: ArrayOf<D>;
   /** Gradients of the last backward, overwritten in place by each backward. */
-  dgamma: FloatArray;
-  dbeta: FloatArray;
+  dgamma: ArrayOf<D>;
+  dbeta: ArrayOf<D>;
   /** The engine (backend) this layer's buffers live in: the active one when it was created. */
   readonly engine: Engine;
-  private own: BatchNormWorkspace | null = null;
+  private own: BatchNormWorkspace<D> | null = null;
 
-  constructor(numFeatures: number, options: BatchNormOptions = {}) {
+  constructor(numFeatures: number, options: BatchNormOptions<D> = {}) {
     this.numFeatures = check.positiveInteger("numFeatures", numFeatures);
     if (options === null || typeof options !== "object") throw new TypeError("BatchNorm options must be an object");
     const dtype = options.dtype ?? "float32";
     if (dtype !== "float32" && dtype !== "float64") {
       throw new TypeError(`options.dtype must be 'float32' or 'float64', got ${JSON.stringify(dtype)}`);
     }
-    this.dtype = dtype;
+    this.dtype = dtype as D;
     this.eps = check.eps(options.eps ?? DEFAULT_EPS, "options.eps");
     this.momentum = check.momentum(options.momentum ?? DEFAULT_MOMENTUM, "options.momentum");
-    const Type = arrayType(dtype);
-    this.gamma = new Type(numFeatures).fill(1);
-    this.beta = new Type(numFeatures);
-    this.runningMean = new Type(numFeatures);
-    this.runningVar = new Type(numFeatures).fill(1);
-    this.dgamma = new Type(numFeatures);
-    this.dbeta = new Type(numFeatures);
+    const make = () => new (arrayType(dtype))(numFeatures) as ArrayOf<D>;
+    this.gamma = make().fill(1) as ArrayOf<D>;
+    this.beta = make();
+    this.runningMean = make();
+    this.runningVar = make().fill(1) as ArrayOf<D>;
+    this.dgamma = make();
+    this.dbeta = make();
     this.engine = engine();
   }
 
@@ -70,7 +70,7 @@ export class BatchNorm {
   }
 
   /** Normalizes row-major (N, numFeatures) x; returns a new array. */
-  forward(x: FloatArray): FloatArray {
+  forward(x: ArrayOf<D>): ArrayOf<D> {
     check.floatArray("x", x, this.dtype);
     const n = check.rowsOf(x, this.numFeatures);
     if (this.own?.batchSize !== n) {
@@ -83,7 +83,7 @@ export class BatchNorm {
   }
 
   /** Gradient with respect to the last forward's input; sets dgamma and dbeta. Returns a new array. */
-  backward(dout: FloatArray): FloatArray {
+  backward(dout: ArrayOf<D>): ArrayOf<D> {
     check.floatArray("dout", dout, this.dtype);
     const ws = this.own;
     if (!ws?.hasTrainCache) throw new Error("BatchNorm.backward needs a forward in train mode first");
@@ -97,8 +97,8 @@ export class BatchNorm {
   }
 
   /** Buffers in the engine's memory for batches of `batchSize` rows: the zero-copy path. */
-  workspace(batchSize: number): BatchNormWorkspace {
-    return new BatchNormWorkspace(this, check.positiveInteger("batchSize", batchSize));
+  workspace(batchSize: number): BatchNormWorkspace<D> {
+    return new BatchNormWorkspace<D>(this, check.positiveInteger("batchSize", batchSize));
   }
 
   /** Frees the memory of the layer's own workspace (forward/backward allocate it again). */
@@ -138,9 +138,9 @@ const freeOnCollect = new FinalizationRegistry<{ engine: Engine; base: number }>
  * - dispose() frees the memory; every later use throws. A workspace that is garbage
  *   collected without dispose() is freed then.
  */
-export class BatchNormWorkspace {
+export class BatchNormWorkspace<D extends Dtype = "float32"> {
   readonly batchSize: number;
-  private readonly layer: BatchNorm;
+  private readonly layer: BatchNorm<D>;
   private readonly plan;
   private base: number;
   private state: "empty" | "train" | "test" = "empty";
@@ -148,7 +148,7 @@ export class BatchNormWorkspace {
   private viewsOf: ArrayBuffer | null = null;
 
   /** @internal use layer.workspace(batchSize) */
-  constructor(layer: BatchNorm, batchSize: number) {
+  constructor(layer: BatchNorm<D>, batchSize: number) {
     this.layer = layer;
     this.batchSize = batchSize;
     const d = layer.numFeatures;
@@ -165,29 +165,29 @@ export class BatchNormWorkspace {
   }
 
   /** The batch input, (batchSize, numFeatures) row-major. */
-  get x(): FloatArray {
+  get x(): ArrayOf<D> {
     return this.view("x", true);
   }
   /** The output of the last forward(). */
-  get out(): FloatArray {
+  get out(): ArrayOf<D> {
     return this.view("out", true);
   }
   /** The upstream gradient for backward(). */
-  get dout(): FloatArray {
+  get dout(): ArrayOf<D> {
     return this.view("dout", true);
   }
   /** dx of the last backward(). */
-  get dx(): FloatArray {
+  get dx(): ArrayOf<D> {
     return this.view("dx", true);
   }
   /** Batch mean, variance and 1/sqrt(var + eps) of the last train-mode forward. */
-  get mean(): FloatArray {
+  get mean(): ArrayOf<D> {
     return this.view("mean", false);
   }
-  get variance(): FloatArray {
+  get variance(): ArrayOf<D> {
     return this.view("variance", false);
   }
-  get invStd(): FloatArray {
+  get invStd(): ArrayOf<D> {
     return this.view("invStd", false);
   }
 
@@ -196,7 +196,7 @@ export class BatchNormWorkspace {
   }
 
   /** Forward in the layer's mode (layer.training); returns the live view `out`. */
-  forward(): FloatArray {
+  forward(): ArrayOf<D> {
     const { layer } = this;
     const state = this.checkedLayerState();
     const eps = check.eps(layer.eps, "layer.eps");
@@ -228,7 +228,7 @@ export class BatchNormWorkspace {
    * Backward of the last train-mode forward (compact form by default); writes dx and the
    * layer's dgamma/dbeta. Returns the live view `dx`.
    */
-  backward(options: { form?: "compact" | "graph" } = {}): FloatArray {
+  backward(options: { form?: "compact" | "graph" } = {}): ArrayOf<D> {
     const { layer } = this;
     this.checkAlive();
     const form = options.form ?? "compact";
@@ -264,7 +264,7 @@ export class BatchNormWorkspace {
     return this.layer.checkedState();
   }
 
-  private view(key: keyof typeof this.plan.offsets, rows: boolean): FloatArray {
+  private view(key: keyof typeof this.plan.offsets, rows: boolean): ArrayOf<D> {
     this.checkAlive();
     const { heap } = this.layer.engine;
     if (this.viewsOf !== heap.memory.buffer) {
@@ -272,7 +272,7 @@ export class BatchNormWorkspace {
       this.viewsOf = heap.memory.buffer;
     }
     const length = rows ? this.batchSize * this.layer.numFeatures : this.layer.numFeatures;
-    return (this.views[key] ??= heap.view(this.layer.dtype, this.base + this.plan.offsets[key], length));
+    return (this.views[key] ??= heap.view(this.layer.dtype, this.base + this.plan.offsets[key], length)) as ArrayOf<D>;
   }
 }
 

@@ -31,8 +31,8 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     ["gamma empty", () => batchnormForward(x(), f32(0), f32(0), { mode: "train" }), RangeError, /gamma is an empty/],
     ["gamma is an Array", () => batchnormForward(x(), [1, 1, 1, 1, 1] as never, beta(), { mode: "train" }), TypeError, /gamma must be a Float32Array/],
     ["beta of the wrong length", () => batchnormForward(x(), gamma(), f32(4), { mode: "train" }), RangeError, /beta must have length 5 \(D = gamma.length\), got length 4/],
-    ["gamma float64 with x float32", () => batchnormForward(x(), new Float64Array(5), beta(), { mode: "train" }), TypeError, /gamma is a Float64Array but the input is a Float32Array; float32 and float64 are never mixed/],
-    ["x float64 with gamma float32", () => batchnormForward(new Float64Array(20), gamma(), beta(), { mode: "train" }), TypeError, /gamma is a Float32Array but the input is a Float64Array/],
+    ["gamma float64 with x float32", () => batchnormForward(x(), new Float64Array(5) as never, beta(), { mode: "train" }), TypeError, /gamma is a Float64Array but the input is a Float32Array; float32 and float64 are never mixed/],
+    ["x float64 with gamma float32", () => batchnormForward(new Float64Array(20) as never, gamma(), beta(), { mode: "train" }), TypeError, /gamma is a Float32Array but the input is a Float64Array/],
     ["bnParam missing", () => batchnormForward(x(), gamma(), beta(), undefined as never), TypeError, /bnParam must be an object/],
     ["mode 'eval'", () => batchnormForward(x(), gamma(), beta(), { mode: "eval" as never }), RangeError, /bnParam.mode must be 'train' or 'test', got "eval"/],
     ["mode missing", () => batchnormForward(x(), gamma(), beta(), {} as never), RangeError, /bnParam.mode must be 'train' or 'test', got undefined/],
@@ -44,7 +44,7 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     ["momentum negative", () => batchnormForward(x(), gamma(), beta(), { mode: "train", momentum: -0.1 }), RangeError, /bnParam.momentum/],
     ["momentum NaN", () => batchnormForward(x(), gamma(), beta(), { mode: "train", momentum: NaN }), RangeError, /bnParam.momentum .* got NaN/],
     ["runningMean of the wrong length", () => batchnormForward(x(), gamma(), beta(), { mode: "train", runningMean: f32(3) }), RangeError, /bnParam.runningMean must have length 5/],
-    ["runningVar float64", () => batchnormForward(x(), gamma(), beta(), { mode: "train", runningVar: new Float64Array(5) }), TypeError, /bnParam.runningVar is a Float64Array/],
+    ["runningVar float64", () => batchnormForward(x(), gamma(), beta(), { mode: "train", runningVar: new Float64Array(5) as never }), TypeError, /bnParam.runningVar is a Float64Array/],
     ["test mode without running statistics", () => batchnormForward(x(), gamma(), beta(), { mode: "test" }), TypeError, /required in test mode/],
   ];
 
@@ -72,7 +72,7 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     expect(() => backwardFn(f32(20), null as never)).toThrow(/cache must be the cache returned by a train-mode batchnormForward, got null/);
     expect(() => backwardFn(f32(20), { ...cache! } as never)).toThrow(TypeError);
     expect(() => backwardFn(f32(24), cache!)).toThrow(/dout must have length 20 \(N = 4 by D = 5, the shape of the cached forward\), got length 24/);
-    expect(() => backwardFn(new Float64Array(20), cache!)).toThrow(/dout is a Float64Array but the input is a Float32Array/);
+    expect(() => backwardFn(new Float64Array(20) as never, cache!)).toThrow(/dout is a Float64Array but the input is a Float32Array/);
     const other = batchnormForward(new Float32Array(6 * 5).map(Math.random), gamma(), beta(), { mode: "train" });
     expect(() => backwardFn(typed("float32", c.dout), other.cache!)).toThrow(/dout must have length 30/);
     expectStillCorrect();
@@ -87,7 +87,7 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     const bn = new BatchNorm(5);
     expect(() => bn.backward(f32(20))).toThrow(/needs a forward in train mode first/);
     expect(() => bn.forward(f32(7))).toThrow(/x must have a positive multiple of D = 5/);
-    expect(() => bn.forward(new Float64Array(10))).toThrow(/never mixed/);
+    expect(() => bn.forward(new Float64Array(10) as never)).toThrow(/never mixed/);
     bn.forward(x());
     expect(() => bn.backward(f32(15))).toThrow(/dout must have length 20/);
     const keep = bn.gamma;

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { expect } from "vitest";
-import type { FloatArray } from "../src/dtype.js";
+import type { ArrayOf, Dtype } from "../src/dtype.js";
 
 export interface Case {
   name: string; dtype: "float32" | "float64"; n: number; d: number; eps: number;
@@ -17,8 +17,8 @@ export const fixtures: { cases: Case[]; sequences: Sequence[] } = JSON.parse(
   readFileSync(new URL("./fixtures/reference.json", import.meta.url), "utf8"),
 );
 
-export function typed(dtype: "float32" | "float64", values: ArrayLike<number>): FloatArray {
-  return dtype === "float64" ? Float64Array.from(values) : Float32Array.from(values);
+export function typed<D extends Dtype>(dtype: D, values: ArrayLike<number>): ArrayOf<D> {
+  return (dtype === "float64" ? Float64Array.from(values) : Float32Array.from(values)) as ArrayOf<D>;
 }
 
 /** Tolerances of the core issue: float32 5e-5 absolute on outputs, 2e-5 relative on gradients; float64 1e-9. */
