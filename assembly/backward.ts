@@ -8,6 +8,7 @@
 // dx = (γ·invStd / N)·(N·dout − dβ − x̂·dγ). Centring dout before scaling keeps the
 // cancellation in N·dout − Σdout exact for N = 1.
 import { ROW_BLOCK, lanes, at, addToF64, zeroF64, groupLength, fillPattern, foldPattern, after } from "./columns";
+import { planeBackwardSums, planeBackwardApply } from "./planes";
 
 /** SIMD: p0[e] = Σ_g dout[g, e], p1[e] = Σ_g dout[g, e]·(x[g, e] − cPat[e]) over groups of E values. */
 function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat: usize, p0: usize, p1: usize): void {
@@ -136,14 +137,16 @@ function backwardApplyGroups<T>(
 
 export const GRAPH_FORM = 0;
 export const COMPACT_FORM = 1;
+/** Frozen statistics (eval mode, fine-tuning): mean is the running mean, invStd 1/sqrt(runVar + eps). */
+export const EVAL_FORM = 2;
 
 /**
- * Backward for a train-mode forward whose cache holds x, mean + meanLo and invStd.
- * Writes dx, dgamma, dbeta (each may be 0 to skip). gamma = 0 means gamma = 1.
- * work: workBytes<T>(d), 16-byte aligned.
+ * Backward for a forward whose cache holds x, mean + meanLo and invStd: rows (n, d) when
+ * S = 1, channels of (n, d, S) when S > 1. Writes dx, dgamma, dbeta (each may be 0 to skip).
+ * gamma = 0 means gamma = 1. work: workBytes<T>(d), 16-byte aligned.
  */
 export function backward<T>(
-  form: i32, dout: usize, x: usize, n: i32, d: i32,
+  form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32,
   gamma: usize, mean: usize, meanLo: usize, invStd: usize,
   dx: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
@@ -155,14 +158,15 @@ export function backward<T>(
   const b = after(m, colBytes);
   const scratch = after(b, colBytes);
   const E = groupLength<T>(d);
-  const groups = ASC_FEATURE_SIMD ? <i32>((<i64>n * d) / E) : 0;
+  const groups = ASC_FEATURE_SIMD && S == 1 ? <i32>((<i64>n * d) / E) : 0;
   const r0 = groups * (E / d);
   const patBytes = <usize>E * sizeof<T>();
   const cPat = scratch;
 
   zeroF64(sDout, d);
   zeroF64(sDoutX, d);
-  if (groups > 0) {
+  if (S > 1) planeBackwardSums<T>(dout, x, n, d, S, mean, sDout, sDoutX);
+  else if (groups > 0) {
     const p0 = after(cPat, patBytes);
     const p1 = after(p0, <usize>E << 3);
     fillPattern<T>(cPat, mean, d, E);
@@ -170,9 +174,9 @@ export function backward<T>(
     foldPattern(p0, E, d, sDout);
     foldPattern(p1, E, d, sDoutX);
   }
-  backwardSumsRows<T>(dout, x, r0, n, d, mean, sDout, sDoutX);
+  if (S == 1) backwardSumsRows<T>(dout, x, r0, n, d, mean, sDout, sDoutX);
 
-  const N = <f64>n;
+  const N = <f64>n * <f64>S;
   for (let j = 0; j < d; j++) {
     const g: f64 = gamma ? <f64>load<T>(at<T>(gamma, j)) : 1.0;
     const inv = <f64>load<T>(at<T>(invStd, j));
@@ -196,6 +200,11 @@ export function backward<T>(
       ca = g * inv;
       cb = 2.0 * dVar / N;
       ck = dMean / N;
+    } else if (form == EVAL_FORM) {
+      // The statistics are constants: dx = dout·γ·invStd.
+      ca = g * inv;
+      cb = 0.0;
+      ck = 0.0;
     } else {
       // dx = (γ·invStd/N)·(N·dout − dβ − x̂·dγ), x̂ = (x − μ)·invStd
       const f = g * inv / N;
@@ -213,7 +222,10 @@ export function backward<T>(
     if (dbeta) store<T>(at<T>(dbeta, j), <T>dBeta);
   }
   if (!dx) return;
-
+  if (S > 1) {
+    planeBackwardApply<T>(dout, x, n, d, S, mean, a, m, b, dx);
+    return;
+  }
   if (groups > 0) {
     const aPat = after(cPat, patBytes);
     const mPat = after(aPat, patBytes);

@@ -20,48 +20,51 @@ export function workBytesF64(d: i32): usize {
   return workBytes<f64>(d);
 }
 
+// S ("spatial") is 1 for rows (n, d) and channels-last data, and H·W (or L) for
+// channels-first (n, d, S) data.
+
 export function forwardTrainF32(
-  x: usize, n: i32, d: i32, gamma: usize, beta: usize, eps: f64, momentum: f64,
+  x: usize, n: i32, d: i32, S: i32, gamma: usize, beta: usize, eps: f64, momentum: f64, runVarScale: f64,
   runMean: usize, runVar: usize, out: usize,
   mean: usize, meanLo: usize, variance: usize, invStd: usize, work: usize,
 ): void {
-  forwardTrain<f32>(x, n, d, gamma, beta, eps, momentum, runMean, runVar, out, mean, meanLo, variance, invStd, work);
+  forwardTrain<f32>(x, n, d, S, gamma, beta, eps, momentum, runVarScale, runMean, runVar, out, mean, meanLo, variance, invStd, work);
 }
 
 export function forwardTrainF64(
-  x: usize, n: i32, d: i32, gamma: usize, beta: usize, eps: f64, momentum: f64,
+  x: usize, n: i32, d: i32, S: i32, gamma: usize, beta: usize, eps: f64, momentum: f64, runVarScale: f64,
   runMean: usize, runVar: usize, out: usize,
   mean: usize, meanLo: usize, variance: usize, invStd: usize, work: usize,
 ): void {
-  forwardTrain<f64>(x, n, d, gamma, beta, eps, momentum, runMean, runVar, out, mean, meanLo, variance, invStd, work);
+  forwardTrain<f64>(x, n, d, S, gamma, beta, eps, momentum, runVarScale, runMean, runVar, out, mean, meanLo, variance, invStd, work);
 }
 
 export function forwardTestF32(
-  x: usize, n: i32, d: i32, gamma: usize, beta: usize, eps: f64,
+  x: usize, n: i32, d: i32, S: i32, gamma: usize, beta: usize, eps: f64,
   runMean: usize, runVar: usize, out: usize, work: usize,
 ): void {
-  forwardTest<f32>(x, n, d, gamma, beta, eps, runMean, runVar, out, work);
+  forwardTest<f32>(x, n, d, S, gamma, beta, eps, runMean, runVar, out, work);
 }
 
 export function forwardTestF64(
-  x: usize, n: i32, d: i32, gamma: usize, beta: usize, eps: f64,
+  x: usize, n: i32, d: i32, S: i32, gamma: usize, beta: usize, eps: f64,
   runMean: usize, runVar: usize, out: usize, work: usize,
 ): void {
-  forwardTest<f64>(x, n, d, gamma, beta, eps, runMean, runVar, out, work);
+  forwardTest<f64>(x, n, d, S, gamma, beta, eps, runMean, runVar, out, work);
 }
 
 export function backwardF32(
-  form: i32, dout: usize, x: usize, n: i32, d: i32,
+  form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32,
   gamma: usize, mean: usize, meanLo: usize, invStd: usize,
   dx: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
-  backward<f32>(form, dout, x, n, d, gamma, mean, meanLo, invStd, dx, dgamma, dbeta, work);
+  backward<f32>(form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dx, dgamma, dbeta, work);
 }
 
 export function backwardF64(
-  form: i32, dout: usize, x: usize, n: i32, d: i32,
+  form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32,
   gamma: usize, mean: usize, meanLo: usize, invStd: usize,
   dx: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
-  backward<f64>(form, dout, x, n, d, gamma, mean, meanLo, invStd, dx, dgamma, dbeta, work);
+  backward<f64>(form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dx, dgamma, dbeta, work);
 }

@@ -2,6 +2,7 @@
 // out = (x − center) · scale + bias that both train and test mode reduce to.
 import { lanes, at, groupLength, fillPattern, after } from "./columns";
 import { columnMeanVar } from "./statistics";
+import { planeAffine } from "./planes";
 
 /** SIMD over groups of E values, four groups per load of the constants. */
 function affineGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, sPat: usize, bPat: usize, out: usize): void {
@@ -37,12 +38,16 @@ function affineGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, sPat: usize
 }
 
 /**
- * out[r, j] = (x[r, j] − center[j]) · scale[j] + bias[j].
+ * out[r, j] = (x[r, j] − center[j]) · scale[j] + bias[j]; for S > 1, per channel of (n, d, S).
  * scratch: 3·groupLength<T>(d) values of T.
  */
 export function affineColumns<T>(
-  x: usize, n: i32, d: i32, center: usize, scale: usize, bias: usize, out: usize, scratch: usize,
+  x: usize, n: i32, d: i32, S: i32, center: usize, scale: usize, bias: usize, out: usize, scratch: usize,
 ): void {
+  if (S > 1) {
+    planeAffine<T>(x, n, d, S, center, scale, bias, out);
+    return;
+  }
   let r0 = 0;
   if (ASC_FEATURE_SIMD) {
     const E = groupLength<T>(d);
@@ -71,8 +76,11 @@ export function affineColumns<T>(
 }
 
 /**
- * Train-mode forward. Writes out, the batch statistics (mean, meanLo, variance, invStd, all
- * T) and updates runMean/runVar in place: running = momentum·running + (1 − momentum)·batch.
+ * Train-mode forward of x: rows (n, d) when S = 1, channels of (n, d, S) when S > 1.
+ * Writes out, the batch statistics (mean, meanLo, variance, invStd, all T) and updates
+ * runMean/runVar in place: running = momentum·running + (1 − momentum)·batch, where the
+ * batch variance in the running average is multiplied by runVarScale (1, or n/(n − 1) for
+ * the unbiased estimate PyTorch keeps).
  *
  * The mean is returned as two T values, mean + meanLo, because in f32 a mean of 1e4 rounds
  * by up to 5e-4, which would be a 5e-4 error in x̂ for unit-spread data. Kernels subtract
@@ -83,7 +91,7 @@ export function affineColumns<T>(
  * work: workBytes<T>(d), 16-byte aligned.
  */
 export function forwardTrain<T>(
-  x: usize, n: i32, d: i32, gamma: usize, beta: usize, eps: f64, momentum: f64,
+  x: usize, n: i32, d: i32, S: i32, gamma: usize, beta: usize, eps: f64, momentum: f64, runVarScale: f64,
   runMean: usize, runVar: usize, out: usize,
   mean: usize, meanLo: usize, variance: usize, invStd: usize, work: usize,
 ): void {
@@ -94,7 +102,7 @@ export function forwardTrain<T>(
   const scale = after(center, colBytes);
   const bias = after(scale, colBytes);
   const scratch = after(bias, colBytes);
-  columnMeanVar<T>(x, n, d, mean64, var64, center, scratch);
+  columnMeanVar<T>(x, n, d, S, mean64, var64, center, scratch);
   for (let j = 0; j < d; j++) {
     const mu = load<f64>(at<f64>(mean64, j));
     const v = load<f64>(at<f64>(var64, j));
@@ -117,10 +125,10 @@ export function forwardTrain<T>(
     }
     if (runVar) {
       const rv = <f64>load<T>(at<T>(runVar, j));
-      store<T>(at<T>(runVar, j), <T>(momentum * rv + (1.0 - momentum) * v));
+      store<T>(at<T>(runVar, j), <T>(momentum * rv + (1.0 - momentum) * v * runVarScale));
     }
   }
-  affineColumns<T>(x, n, d, center, scale, bias, out, scratch);
+  affineColumns<T>(x, n, d, S, center, scale, bias, out, scratch);
 }
 
 /**
@@ -128,7 +136,7 @@ export function forwardTrain<T>(
  * work: workBytes<T>(d), 16-byte aligned.
  */
 export function forwardTest<T>(
-  x: usize, n: i32, d: i32, gamma: usize, beta: usize, eps: f64,
+  x: usize, n: i32, d: i32, S: i32, gamma: usize, beta: usize, eps: f64,
   runMean: usize, runVar: usize, out: usize, work: usize,
 ): void {
   const colBytes = <usize>d * sizeof<T>();
@@ -141,5 +149,5 @@ export function forwardTest<T>(
     store<T>(at<T>(scale, j), <T>(g / Math.sqrt(<f64>load<T>(at<T>(runVar, j)) + eps)));
     store<T>(at<T>(bias, j), <T>b);
   }
-  affineColumns<T>(x, n, d, runMean, scale, bias, out, scratch);
+  affineColumns<T>(x, n, d, S, runMean, scale, bias, out, scratch);
 }

@@ -1,4 +1,5 @@
-// Per-column mean and biased variance of a row-major (n, d) array.
+// Per-column mean and biased variance of a row-major (n, d) array (or per channel of
+// channels-first (n, d, S) data, through planes.ts).
 //
 // Numerics: a one-pass E[x²] − E[x]² loses every digit when |mean| >> std, and a plain f32
 // running sum of x drifts. We sum shifted values v = x − c instead, with c close to the mean:
@@ -10,6 +11,7 @@
 //   for any column (c was a poor guess, e.g. sorted data), a second pass with c = mean
 //   makes it negligible. Typical data needs one pass over memory.
 import { ROW_BLOCK, lanes, at, addToF64, zeroF64, groupLength, fillPattern, foldPattern, after } from "./columns";
+import { planeShiftedSums } from "./planes";
 
 /** SIMD: p1[e] = Σ_g (x[g, e] − cPat[e]), p2[e] = Σ_g (x[g, e] − cPat[e])² over `groups` groups of E values. */
 function shiftedSumsGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, p1: usize, p2: usize): void {
@@ -131,22 +133,36 @@ function shiftedSums<T>(x: usize, n: i32, d: i32, c: usize, s1: usize, s2: usize
 const RESHIFT_RATIO: f64 = 3.0;
 
 /**
- * mean[j] and variance[j] (f64, biased) of the columns of x (n ≥ 1 rows).
+ * mean[j] and variance[j] (f64, biased) of the columns of x: rows (n, d) when S = 1, or
+ * channels of (n, d, S) when S > 1 (see planes.ts); n·S ≥ 1 values per column.
  * c: d values of T (the shift, left as the mean rounded to T); scratch as for shiftedSums.
  */
-export function columnMeanVar<T>(x: usize, n: i32, d: i32, mean: usize, variance: usize, c: usize, scratch: usize): void {
-  // Initial shift: mean of the first rows, themselves shifted by row 0.
-  const head = min(n, ROW_BLOCK);
-  shiftedSums<T>(x, head, d, x, mean, variance, scratch);
-  for (let j = 0; j < d; j++) {
-    store<T>(at<T>(c, j), <T>(<f64>load<T>(at<T>(x, j)) + load<f64>(at<f64>(mean, j)) / <f64>head));
+export function columnMeanVar<T>(x: usize, n: i32, d: i32, S: i32, mean: usize, variance: usize, c: usize, scratch: usize): void {
+  // Initial shift: the mean of the first values of each column, themselves shifted by the first.
+  if (S == 1) {
+    const head = min(n, ROW_BLOCK);
+    shiftedSums<T>(x, head, d, x, mean, variance, scratch);
+    for (let j = 0; j < d; j++) {
+      store<T>(at<T>(c, j), <T>(<f64>load<T>(at<T>(x, j)) + load<f64>(at<f64>(mean, j)) / <f64>head));
+    }
+  } else {
+    const head = min(S, ROW_BLOCK);
+    for (let j = 0; j < d; j++) {
+      const run = at<T>(x, j * S);
+      const first = <f64>load<T>(run);
+      let sum = 0.0;
+      for (let s = 0; s < head; s++) sum += <f64>load<T>(at<T>(run, s)) - first;
+      store<T>(at<T>(c, j), <T>(first + sum / <f64>head));
+    }
   }
+  const count = <f64>n * <f64>S;
   for (let pass = 0; pass < 2; pass++) {
-    shiftedSums<T>(x, n, d, c, mean, variance, scratch);
+    if (S == 1) shiftedSums<T>(x, n, d, c, mean, variance, scratch);
+    else planeShiftedSums<T>(x, n, d, S, c, mean, variance);
     let reshift = false;
     for (let j = 0; j < d; j++) {
-      const m = load<f64>(at<f64>(mean, j)) / <f64>n;
-      const v = max(load<f64>(at<f64>(variance, j)) / <f64>n - m * m, 0.0);
+      const m = load<f64>(at<f64>(mean, j)) / count;
+      const v = max(load<f64>(at<f64>(variance, j)) / count - m * m, 0.0);
       const mu = <f64>load<T>(at<T>(c, j)) + m;
       store<f64>(at<f64>(mean, j), mu);
       store<f64>(at<f64>(variance, j), v);

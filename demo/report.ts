@@ -9,7 +9,10 @@ export interface Series {
 const escape = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
 /** A line chart of several series; logX puts x on a log scale. */
-export function lineChart(title: string, xLabel: string, yLabel: string, series: Series[], options: { logX?: boolean; yMin?: number; yMax?: number } = {}): string {
+export function lineChart(
+  title: string, xLabel: string, yLabel: string, series: Series[],
+  options: { logX?: boolean; yMin?: number; yMax?: number; legend?: "top" | "bottom" } = {},
+): string {
   const width = 560;
   const height = 320;
   const m = { left: 58, right: 16, top: 34, bottom: 44 };
@@ -46,8 +49,9 @@ export function lineChart(title: string, xLabel: string, yLabel: string, series:
     const d = s.points.filter(([, y]) => Number.isFinite(y)).map(([x, y], k) => `${k ? "L" : "M"}${px(x).toFixed(1)},${py(y).toFixed(1)}`).join("");
     parts.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"/>`);
     if (s.points.length <= 30) for (const [x, y] of s.points) if (Number.isFinite(y)) parts.push(`<circle cx="${px(x)}" cy="${py(y)}" r="3" fill="${s.color}"/>`);
-    parts.push(`<rect x="${width - m.right - 170}" y="${m.top + 8 + i * 18}" width="12" height="12" fill="${s.color}"/>`);
-    parts.push(`<text x="${width - m.right - 152}" y="${m.top + 18 + i * 18}">${escape(s.name)}</text>`);
+    const ly = options.legend === "bottom" ? height - m.bottom - 10 - (series.length - i) * 18 : m.top + 8 + i * 18;
+    parts.push(`<rect x="${width - m.right - 170}" y="${ly}" width="12" height="12" fill="${s.color}"/>`);
+    parts.push(`<text x="${width - m.right - 152}" y="${ly + 10}">${escape(s.name)}</text>`);
   });
   parts.push("</svg>");
   return parts.join("\n");

@@ -192,13 +192,13 @@ function main(): void {
       { name: "val, batch norm", color: "#7aa9f7", points: epochsAxis(exp1.withBn.valAcc) },
       { name: "train, no batch norm", color: PLAIN, points: epochsAxis(exp1.withoutBn.trainAcc) },
       { name: "val, no batch norm", color: "#f19b8f", points: epochsAxis(exp1.withoutBn.valAcc) },
-    ], { yMin: 0, yMax: 1 }),
+    ], { yMin: 0, yMax: 1, legend: "bottom" }),
   ];
   const charts2 = [
     lineChart("Best validation accuracy vs weight scale", "weight initialization scale", "accuracy", [
       { name: "with batch norm", color: BN, points: scales.map((s, i) => [s, exp2.withBn.bestValAcc[i]]) },
       { name: "without batch norm", color: PLAIN, points: scales.map((s, i) => [s, exp2.withoutBn.bestValAcc[i]]) },
-    ], { logX: true, yMin: 0, yMax: 1 }),
+    ], { logX: true, yMin: 0, yMax: 1, legend: "bottom" }),
     lineChart("Final training loss vs weight scale", "weight initialization scale", "loss", [
       { name: "with batch norm", color: BN, points: scales.map((s, i) => [s, exp2.withBn.finalLoss[i]]) },
       { name: "without batch norm", color: PLAIN, points: scales.map((s, i) => [s, exp2.withoutBn.finalLoss[i]]) },

@@ -1,22 +1,25 @@
-// The CS231n-style functional API: batchnormForward / batchnormBackward(Alt).
+// The CS231n-style functional API: batchnormForward / batchnormBackward(Alt) for (N, D)
+// data and spatialBatchnormForward / spatialBatchnormBackward for (N, C, H, W) or (N, C, L).
 // Each call copies its inputs into the engine's memory, runs one kernel and copies the
 // results out into new arrays that belong to the caller; the block it used is freed, so a
 // training loop reuses the same memory every step. (For a loop that copies nothing, see
 // BatchNorm.workspace in layer.ts.)
 import { type Dtype, type FloatArray, copyOf, dtypeOf } from "./dtype.js";
+import { type RunningStatsOptions, runningStatsRule, stepFactors } from "./conventions.js";
 import { layout } from "./memory.js";
+import { type Geometry, type Layout, checkLayout, geometry } from "./shape.js";
 import * as check from "./validate.js";
 import { COMPACT_FORM, GRAPH_FORM, engine } from "./wasm.js";
 
-export interface BNParam<A extends FloatArray = FloatArray> {
+export interface BNParam<A extends FloatArray = FloatArray> extends RunningStatsOptions {
   mode: "train" | "test";
   /** Added to the variance; default 1e-5. */
   eps?: number;
-  /** running = momentum·running + (1 − momentum)·batch; default 0.9. */
-  momentum?: number;
-  /** Created as zeros by the first train call when absent; updated in place in train mode. */
+  /** Created as zeros by the first train call when absent (CS231n); updated in place in train mode. */
   runningMean?: A;
   runningVar?: A;
+  /** Train calls so far; kept here when momentum is null (the cumulative average). */
+  numBatchesTracked?: number;
 }
 
 export const DEFAULT_EPS = 1e-5;
@@ -27,8 +30,8 @@ export class BatchnormCache<A extends FloatArray = FloatArray> {
   /** @internal */
   constructor(
     readonly dtype: Dtype,
-    readonly n: number,
-    readonly d: number,
+    /** The data's shape as the kernels see it (see shape.ts), and the caller's shape. */
+    readonly geometry: Geometry,
     readonly eps: number,
     /** The input, copied. */
     readonly x: A,
@@ -44,7 +47,7 @@ export class BatchnormCache<A extends FloatArray = FloatArray> {
 
 export interface ForwardResult<A extends FloatArray = FloatArray> {
   out: A;
-  /** null in test mode, which has no backward here. */
+  /** null in test mode. */
   cache: BatchnormCache<A> | null;
 }
 
@@ -54,23 +57,40 @@ export interface BackwardResult<A extends FloatArray = FloatArray> {
   dbeta: A;
 }
 
+/** Batch normalization of row-major (N, D) x, D = gamma.length, as in CS231n. */
 export function batchnormForward<A extends FloatArray>(x: A, gamma: A, beta: A, bnParam: BNParam<A>): ForwardResult<A> {
-  return forward(x, gamma, beta, bnParam as BNParam) as ForwardResult<A>;
+  return forward(x, gamma, beta, bnParam as BNParam, undefined, "NCHW") as ForwardResult<A>;
 }
 
-function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BNParam): ForwardResult {
+/**
+ * Spatial batch normalization: statistics per channel over N and the spatial positions.
+ * shape is [N, C, H, W] or [N, C, L], always in that order; layout says how x is stored:
+ * 'NCHW' / 'NCL' (channels first, default) or 'NHWC' / 'NLC' (channels last).
+ */
+export function spatialBatchnormForward<A extends FloatArray>(
+  x: A, gamma: A, beta: A, bnParam: BNParam<A>, shape: readonly number[], dataLayout: Layout = "NCHW",
+): ForwardResult<A> {
+  if (!Array.isArray(shape)) throw new RangeError(`shape must be [N, C, H, W] or [N, C, L], got ${JSON.stringify(shape)}`);
+  return forward(x, gamma, beta, bnParam as BNParam, shape, checkLayout(dataLayout)) as ForwardResult<A>;
+}
+
+function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BNParam, shape: readonly number[] | undefined, dataLayout: Layout): ForwardResult {
   check.floatArray("x", x);
   const dtype = dtypeOf(x);
   const g = check.floatArray("gamma", gamma, dtype);
   const d = g.length;
-  const n = check.rowsOf(x, d);
+  const geo = geometry(x.length, d, shape, dataLayout);
   check.floatArrayOfLength("beta", beta, dtype, d, "D = gamma.length");
   if (bnParam === null || typeof bnParam !== "object") {
     throw new TypeError(`bnParam must be an object like { mode: 'train' }, got ${bnParam === null ? "null" : typeof bnParam}`);
   }
   const mode = check.mode(bnParam.mode);
   const eps = check.eps(bnParam.eps ?? DEFAULT_EPS);
-  const momentum = check.momentum(bnParam.momentum ?? DEFAULT_MOMENTUM);
+  const rule = runningStatsRule(bnParam, "bnParam.", DEFAULT_MOMENTUM);
+  const tracked = bnParam.numBatchesTracked ?? 0;
+  if (!Number.isInteger(tracked) || tracked < 0) {
+    throw new RangeError(`bnParam.numBatchesTracked must be a whole number ≥ 0, got ${String(bnParam.numBatchesTracked)}`);
+  }
   const runningShape = "D = gamma.length";
   if (mode === "test" && (bnParam.runningMean === undefined || bnParam.runningVar === undefined)) {
     throw new TypeError("bnParam.runningMean and bnParam.runningVar are required in test mode (a train call creates them)");
@@ -81,18 +101,20 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
   const runVar = bnParam.runningVar === undefined && mode === "train"
     ? null
     : check.floatArrayOfLength("bnParam.runningVar", bnParam.runningVar, dtype, d, runningShape);
+  const step = mode === "train" ? stepFactors(rule, tracked + 1, geo.count, geo.shape) : null;
 
   const { heap, kernels } = engine();
-  const nd = n * d;
+  const { n, S } = geo;
+  const size = x.length;
   const plan = layout({
-    x: [dtype, nd], out: [dtype, nd], gamma: [dtype, d], beta: [dtype, d], runMean: [dtype, d], runVar: [dtype, d],
+    x: [dtype, size], out: [dtype, size], gamma: [dtype, d], beta: [dtype, d], runMean: [dtype, d], runVar: [dtype, d],
     mean: [dtype, d], meanLo: [dtype, d], variance: [dtype, d], invStd: [dtype, d], work: ["float64", Math.ceil(kernels.workBytes(dtype, d) / 8)],
   });
   const base = heap.alloc(plan.bytes);
   try {
     const p = (key: keyof typeof plan.offsets) => base + plan.offsets[key];
     const view = (key: keyof typeof plan.offsets, length = d) => heap.view(dtype, p(key), length);
-    view("x", nd).set(x);
+    view("x", size).set(x);
     view("gamma").set(g);
     view("beta").set(beta);
     if (runMean) view("runMean").set(runMean);
@@ -100,12 +122,12 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
     if (runVar) view("runVar").set(runVar);
     else view("runVar").fill(0);
 
-    if (mode === "test") {
-      kernels.forwardTest(dtype, p("x"), n, d, p("gamma"), p("beta"), eps, p("runMean"), p("runVar"), p("out"), p("work"));
-      return { out: copyOf(view("out", nd)), cache: null };
+    if (!step) {
+      kernels.forwardTest(dtype, p("x"), n, d, S, p("gamma"), p("beta"), eps, p("runMean"), p("runVar"), p("out"), p("work"));
+      return { out: copyOf(view("out", size)), cache: null };
     }
     kernels.forwardTrain(
-      dtype, p("x"), n, d, p("gamma"), p("beta"), eps, momentum, p("runMean"), p("runVar"), p("out"),
+      dtype, p("x"), n, d, S, p("gamma"), p("beta"), eps, step.momentum, step.runVarScale, p("runMean"), p("runVar"), p("out"),
       p("mean"), p("meanLo"), p("variance"), p("invStd"), p("work"),
     );
     // Write back only once the kernel has run: an error above leaves bnParam untouched.
@@ -115,11 +137,12 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
     else bnParam.runningMean = copyOf(newMean);
     if (runVar) runVar.set(newVar);
     else bnParam.runningVar = copyOf(newVar);
+    if (rule.momentum === null || bnParam.numBatchesTracked !== undefined) bnParam.numBatchesTracked = tracked + 1;
     const cache = new BatchnormCache(
-      dtype, n, d, eps, copyOf(x), copyOf(g),
+      dtype, geo, eps, copyOf(x), copyOf(g),
       copyOf(view("mean")), copyOf(view("meanLo")), copyOf(view("variance")), copyOf(view("invStd")),
     );
-    return { out: copyOf(view("out", nd)), cache };
+    return { out: copyOf(view("out", size)), cache };
   } finally {
     heap.free(base);
   }
@@ -127,34 +150,36 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
 
 function backwardWithForm<A extends FloatArray>(form: number, name: string, dout: A, cache: BatchnormCache<A>): BackwardResult<A> {
   if (!(cache instanceof BatchnormCache)) {
-    throw new TypeError(`${name}: cache must be the cache returned by a train-mode batchnormForward, got ${cache === null ? "null" : typeof cache}`);
+    throw new TypeError(`${name}: cache must be the cache returned by a train-mode forward, got ${cache === null ? "null" : typeof cache}`);
   }
-  const { dtype, n, d } = cache;
+  const { dtype, geometry: geo } = cache;
+  const { n, d, S, shape } = geo;
   check.floatArray("dout", dout, dtype);
-  if (dout.length !== n * d) {
-    throw new RangeError(`dout must have length ${n * d} (N = ${n} by D = ${d}, the shape of the cached forward), got length ${dout.length}`);
+  const size = cache.x.length;
+  if (dout.length !== size) {
+    const described = shape.length === 2 ? `N = ${shape[0]} by D = ${shape[1]}` : `[${shape.join(", ")}]`;
+    throw new RangeError(`dout must have length ${size} (${described}, the shape of the cached forward), got length ${dout.length}`);
   }
   const { heap, kernels } = engine();
-  const nd = n * d;
   const plan = layout({
-    dout: [dtype, nd], x: [dtype, nd], dx: [dtype, nd], gamma: [dtype, d], mean: [dtype, d], meanLo: [dtype, d],
+    dout: [dtype, size], x: [dtype, size], dx: [dtype, size], gamma: [dtype, d], mean: [dtype, d], meanLo: [dtype, d],
     invStd: [dtype, d], dgamma: [dtype, d], dbeta: [dtype, d], work: ["float64", Math.ceil(kernels.workBytes(dtype, d) / 8)],
   });
   const base = heap.alloc(plan.bytes);
   try {
     const p = (key: keyof typeof plan.offsets) => base + plan.offsets[key];
     const view = (key: keyof typeof plan.offsets, length = d) => heap.view(dtype, p(key), length);
-    view("dout", nd).set(dout);
-    view("x", nd).set(cache.x);
+    view("dout", size).set(dout);
+    view("x", size).set(cache.x);
     view("gamma").set(cache.gamma);
     view("mean").set(cache.mean);
     view("meanLo").set(cache.meanLo);
     view("invStd").set(cache.invStd);
     kernels.backward(
-      dtype, form, p("dout"), p("x"), n, d, p("gamma"), p("mean"), p("meanLo"), p("invStd"),
+      dtype, form, p("dout"), p("x"), n, d, S, p("gamma"), p("mean"), p("meanLo"), p("invStd"),
       p("dx"), p("dgamma"), p("dbeta"), p("work"),
     );
-    return { dx: copyOf(view("dx", nd)), dgamma: copyOf(view("dgamma")), dbeta: copyOf(view("dbeta")) } as BackwardResult<A>;
+    return { dx: copyOf(view("dx", size)), dgamma: copyOf(view("dgamma")), dbeta: copyOf(view("dbeta")) } as BackwardResult<A>;
   } finally {
     heap.free(base);
   }
@@ -168,4 +193,9 @@ export function batchnormBackward<A extends FloatArray>(dout: A, cache: Batchnor
 /** Backward in the compact form dx = (γ·invStd/N)·(N·dout − Σdout − x̂·Σ(dout·x̂)). */
 export function batchnormBackwardAlt<A extends FloatArray>(dout: A, cache: BatchnormCache<A>): BackwardResult<A> {
   return backwardWithForm(COMPACT_FORM, "batchnormBackwardAlt", dout, cache);
+}
+
+/** Backward of spatialBatchnormForward (compact form); dout has x's shape and layout. */
+export function spatialBatchnormBackward<A extends FloatArray>(dout: A, cache: BatchnormCache<A>): BackwardResult<A> {
+  return backwardWithForm(COMPACT_FORM, "spatialBatchnormBackward", dout, cache);
 }

@@ -1,9 +1,11 @@
 // batchnorm-wasm: batch normalization (CS231n formulation) with WebAssembly SIMD kernels.
 export { init, initSync, backend, supportedBackends, type Backend, type InitOptions } from "./wasm.js";
 export {
-  batchnormForward, batchnormBackward, batchnormBackwardAlt, BatchnormCache,
-  type BNParam, type ForwardResult, type BackwardResult,
+  batchnormForward, batchnormBackward, batchnormBackwardAlt, spatialBatchnormForward, spatialBatchnormBackward,
+  BatchnormCache, type BNParam, type ForwardResult, type BackwardResult,
 } from "./functional.js";
-export { BatchNorm, BatchNormWorkspace, type BatchNormOptions } from "./layer.js";
+export { BatchNorm, BatchNormWorkspace, type BatchNormOptions, type PyTorchState, type KerasState } from "./layer.js";
+export type { RunningStatsOptions } from "./conventions.js";
+export type { Layout } from "./shape.js";
 export type { Dtype, FloatArray } from "./dtype.js";
 export * as reference from "./reference.js";

@@ -38,11 +38,11 @@ export function floatArrayOfLength(name: string, value: unknown, dtype: Dtype, l
 }
 
 /** The (N, D) shape of row-major x with D = gamma.length. */
-export function rowsOf(x: FloatArray, d: number, name = "x"): number {
-  if (x.length === 0 || x.length % d !== 0) {
-    throw new RangeError(`${name} must have a positive multiple of D = ${d} values (N·D, row-major), got length ${x.length}`);
+export function rowsOf(length: number, d: number, name = "x"): number {
+  if (length === 0 || length % d !== 0) {
+    throw new RangeError(`${name} must have a positive multiple of D = ${d} values (N·D, row-major), got length ${length}`);
   }
-  return x.length / d;
+  return length / d;
 }
 
 export function mode(value: unknown): Mode {

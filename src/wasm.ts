@@ -13,24 +13,29 @@ import * as reference from "./reference.js";
 export type Backend = "simd" | "scalar" | "js";
 export const BACKENDS: readonly Backend[] = ["simd", "scalar", "js"];
 
+/** Backward forms; must match assembly/backward.ts. */
 export const GRAPH_FORM = 0;
 export const COMPACT_FORM = 1;
+export const EVAL_FORM = 2;
 
-/** Kernels on pointers into the engine's memory (see the contract above). */
+/**
+ * Kernels on pointers into the engine's memory (see the contract above). Data is rows (n, d)
+ * when S = 1, or channels-first (n, d, S) with contiguous runs of S values per channel.
+ */
 export interface Kernels {
   /** Bytes of work area every kernel needs for d columns of dtype. */
   workBytes(dtype: Dtype, d: number): number;
   forwardTrain(
-    dtype: Dtype, x: number, n: number, d: number, gamma: number, beta: number, eps: number, momentum: number,
-    runMean: number, runVar: number, out: number, mean: number, meanLo: number, variance: number, invStd: number,
-    work: number,
+    dtype: Dtype, x: number, n: number, d: number, S: number, gamma: number, beta: number, eps: number,
+    momentum: number, runVarScale: number, runMean: number, runVar: number, out: number,
+    mean: number, meanLo: number, variance: number, invStd: number, work: number,
   ): void;
   forwardTest(
-    dtype: Dtype, x: number, n: number, d: number, gamma: number, beta: number, eps: number,
+    dtype: Dtype, x: number, n: number, d: number, S: number, gamma: number, beta: number, eps: number,
     runMean: number, runVar: number, out: number, work: number,
   ): void;
   backward(
-    dtype: Dtype, form: number, dout: number, x: number, n: number, d: number, gamma: number,
+    dtype: Dtype, form: number, dout: number, x: number, n: number, d: number, S: number, gamma: number,
     mean: number, meanLo: number, invStd: number, dx: number, dgamma: number, dbeta: number, work: number,
   ): void;
 }
@@ -72,24 +77,24 @@ function jsEngine(): Engine {
   const v = (dtype: Dtype, ptr: number, length: number) => (ptr ? heap.view(dtype, ptr, length) : null);
   const kernels: Kernels = {
     workBytes: () => 16,
-    forwardTrain(dtype, x, n, d, gamma, beta, eps, momentum, runMean, runVar, out, mean, meanLo, variance, invStd) {
+    forwardTrain(dtype, x, n, d, S, gamma, beta, eps, momentum, runVarScale, runMean, runVar, out, mean, meanLo, variance, invStd) {
       reference.forwardTrain(
-        v(dtype, x, n * d)!, n, d, v(dtype, gamma, d), v(dtype, beta, d), eps, momentum,
-        v(dtype, runMean, d), v(dtype, runVar, d), v(dtype, out, n * d)!,
+        v(dtype, x, n * d * S)!, n, d, S, v(dtype, gamma, d), v(dtype, beta, d), eps, momentum, runVarScale,
+        v(dtype, runMean, d), v(dtype, runVar, d), v(dtype, out, n * d * S)!,
         v(dtype, mean, d)!, v(dtype, meanLo, d)!, v(dtype, variance, d)!, v(dtype, invStd, d)!,
       );
     },
-    forwardTest(dtype, x, n, d, gamma, beta, eps, runMean, runVar, out) {
+    forwardTest(dtype, x, n, d, S, gamma, beta, eps, runMean, runVar, out) {
       reference.forwardTest(
-        v(dtype, x, n * d)!, n, d, v(dtype, gamma, d), v(dtype, beta, d), eps,
-        v(dtype, runMean, d)!, v(dtype, runVar, d)!, v(dtype, out, n * d)!,
+        v(dtype, x, n * d * S)!, n, d, S, v(dtype, gamma, d), v(dtype, beta, d), eps,
+        v(dtype, runMean, d)!, v(dtype, runVar, d)!, v(dtype, out, n * d * S)!,
       );
     },
-    backward(dtype, form, dout, x, n, d, gamma, mean, meanLo, invStd, dx, dgamma, dbeta) {
+    backward(dtype, form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dx, dgamma, dbeta) {
       reference.backward(
-        form, v(dtype, dout, n * d)!, v(dtype, x, n * d)!, n, d, v(dtype, gamma, d),
+        form, v(dtype, dout, n * d * S)!, v(dtype, x, n * d * S)!, n, d, S, v(dtype, gamma, d),
         v(dtype, mean, d)!, v(dtype, meanLo, d)!, v(dtype, invStd, d)!,
-        v(dtype, dx, n * d), v(dtype, dgamma, d), v(dtype, dbeta, d),
+        v(dtype, dx, n * d * S), v(dtype, dgamma, d), v(dtype, dbeta, d),
       );
     },
   };

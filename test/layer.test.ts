@@ -77,7 +77,14 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
       const runningMean = bn.runningMean.slice();
       expectClose(bn.eval().forward(typed(s.dtype, s.xTest)), s.outTest, tol.abs, "eval out");
       expect(bn.runningMean).toEqual(runningMean);
-      expect(() => bn.backward(typed(s.dtype, s.xTest))).toThrow(/train mode/);
+      // Eval-mode backward: the running statistics are constants (fine-tuning).
+      const dout = typed(s.dtype, s.xTest.map((v, i) => Math.sin(i)));
+      const dx = bn.backward(dout);
+      const want = Array.from(dout, (g, i) => (g * s.gamma[i % s.d]) / Math.sqrt(s.runningVar[i % s.d] + s.eps));
+      expectRelClose(dx, want, tol.rel, "eval-mode dx");
+      const xHat = s.xTest.map((v, i) => (v - s.runningMean[i % s.d]) / Math.sqrt(s.runningVar[i % s.d] + s.eps));
+      const dgamma = Array.from({ length: s.d }, (_, j) => xHat.reduce((acc, v, i) => (i % s.d === j ? acc + v * dout[i] : acc), 0));
+      expectRelClose(bn.dgamma, dgamma, tol.rel, "eval-mode dgamma");
     });
   });
 });
