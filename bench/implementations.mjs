@@ -1,39 +1,38 @@
 // The implementations the benchmarks compare. Each `setup(op, data)` prepares everything
 // outside the timing (instantiation, tensors, workspaces) and returns
 // { run, result, teardown }: `run` is what is timed, `result` computes the output once for the
-// check against the reference.
+// check against the reference. data.geometry is the kernels' view (n, d, S) of data.shape in
+// data.layout (see src/shape.ts).
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import {
   BatchNorm, batchnormBackward, batchnormBackwardAlt, batchnormForward, initSync, reference,
+  spatialBatchnormBackward, spatialBatchnormForward,
 } from "../dist/index.js";
 
 const EPS = 1e-5;
 
 /** Idiomatic plain JavaScript: the package's reference loops, allocating outputs per call. */
 export const plainJs = {
-  forwardTrain(x, gamma, beta, bnParam) {
-    const d = gamma.length;
-    const n = x.length / d;
+  forwardTrain({ n, d, S }, x, gamma, beta, bnParam) {
     const out = new Float32Array(x.length);
     const stats = [0, 1, 2, 3].map(() => new Float32Array(d));
     bnParam.runningMean ??= new Float32Array(d);
     bnParam.runningVar ??= new Float32Array(d);
-    reference.forwardTrain(x, n, d, gamma, beta, EPS, 0.9, bnParam.runningMean, bnParam.runningVar, out, ...stats);
-    return { out, cache: { x, gamma, n, d, mean: stats[0], meanLo: stats[1], invStd: stats[3] } };
+    reference.forwardTrain(x, n, d, S, gamma, beta, EPS, 0.9, 1, bnParam.runningMean, bnParam.runningVar, out, ...stats);
+    return { out, cache: { x, gamma, mean: stats[0], meanLo: stats[1], invStd: stats[3] } };
   },
-  forwardTest(x, gamma, beta, bnParam) {
-    const d = gamma.length;
+  forwardTest({ n, d, S }, x, gamma, beta, bnParam) {
     const out = new Float32Array(x.length);
-    reference.forwardTest(x, x.length / d, d, gamma, beta, EPS, bnParam.runningMean, bnParam.runningVar, out);
+    reference.forwardTest(x, n, d, S, gamma, beta, EPS, bnParam.runningMean, bnParam.runningVar, out);
     return out;
   },
-  backward(form, dout, cache) {
-    const { x, gamma, n, d, mean, meanLo, invStd } = cache;
+  backward({ n, d, S }, form, dout, cache) {
+    const { x, gamma, mean, meanLo, invStd } = cache;
     const dx = new Float32Array(x.length);
     const dgamma = new Float32Array(d);
     const dbeta = new Float32Array(d);
-    reference.backward(form, dout, x, n, d, gamma, mean, meanLo, invStd, dx, dgamma, dbeta);
+    reference.backward(form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dx, dgamma, dbeta);
     return { dx, dgamma, dbeta };
   },
 };
@@ -44,12 +43,12 @@ function zeroCopy(backend) {
   return {
     name: `${backend} zero-copy`,
     kind: "package",
-    setup(op, { n, d, x, gamma, beta, dout, runningMean, runningVar }) {
+    setup(op, { shape, layout, x, gamma, beta, dout, runningMean, runningVar }) {
       initSync({ backend });
-      const layer = new BatchNorm(d);
+      const layer = new BatchNorm(shape[1], { layout });
       layer.gamma.set(gamma);
       layer.beta.set(beta);
-      const ws = layer.workspace(n);
+      const ws = layer.workspace(shape);
       ws.x.set(x);
       ws.dout.set(dout);
       ws.forward();
@@ -69,16 +68,20 @@ function functional(backend) {
   return {
     name: `${backend} functional`,
     kind: "package",
-    setup(op, { x, gamma, beta, dout, runningMean, runningVar }) {
+    setup(op, { shape, layout, x, gamma, beta, dout, runningMean, runningVar }) {
       initSync({ backend });
+      const spatial = shape.length > 2;
+      const fwd = spatial
+        ? (param) => spatialBatchnormForward(x, gamma, beta, param, shape, layout)
+        : (param) => batchnormForward(x, gamma, beta, param);
       const bnParam = { mode: "train" };
-      const { cache } = batchnormForward(x, gamma, beta, bnParam);
-      if (op === "train") return { run: () => batchnormForward(x, gamma, beta, bnParam), result: () => batchnormForward(x, gamma, beta, bnParam).out };
+      const { cache } = fwd(bnParam);
+      if (op === "train") return { run: () => fwd(bnParam), result: () => fwd(bnParam).out };
       if (op === "test") {
         const testParam = { mode: "test", runningMean, runningVar };
-        return { run: () => batchnormForward(x, gamma, beta, testParam), result: () => batchnormForward(x, gamma, beta, testParam).out };
+        return { run: () => fwd(testParam), result: () => fwd(testParam).out };
       }
-      const backward = op === "backward" ? batchnormBackwardAlt : batchnormBackward;
+      const backward = spatial ? spatialBatchnormBackward : op === "backward" ? batchnormBackwardAlt : batchnormBackward;
       return { run: () => backward(dout, cache), result: () => backward(dout, cache).dx };
     },
   };
@@ -87,14 +90,14 @@ function functional(backend) {
 const plain = {
   name: "plain JS",
   kind: "baseline",
-  setup(op, { x, gamma, beta, dout, runningMean, runningVar }) {
+  setup(op, { geometry, x, gamma, beta, dout, runningMean, runningVar }) {
     const bnParam = { mode: "train" };
-    const { cache } = plainJs.forwardTrain(x, gamma, beta, bnParam);
-    if (op === "train") return { run: () => plainJs.forwardTrain(x, gamma, beta, bnParam), result: () => plainJs.forwardTrain(x, gamma, beta, bnParam).out };
+    const { cache } = plainJs.forwardTrain(geometry, x, gamma, beta, bnParam);
+    if (op === "train") return { run: () => plainJs.forwardTrain(geometry, x, gamma, beta, bnParam), result: () => plainJs.forwardTrain(geometry, x, gamma, beta, bnParam).out };
     const testParam = { mode: "test", runningMean, runningVar };
-    if (op === "test") return { run: () => plainJs.forwardTest(x, gamma, beta, testParam), result: () => plainJs.forwardTest(x, gamma, beta, testParam) };
+    if (op === "test") return { run: () => plainJs.forwardTest(geometry, x, gamma, beta, testParam), result: () => plainJs.forwardTest(geometry, x, gamma, beta, testParam) };
     const form = FORMS[op];
-    return { run: () => plainJs.backward(form, dout, cache), result: () => plainJs.backward(form, dout, cache).dx };
+    return { run: () => plainJs.backward(geometry, form, dout, cache), result: () => plainJs.backward(geometry, form, dout, cache).dx };
   },
 };
 
@@ -113,22 +116,32 @@ function tensorflow(backend) {
       await tf.setBackend(backend);
       await tf.ready();
     },
-    setup(op, { n, d, x, gamma, beta, dout, runningMean, runningVar }) {
-      const xT = tf.tensor2d(x, [n, d]);
-      const gammaT = tf.tensor1d(gamma);
-      const betaT = tf.tensor1d(beta);
-      const doutT = tf.tensor2d(dout, [n, d]);
-      const mean = tf.tensor1d(runningMean);
-      const variance = tf.tensor1d(runningVar);
+    setup(op, { shape, layout, x, gamma, beta, dout, runningMean, runningVar }) {
+      const [N, C, ...spatial] = shape;
+      const channelsFirst = spatial.length > 0 && (layout === "NCHW" || layout === "NCL");
+      const stored = channelsFirst ? shape : [N, ...spatial, C];
+      const axes = channelsFirst ? [0, ...spatial.map((_, i) => i + 2)] : stored.slice(0, -1).map((_, i) => i);
+      const statShape = channelsFirst ? [1, C, ...spatial.map(() => 1)] : [C];
+      const xT = tf.tensor(x, stored);
+      const doutT = tf.tensor(dout, stored);
+      const gammaT = tf.tensor(gamma, statShape);
+      const betaT = tf.tensor(beta, statShape);
+      const mean = tf.tensor(runningMean, statShape);
+      const variance = tf.tensor(runningVar, statShape);
+      // tf.batchNorm broadcasts its statistics over the last axis only, so channels-first
+      // data takes the same formula written with broadcasting ops.
+      const normalize = (xs, mean, variance, b, g) => channelsFirst
+        ? tf.add(tf.mul(tf.mul(tf.sub(xs, mean), tf.rsqrt(tf.add(variance, EPS))), g), b)
+        : tf.batchNorm(xs, mean, variance, b, g, EPS);
       const forward = (xs, g, b) => {
-        const m = tf.moments(xs, 0);
-        return tf.batchNorm(xs, m.mean, m.variance, b, g, EPS);
+        const m = tf.moments(xs, axes, channelsFirst);
+        return normalize(xs, m.mean, m.variance, b, g);
       };
       const grads = tf.grads(forward);
       let run;
       let read;
       if (op === "train") run = () => tf.tidy(() => forward(xT, gammaT, betaT));
-      else if (op === "test") run = () => tf.tidy(() => tf.batchNorm(xT, mean, variance, betaT, gammaT, EPS));
+      else if (op === "test") run = () => tf.tidy(() => normalize(xT, mean, variance, betaT, gammaT));
       else {
         run = () => tf.tidy(() => grads([xT, gammaT, betaT], doutT));
         read = (r) => r[0];

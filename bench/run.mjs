@@ -49,12 +49,26 @@ const OPS = {
   backward: { bytes: 12, arrays: 3, loop: "triad", note: "x and dout read, dx written" },
   "backward-graph": { bytes: 12, arrays: 3, loop: "triad", note: "as backward" },
 };
-const SHAPES = args.quick
-  ? [[64, 256], [256, 1024], [16384, 3]]
-  : [[64, 256], [256, 1024], [1024, 1024], [8192, 1024], [65536, 1], [16384, 3], [16384, 16], [1024, 1031]];
+// [N, D] rows, or [N, C, H, W] in a layout (NCHW runs of H·W values; NHWC is the row kernel).
+const SHAPES = (args.quick
+  ? [[64, 256], [256, 1024], [16384, 3], [32, 64, 32, 32]]
+  : [[64, 256], [256, 1024], [1024, 1024], [8192, 1024], [65536, 1], [16384, 3], [16384, 16], [1024, 1031],
+     [32, 64, 32, 32], [8, 256, 56, 56], [32, 64, 32, 32, "NHWC"]]
+).map((s) => {
+  const layout = typeof s[s.length - 1] === "string" ? s.pop() : "NCHW";
+  return { shape: s, layout, label: s.join("x") + (s.length > 2 ? ` ${layout}` : "") };
+});
 const TIMING = args.quick ? { minTime: 0.01, maxTime: 0.1, minSamples: 5 } : { minTime: 0.05, maxTime: 0.6, minSamples: 8 };
 
-function randomData(n, d, seed) {
+function geometryOf(shape, layout) {
+  const [N, C, ...spatial] = shape;
+  const S = spatial.reduce((a, b) => a * b, 1);
+  return layout === "NHWC" ? { n: N * S, d: C, S: 1 } : { n: N, d: C, S };
+}
+
+function randomData(shape, layout, seed) {
+  const geometry = geometryOf(shape, layout);
+  const { n, d, S } = geometry;
   let s = seed >>> 0;
   const uniform = () => {
     s = (s + 0x6d2b79f5) >>> 0;
@@ -64,20 +78,20 @@ function randomData(n, d, seed) {
     return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
   };
   const normal = (loc, scale) => loc + scale * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
-  const x = Float32Array.from({ length: n * d }, () => normal(3, 2));
+  const x = Float32Array.from({ length: n * d * S }, () => normal(3, 2));
   const gamma = Float32Array.from({ length: d }, () => normal(1, 0.3));
   const beta = Float32Array.from({ length: d }, () => normal(0, 0.3));
-  const dout = Float32Array.from({ length: n * d }, () => normal(0, 1));
+  const dout = Float32Array.from({ length: n * d * S }, () => normal(0, 1));
   const bnParam = { mode: "train" };
-  const { out, cache } = plainJs.forwardTrain(x, gamma, beta, bnParam);
+  const { out, cache } = plainJs.forwardTrain(geometry, x, gamma, beta, bnParam);
   const { runningMean, runningVar } = bnParam;
   const expected = {
     train: out,
-    test: plainJs.forwardTest(x, gamma, beta, { runningMean, runningVar }),
-    backward: plainJs.backward(1, dout, cache).dx,
-    "backward-graph": plainJs.backward(0, dout, cache).dx,
+    test: plainJs.forwardTest(geometry, x, gamma, beta, { runningMean, runningVar }),
+    backward: plainJs.backward(geometry, 1, dout, cache).dx,
+    "backward-graph": plainJs.backward(geometry, 0, dout, cache).dx,
   };
-  return { n, d, x, gamma, beta, dout, runningMean, runningVar, expected };
+  return { shape, layout, geometry, x, gamma, beta, dout, runningMean, runningVar, expected };
 }
 
 function maxError(got, want) {
@@ -128,11 +142,12 @@ function bandwidthAt(bytes) {
 const impls = implementations({ quick: args.quick });
 const results = [];
 const rows = [];
-for (const [n, d] of SHAPES) {
-  const data = randomData(n, d, n * 131 + d);
-  const shape = `${n}x${d}`;
+for (const { shape: dims, layout, label: shape } of SHAPES) {
+  const data = randomData(dims, layout, dims[0] * 131 + dims[1]);
+  const elements = data.x.length;
   for (const [op, spec] of Object.entries(OPS)) {
-    const workingSet = spec.arrays * n * d * 4;
+    if (op === "backward-graph" && dims.length > 2) continue; // spatial backward has the compact form
+    const workingSet = spec.arrays * elements * 4;
     const gbps = bandwidthAt(workingSet)[spec.loop];
     const sol = spec.bytes / gbps; // ns per element
     let plainNs = null;
@@ -148,10 +163,10 @@ for (const [n, d] of SHAPES) {
       if (!(error < 1e-3)) throw new Error(`${label}: result differs from the reference by ${error}`);
       const t = time(label, run, oneCall);
       teardown?.();
-      const nsPerElem = (t.medianSeconds * 1e9) / (n * d);
+      const nsPerElem = (t.medianSeconds * 1e9) / elements;
       if (impl.kind === "baseline") plainNs = nsPerElem;
       const r = {
-        op, shape, n, d, implementation: impl.name, kind: impl.kind, nsPerElem, rme: t.rme, samples: t.samples,
+        op, shape, dims, layout, implementation: impl.name, kind: impl.kind, nsPerElem, rme: t.rme, samples: t.samples,
         gbPerS: spec.bytes / nsPerElem, solNsPerElem: sol, xSol: nsPerElem / sol, bandwidthGBs: gbps, loop: spec.loop,
         checkError: error,
       };
@@ -161,7 +176,7 @@ for (const [n, d] of SHAPES) {
     for (const r of rows.splice(0)) {
       r.speedupVsPlainJs = plainNs ? plainNs / r.nsPerElem : null;
       console.log(
-        `${r.op.padEnd(15)} ${r.shape.padEnd(10)} ${r.implementation.padEnd(22)} ${r.nsPerElem.toFixed(3).padStart(9)} ns/elem ±${r.rme.toFixed(1).padStart(4)}%  ` +
+        `${r.op.padEnd(15)} ${r.shape.padEnd(17)} ${r.implementation.padEnd(22)} ${r.nsPerElem.toFixed(3).padStart(9)} ns/elem ±${r.rme.toFixed(1).padStart(4)}%  ` +
           `${r.gbPerS.toFixed(1).padStart(6)} GB/s  ${r.xSol.toFixed(2).padStart(6)}× SOL  ` +
           `${r.speedupVsPlainJs ? (r.speedupVsPlainJs.toFixed(1) + "× plain JS").padStart(16) : ""}`,
       );
@@ -203,7 +218,7 @@ writeFileSync(
   chartSvg({
     results: results.filter((r) => r.op !== "backward-graph"),
     ops: ["train", "test", "backward"],
-    shapes: SHAPES.map(([n, d]) => `${n}x${d}`).filter((s) => results.some((r) => r.shape === s)),
+    shapes: SHAPES.map((s) => s.label).filter((s) => results.some((r) => r.shape === s)),
     implementations: impls.map((i) => i.name).filter((name) => results.some((r) => r.implementation === name)),
     caption,
   }),
