@@ -158,9 +158,45 @@ function tensorflow(backend) {
   };
 }
 
-export function implementations({ quick }) {
+/**
+ * onnxruntime-node, one thread, on exported BatchNormalization models (bench/models, made by
+ * scripts/make_onnx_models.py; gamma = 1, beta = 0, running statistics 0 and 1). NCHW
+ * forward only: ONNX Runtime has no batch-norm backward. Its calls are asynchronous.
+ * Optional: its install script downloads binaries, so it is not a devDependency; the suite
+ * includes it when installed (npm install --no-save --ignore-scripts onnxruntime-node).
+ */
+function onnxruntime(ort) {
+  const sessions = new Map();
+  return {
+    name: `onnxruntime-node ${ort.env.versions?.common ?? ""}`.trim(),
+    kind: "peer",
+    async: true,
+    supports: (op, { shape, layout }) => shape.length === 4 && layout === "NCHW" && (op === "train" || op === "test") && [64, 256].includes(shape[1]),
+    async setup(op, { shape, geometry, x }) {
+      const file = new URL(`./models/bn2d-${op === "train" ? "train" : "eval"}-c${shape[1]}.onnx`, import.meta.url).pathname;
+      if (!sessions.has(file)) {
+        sessions.set(file, await ort.InferenceSession.create(file, { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: "sequential" }));
+      }
+      const session = sessions.get(file);
+      const feeds = { x: new ort.Tensor("float32", x, shape) };
+      const ones = new Float32Array(shape[1]).fill(1);
+      const zeros = new Float32Array(shape[1]);
+      const expected = op === "train"
+        ? plainJs.forwardTrain(geometry, x, ones, zeros, { mode: "train" }).out
+        : plainJs.forwardTest(geometry, x, ones, zeros, { runningMean: zeros, runningVar: ones });
+      return { run: () => session.run(feeds), result: async () => (await session.run(feeds)).y.data, expected };
+    },
+  };
+}
+
+export async function implementations({ quick }) {
   const list = [zeroCopy("simd"), functional("simd"), zeroCopy("scalar"), plain];
   if (!quick) list.splice(3, 0, functional("scalar"));
   list.push(tensorflow("cpu"), tensorflow("wasm"));
+  try {
+    list.push(onnxruntime(await import("onnxruntime-node")));
+  } catch {
+    console.log("onnxruntime-node is not installed, so it is left out (npm install --no-save --ignore-scripts onnxruntime-node adds it).\n");
+  }
   return list;
 }

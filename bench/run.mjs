@@ -109,11 +109,13 @@ function median(values) {
   return v.length % 2 ? v[v.length >> 1] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
 }
 
-function time(name, fn, oneCallSeconds = 0) {
+async function time(name, fn, oneCallSeconds = 0, isAsync = false) {
   // A call that takes most of a second (tfjs backward on the largest shapes) gets 3 samples.
   const timing = oneCallSeconds > 0.25 ? { minTime: 0, maxTime: 0, minSamples: 3 } : TIMING;
-  const bench = new Benchmark(name, fn, timing);
-  bench.run();
+  const bench = isAsync
+    ? new Benchmark(name, (deferred) => fn().then(() => deferred.resolve()), { ...timing, defer: true })
+    : new Benchmark(name, fn, timing);
+  await new Promise((resolve) => bench.on("complete", resolve).run({ async: isAsync }));
   if (bench.error) throw bench.error;
   return { medianSeconds: median(bench.stats.sample), rme: bench.stats.rme, hz: bench.hz, samples: bench.stats.sample.length };
 }
@@ -139,7 +141,7 @@ function bandwidthAt(bytes) {
   return bandwidthCache.get(bytes);
 }
 
-const impls = implementations({ quick: args.quick });
+const impls = await implementations({ quick: args.quick });
 const results = [];
 const rows = [];
 for (const { shape: dims, layout, label: shape } of SHAPES) {
@@ -153,15 +155,16 @@ for (const { shape: dims, layout, label: shape } of SHAPES) {
     let plainNs = null;
     for (const impl of impls) {
       if (impl.kind === "peer" && op === "backward-graph") continue;
+      if (impl.supports && !impl.supports(op, data)) continue;
       const label = `${op} ${shape} ${impl.name}`;
       if (args.filter && !args.filter.test(label)) continue;
       if (impl.prepare) await impl.prepare();
-      const { run, result, teardown } = impl.setup(op, data);
+      const { run, result, teardown, expected } = await impl.setup(op, data);
       const checkStart = performance.now();
-      const error = maxError(result(), data.expected[op]);
+      const error = maxError(await result(), expected ?? data.expected[op]);
       const oneCall = (performance.now() - checkStart) / 1000;
       if (!(error < 1e-3)) throw new Error(`${label}: result differs from the reference by ${error}`);
-      const t = time(label, run, oneCall);
+      const t = await time(label, run, oneCall, impl.async);
       teardown?.();
       const nsPerElem = (t.medianSeconds * 1e9) / elements;
       if (impl.kind === "baseline") plainNs = nsPerElem;
@@ -193,9 +196,9 @@ const x4 = new Float32Array([1, 2, 3, 4]);
 const ones = new Float32Array(4).fill(1);
 const zeros4 = new Float32Array(4);
 const fixedCost = {
-  zeroCopyForwardMicroseconds: time("fixed cost zero-copy", () => ws.forward()).medianSeconds * 1e6,
-  zeroCopyBackwardMicroseconds: time("fixed cost zero-copy backward", () => ws.backward()).medianSeconds * 1e6,
-  functionalForwardMicroseconds: time("fixed cost functional", () => batchnormForward(x4, ones, zeros4, { mode: "train" })).medianSeconds * 1e6,
+  zeroCopyForwardMicroseconds: (await time("fixed cost zero-copy", () => ws.forward())).medianSeconds * 1e6,
+  zeroCopyBackwardMicroseconds: (await time("fixed cost zero-copy backward", () => ws.backward())).medianSeconds * 1e6,
+  functionalForwardMicroseconds: (await time("fixed cost functional", () => batchnormForward(x4, ones, zeros4, { mode: "train" }))).medianSeconds * 1e6,
 };
 ws.dispose();
 console.log(

@@ -2,7 +2,9 @@
 // passes in float64) agree within the core tolerances on every shape of the sweep.
 import { describe, expect, test } from "vitest";
 import type { Dtype, FloatArray } from "../src/dtype.js";
-import { type BNParam, type Backend, batchnormBackward, batchnormBackwardAlt, batchnormForward, initSync } from "../src/index.js";
+import {
+  type BNParam, type Backend, batchnormBackward, batchnormBackwardAlt, batchnormForward, initSync, spatialBatchnormBackward, spatialBatchnormForward,
+} from "../src/index.js";
 import { expectClose, expectDxClose, expectRelClose, maxAbs, randn, tolerance, typed } from "./helpers.js";
 
 const Ds = [1, 2, 3, 4, 5, 7, 8, 67, 1024, 1031];
@@ -46,6 +48,40 @@ describe.each(["float32", "float64"] as Dtype[])("%s", (dtype) => {
           expectRelClose(wasm[form].dgamma, js[form].dgamma, tol.rel, `${name} ${form} dgamma`);
           expectRelClose(wasm[form].dbeta, js[form].dbeta, tol.rel, `${name} ${form} dbeta`);
         }
+      }
+    });
+  });
+});
+
+describe.each(["float32", "float64"] as Dtype[])("%s spatial", (dtype) => {
+  const shapes = [[3, 5, 7], [2, 3, 5, 7], [4, 2, 33, 1], [1, 4, 16], [5, 1, 3, 3], [2, 6, 9, 11]];
+  describe.each(["NCHW", "NHWC"] as const)("%s", (layout) => {
+    test.each(shapes)("shape [%i, %i, …]", (...shape) => {
+      const [, c] = shape;
+      const size = shape.reduce((a, b) => a * b, 1);
+      const seed = size * 31 + c;
+      const x = typed(dtype, randn(seed, size, -4, 3));
+      const gamma = typed(dtype, randn(seed + 1, c, 1, 0.5));
+      const beta = typed(dtype, randn(seed + 2, c));
+      const dout = typed(dtype, randn(seed + 3, size));
+      const run = (backend: Backend) => {
+        initSync({ backend });
+        const bnParam: BNParam = { mode: "train", momentum: 0.6 };
+        const { out, cache } = spatialBatchnormForward(x, gamma, beta, bnParam, shape, layout);
+        const test = spatialBatchnormForward(x, gamma, beta, { ...bnParam, mode: "test" }, shape, layout).out;
+        return { out, test, variance: cache!.variance, runningVar: bnParam.runningVar!, ...spatialBatchnormBackward(dout, cache!) };
+      };
+      const js = run("js");
+      const tol = tolerance(dtype);
+      for (const backend of ["simd", "scalar"] as const) {
+        const r = run(backend);
+        expectClose(r.out, js.out, tol.abs, `${backend} out`);
+        expectClose(r.test, js.test, tol.abs * Math.max(1, maxAbs(js.test)), `${backend} test out`);
+        expectRelClose(r.variance, js.variance, tol.rel, `${backend} variance`);
+        expectRelClose(r.runningVar, js.runningVar, tol.rel, `${backend} runningVar`);
+        expectRelClose(r.dx, js.dx, tol.rel, `${backend} dx`);
+        expectRelClose(r.dgamma, js.dgamma, tol.rel, `${backend} dgamma`);
+        expectRelClose(r.dbeta, js.dbeta, tol.rel, `${backend} dbeta`);
       }
     });
   });
