@@ -1,8 +1,42 @@
+/// <reference types="@vitest/browser/providers/playwright" />
 import { defineConfig } from "vitest/config";
+
+// The same test files run in Node and in headless Chromium (Debian's chromium, driven by
+// Playwright; no browser is downloaded). Files named *.node.test.ts need Node's APIs
+// (child processes, npm pack) and run in Node only. scripts/test.mjs runs the browser
+// project when a Chromium is installed.
+export const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
-    testTimeout: 60_000,
+    projects: [
+      {
+        test: { name: "node", include: ["test/**/*.test.ts"], environment: "node", testTimeout: 60_000 },
+      },
+      {
+        test: {
+          name: "browser",
+          include: ["test/**/*.test.ts"],
+          exclude: ["test/**/*.node.test.ts"],
+          testTimeout: 120_000,
+          browser: {
+            enabled: true,
+            provider: "playwright",
+            headless: true,
+            screenshotFailures: false,
+            instances: [
+              {
+                browser: "chromium",
+                launch: {
+                  executablePath: chromiumPath,
+                  // As root in a sandbox, with no network: no sandbox, no GPU, no background traffic.
+                  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+                },
+              },
+            ],
+          },
+        },
+      },
+    ],
   },
 });

@@ -5,7 +5,7 @@
 // Contract with assembly/index.ts: pointers are byte addresses in the engine's memory, 0 means
 // "absent" (gamma/beta: 1 and 0; running statistics: not updated), work areas are 16-byte
 // aligned and at least kernels.workBytes(dtype, d) long.
-import { scalarWasm, simdWasm } from "../build/binaries.js";
+import { scalarWasm, simdWasm } from "./generated/binaries.js";
 import { type Dtype } from "./dtype.js";
 import { Heap, JsMemory } from "./memory.js";
 import * as reference from "./reference.js";

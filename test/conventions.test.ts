@@ -1,7 +1,7 @@
 // Spatial batch norm and the conventions of PyTorch and Keras, against fixtures from
 // PyTorch itself and from numpy (scripts/make_torch_fixtures.py).
-import { readFileSync } from "node:fs";
 import { describe, expect, test } from "vitest";
+import pytorch from "./fixtures/pytorch.json" with { type: "json" };
 import { type Backend, BatchNorm, type BNParam, initSync, spatialBatchnormBackward, spatialBatchnormForward } from "../src/index.js";
 import { expectClose, expectRelClose, maxAbs } from "./helpers.js";
 
@@ -14,7 +14,7 @@ interface KerasCase {
   name: string; shape: number[]; momentum: number; epsilon: number; gamma: number[]; beta: number[];
   steps: { x: number[]; out: number[]; movingMean: number[]; movingVariance: number[] }[]; eval: { x: number[]; out: number[] };
 }
-const fixtures: { cases: TorchCase[]; keras: KerasCase[] } = JSON.parse(readFileSync(new URL("./fixtures/pytorch.json", import.meta.url), "utf8"));
+const fixtures = pytorch as unknown as { cases: TorchCase[]; keras: KerasCase[] };
 
 const spatialCases = fixtures.cases.filter((c) => c.shape.length > 2 && c.affine && c.trackRunningStats && c.momentum !== null);
 const f32 = (v: ArrayLike<number>) => Float32Array.from(v);

@@ -1,5 +1,5 @@
-import { readFileSync } from "node:fs";
 import { expect } from "vitest";
+import reference from "./fixtures/reference.json" with { type: "json" };
 import type { ArrayOf, Dtype } from "../src/dtype.js";
 
 export interface Case {
@@ -13,9 +13,8 @@ export interface Sequence {
   runningMean: number[]; runningVar: number[]; xTest: number[]; outTest: number[];
 }
 
-export const fixtures: { cases: Case[]; sequences: Sequence[] } = JSON.parse(
-  readFileSync(new URL("./fixtures/reference.json", import.meta.url), "utf8"),
-);
+// Imported as a module (not read from disk) so the same tests run in Node and in Chromium.
+export const fixtures = reference as { cases: Case[]; sequences: Sequence[] };
 
 export function typed<D extends Dtype>(dtype: D, values: ArrayLike<number>): ArrayOf<D> {
   return (dtype === "float64" ? Float64Array.from(values) : Float32Array.from(values)) as ArrayOf<D>;

@@ -1,0 +1,41 @@
+// Backend selection: the best the JavaScript engine supports, detected with
+// WebAssembly.validate on the shipped modules; a forced backend; what is active.
+import { afterEach, expect, test, vi } from "vitest";
+import { backend, batchnormForward, init, initSync, supportedBackends } from "../src/index.js";
+
+afterEach(() => {
+  vi.restoreAllMocks();
+  initSync({ backend: "simd" });
+});
+
+const x = new Float32Array([1, 2, 3, 4, 5, 6]);
+const gamma = new Float32Array([1, 1]);
+const beta = new Float32Array([0, 0]);
+// Each column is (1, 3, 5) + 0 or 1: mean ± 2, biased variance 8/3.
+const expected = [-1, -1, 0, 0, 1, 1].map((v) => (2 * v) / Math.sqrt(8 / 3 + 1e-5));
+
+test("the SIMD build where WebAssembly SIMD validates", async () => {
+  expect(supportedBackends()).toEqual(["simd", "scalar", "js"]);
+  expect(await init()).toBe("simd");
+  expect(backend()).toBe("simd");
+});
+
+test("without WebAssembly SIMD the scalar build runs", () => {
+  const validate = WebAssembly.validate.bind(WebAssembly);
+  let calls = 0;
+  // supportedBackends validates the SIMD module first: let only that one fail.
+  vi.spyOn(WebAssembly, "validate").mockImplementation((bytes) => (calls++ === 0 ? false : validate(bytes)));
+  expect(initSync()).toBe("scalar");
+  expect(backend()).toBe("scalar");
+  const { out } = batchnormForward(x, gamma, beta, { mode: "train" });
+  Array.from(out).forEach((v, i) => expect(v).toBeCloseTo(expected[i], 5));
+});
+
+test("without WebAssembly at all the plain-JS backend runs", () => {
+  vi.spyOn(WebAssembly, "validate").mockReturnValue(false);
+  expect(supportedBackends()).toEqual(["js"]);
+  expect(initSync()).toBe("js");
+  expect(() => initSync({ backend: "simd" })).toThrow(/backend 'simd' is not supported by this JavaScript engine \(supported: js\)/);
+  const { out } = batchnormForward(x, gamma, beta, { mode: "train" });
+  Array.from(out).forEach((v, i) => expect(v).toBeCloseTo(expected[i], 5));
+});

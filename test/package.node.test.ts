@@ -1,0 +1,66 @@
+// The packed tarball, installed like a user would, from ESM and CJS, and in a JavaScript
+// engine without WebAssembly (node --jitless).
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { beforeAll, describe, expect, test } from "vitest";
+
+const root = new URL("..", import.meta.url).pathname;
+const dir = mkdtempSync(join(tmpdir(), "bn-pack-"));
+let files: string[] = [];
+
+// Each column is (1, 3, 5) + 0 or 1: x̂ = ±2 / sqrt(8/3 + eps), out = 2·x̂ + 0.5.
+const expected = [-1, -1, 0, 0, 1, 1].map((v) => (4 * v) / Math.sqrt(8 / 3 + 1e-5) + 0.5);
+const program = (load: string) => `${load}
+const x = new Float32Array([1, 2, 3, 4, 5, 6]);
+const { out, cache } = m.batchnormForward(x, new Float32Array([2, 2]), new Float32Array([0.5, 0.5]), { mode: "train" });
+const { dbeta } = m.batchnormBackward(new Float32Array(6).fill(1), cache);
+console.log(JSON.stringify({ backend: m.backend(), out: Array.from(out), dbeta: Array.from(dbeta) }));`;
+
+function run(args: string[]) {
+  const result = JSON.parse(execFileSync(process.execPath, args, { cwd: dir, encoding: "utf8" }));
+  result.out.forEach((v: number, i: number) => expect(v).toBeCloseTo(expected[i], 5));
+  expect(result.dbeta).toEqual([3, 3]);
+  return result.backend;
+}
+
+beforeAll(() => {
+  const packed = JSON.parse(execFileSync("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", dir], { cwd: root, encoding: "utf8" }));
+  files = packed[0].files.map((f: { path: string }) => f.path);
+  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "user", private: true }));
+  execFileSync("npm", ["install", "--no-audit", "--no-fund", "--offline", join(dir, packed[0].filename)], { cwd: dir, stdio: "ignore" });
+}, 120_000);
+
+describe("npm pack", () => {
+  test("holds only what a user needs: the ESM and CJS builds with their types, README, package.json", () => {
+    expect(files).toContain("package.json");
+    expect(files).toContain("README.md");
+    expect(files).toContain("dist/index.js");
+    expect(files).toContain("dist/index.d.ts");
+    expect(files).toContain("dist/cjs/index.js");
+    expect(files).toContain("dist/cjs/index.d.ts");
+    expect(files).toContain("dist/cjs/package.json");
+    const stray = files.filter((f) => !/^(dist\/.+\.(js|d\.ts|json)|README\.md|package\.json)$/.test(f));
+    expect(stray).toEqual([]);
+  });
+
+  test("package.json: exports for import and require with types, no side effects", () => {
+    const pkg = JSON.parse(readFileSync(join(dir, "node_modules/batchnorm-wasm/package.json"), "utf8"));
+    expect(pkg.sideEffects).toBe(false);
+    expect(pkg.exports["."].import).toEqual({ types: "./dist/index.d.ts", default: "./dist/index.js" });
+    expect(pkg.exports["."].require).toEqual({ types: "./dist/cjs/index.d.ts", default: "./dist/cjs/index.js" });
+  });
+
+  test("import from ESM", () => {
+    expect(run(["--input-type=module", "-e", program(`import * as m from "batchnorm-wasm";`)])).toBe("simd");
+  });
+
+  test("require from CJS", () => {
+    expect(run(["-e", program(`const m = require("batchnorm-wasm");`)])).toBe("simd");
+  });
+
+  test("without WebAssembly (node --jitless) the plain-JS backend runs", () => {
+    expect(run(["--jitless", "--input-type=module", "-e", program(`import * as m from "batchnorm-wasm";`)])).toBe("js");
+  });
+});
