@@ -1,5 +1,6 @@
 // Forward pass: batch statistics, running-statistics update, and the per-column affine map
-// out = (x − center) · scale + bias that both train and test mode reduce to.
+// out = (x − center) · scale + bias that both train and test mode reduce to. Each mode is
+// two kernels (constants, then normalize), so that the module that normalizes stays small.
 import { lanes, at, groupLength, fillPattern, after } from "./columns";
 import { columnMeanVar } from "./statistics";
 import { planeAffine } from "./planes";
@@ -76,11 +77,30 @@ export function affineColumns<T>(
 }
 
 /**
- * Train-mode forward of x: rows (n, d) when S = 1, channels of (n, d, S) when S > 1.
- * Writes out, the batch statistics (mean, meanLo, variance, invStd, all T) and updates
- * runMean/runVar in place: running = momentum·running + (1 − momentum)·batch, where the
- * batch variance in the running average is multiplied by runVarScale (1, or n/(n − 1) for
- * the unbiased estimate PyTorch keeps).
+ * The per-column affine map of a forward, kept at the start of the work area between the
+ * kernels that compute it (trainStatistics, testConstants) and the one that applies it
+ * (normalize): center, scale and bias, d values of T each.
+ */
+// @ts-ignore: decorator
+@inline function scaleOf<T>(work: usize, d: i32): usize {
+  return after(work, <usize>d * sizeof<T>());
+}
+// @ts-ignore: decorator
+@inline function biasOf<T>(work: usize, d: i32): usize {
+  return after(scaleOf<T>(work, d), <usize>d * sizeof<T>());
+}
+/** The rest of the work area, after the map. */
+// @ts-ignore: decorator
+@inline function restOf<T>(work: usize, d: i32): usize {
+  return after(biasOf<T>(work, d), <usize>d * sizeof<T>());
+}
+
+/**
+ * Train mode, first half: the batch statistics of x (rows (n, d) when S = 1, channels of
+ * (n, d, S) when S > 1) into mean, meanLo, variance, invStd (all T); the running statistics
+ * updated in place, running = momentum·running + (1 − momentum)·batch, with the batch
+ * variance multiplied by runVarScale (1, or n/(n − 1) for the unbiased estimate PyTorch
+ * keeps); and the affine map for normalize() at the start of work.
  *
  * The mean is returned as two T values, mean + meanLo, because in f32 a mean of 1e4 rounds
  * by up to 5e-4, which would be a 5e-4 error in x̂ for unit-spread data. Kernels subtract
@@ -90,18 +110,16 @@ export function affineColumns<T>(
  * gamma = 0 means gamma = 1, beta = 0 means beta = 0, runMean/runVar = 0: not updated.
  * work: workBytes<T>(d), 16-byte aligned.
  */
-export function forwardTrain<T>(
+export function trainStatistics<T>(
   x: usize, n: i32, d: i32, S: i32, gamma: usize, beta: usize, eps: f64, momentum: f64, runVarScale: f64,
-  runMean: usize, runVar: usize, out: usize,
-  mean: usize, meanLo: usize, variance: usize, invStd: usize, work: usize,
+  runMean: usize, runVar: usize, mean: usize, meanLo: usize, variance: usize, invStd: usize, work: usize,
 ): void {
-  const colBytes = <usize>d * sizeof<T>();
-  const mean64 = work;
+  const center = work;
+  const scale = scaleOf<T>(work, d);
+  const bias = biasOf<T>(work, d);
+  const mean64 = restOf<T>(work, d);
   const var64 = after(mean64, <usize>d << 3);
-  const center = after(var64, <usize>d << 3);
-  const scale = after(center, colBytes);
-  const bias = after(scale, colBytes);
-  const scratch = after(bias, colBytes);
+  const scratch = after(var64, <usize>d << 3);
   columnMeanVar<T>(x, n, d, S, mean64, var64, center, scratch);
   for (let j = 0; j < d; j++) {
     const mu = load<f64>(at<f64>(mean64, j));
@@ -128,26 +146,25 @@ export function forwardTrain<T>(
       store<T>(at<T>(runVar, j), <T>(momentum * rv + (1.0 - momentum) * v * runVarScale));
     }
   }
-  affineColumns<T>(x, n, d, S, center, scale, bias, out, scratch);
 }
 
 /**
- * Test-mode forward: out = (x − runMean) · gamma / sqrt(runVar + eps) + beta.
- * work: workBytes<T>(d), 16-byte aligned.
+ * Test mode, first half: the affine map out = (x − runMean) · gamma / sqrt(runVar + eps) + beta
+ * at the start of work.
  */
-export function forwardTest<T>(
-  x: usize, n: i32, d: i32, S: i32, gamma: usize, beta: usize, eps: f64,
-  runMean: usize, runVar: usize, out: usize, work: usize,
-): void {
-  const colBytes = <usize>d * sizeof<T>();
-  const scale = work;
-  const bias = after(scale, colBytes);
-  const scratch = after(bias, colBytes);
+export function testConstants<T>(d: i32, gamma: usize, beta: usize, eps: f64, runMean: usize, runVar: usize, work: usize): void {
+  const scale = scaleOf<T>(work, d);
+  const bias = biasOf<T>(work, d);
   for (let j = 0; j < d; j++) {
     const g: f64 = gamma ? <f64>load<T>(at<T>(gamma, j)) : 1.0;
     const b: f64 = beta ? <f64>load<T>(at<T>(beta, j)) : 0.0;
+    store<T>(at<T>(work, j), load<T>(at<T>(runMean, j)));
     store<T>(at<T>(scale, j), <T>(g / Math.sqrt(<f64>load<T>(at<T>(runVar, j)) + eps)));
     store<T>(at<T>(bias, j), <T>b);
   }
-  affineColumns<T>(x, n, d, S, runMean, scale, bias, out, scratch);
+}
+
+/** Second half of either mode: out = (x − center)·scale + bias with the map at the start of work. */
+export function normalize<T>(x: usize, n: i32, d: i32, S: i32, work: usize, out: usize): void {
+  affineColumns<T>(x, n, d, S, work, scaleOf<T>(work, d), biasOf<T>(work, d), out, restOf<T>(work, d));
 }

@@ -5,7 +5,7 @@
 // Contract with assembly/index.ts: pointers are byte addresses in the engine's memory, 0 means
 // "absent" (gamma/beta: 1 and 0; running statistics: not updated), work areas are 16-byte
 // aligned and at least kernels.workBytes(dtype, d) long.
-import { scalarWasm, simdWasm } from "./generated/binaries.js";
+import { type WasmPart, wasmModules } from "./generated/binaries.js";
 import { type Dtype } from "./dtype.js";
 import { Heap, JsMemory } from "./memory.js";
 import * as reference from "./reference.js";
@@ -46,27 +46,45 @@ export interface Engine {
   readonly kernels: Kernels;
 }
 
+type WasmBuild = "simd" | "scalar";
+type Kernel = (...args: number[]) => void;
+/** What the modules export, each from its part (scripts/build-wasm.mjs splits them). */
 interface WasmExports {
-  memory: WebAssembly.Memory;
   heapBase(): number;
   workBytesF32(d: number): number;
   workBytesF64(d: number): number;
-  forwardTrainF32: (...args: number[]) => void;
-  forwardTrainF64: (...args: number[]) => void;
-  forwardTestF32: (...args: number[]) => void;
-  forwardTestF64: (...args: number[]) => void;
-  backwardF32: (...args: number[]) => void;
-  backwardF64: (...args: number[]) => void;
+  trainStatisticsF32: Kernel;
+  trainStatisticsF64: Kernel;
+  testConstantsF32: Kernel;
+  testConstantsF64: Kernel;
+  normalizeF32: Kernel;
+  normalizeF64: Kernel;
+  backwardF32: Kernel;
+  backwardF64: Kernel;
 }
 
-function wasmEngine(backend: "simd" | "scalar", instance: WebAssembly.Instance): Engine {
-  const e = instance.exports as unknown as WasmExports;
-  const heap = new Heap(e.memory, Math.max(e.heapBase(), 16));
+const PARTS = Object.keys(wasmModules.simd) as WasmPart[];
+
+/** One engine over the instances of every part of a build, all on one shared memory. */
+function wasmEngine(backend: WasmBuild, modules: WebAssembly.Module[]): Engine {
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  const instances = modules.map((m) => new WebAssembly.Instance(m, { env: { memory } }).exports as unknown as Partial<WasmExports>);
+  const e = Object.assign({}, ...instances) as WasmExports;
+  const heap = new Heap(memory, Math.max(16, ...instances.map((i) => i.heapBase!())));
+  const f64 = (dtype: Dtype) => dtype === "float64";
   const kernels: Kernels = {
-    workBytes: (dtype, d) => (dtype === "float64" ? e.workBytesF64(d) : e.workBytesF32(d)) >>> 0,
-    forwardTrain: (dtype, ...args) => (dtype === "float64" ? e.forwardTrainF64 : e.forwardTrainF32)(...args),
-    forwardTest: (dtype, ...args) => (dtype === "float64" ? e.forwardTestF64 : e.forwardTestF32)(...args),
-    backward: (dtype, ...args) => (dtype === "float64" ? e.backwardF64 : e.backwardF32)(...args),
+    workBytes: (dtype, d) => (f64(dtype) ? e.workBytesF64(d) : e.workBytesF32(d)) >>> 0,
+    forwardTrain(dtype, x, n, d, S, gamma, beta, eps, momentum, runVarScale, runMean, runVar, out, mean, meanLo, variance, invStd, work) {
+      (f64(dtype) ? e.trainStatisticsF64 : e.trainStatisticsF32)(
+        x, n, d, S, gamma, beta, eps, momentum, runVarScale, runMean, runVar, mean, meanLo, variance, invStd, work,
+      );
+      (f64(dtype) ? e.normalizeF64 : e.normalizeF32)(x, n, d, S, work, out);
+    },
+    forwardTest(dtype, x, n, d, S, gamma, beta, eps, runMean, runVar, out, work) {
+      (f64(dtype) ? e.testConstantsF64 : e.testConstantsF32)(d, gamma, beta, eps, runMean, runVar, work);
+      (f64(dtype) ? e.normalizeF64 : e.normalizeF32)(x, n, d, S, work, out);
+    },
+    backward: (dtype, ...args) => (f64(dtype) ? e.backwardF64 : e.backwardF32)(...args),
   };
   return { backend, heap, kernels };
 }
@@ -108,11 +126,11 @@ function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
   return bytes;
 }
 
-const moduleBytes: Record<"simd" | "scalar", string> = { simd: simdWasm, scalar: scalarWasm };
-const decoded = new Map<"simd" | "scalar", Uint8Array<ArrayBuffer>>();
-function bytesOf(backend: "simd" | "scalar"): Uint8Array<ArrayBuffer> {
-  let bytes = decoded.get(backend);
-  if (!bytes) decoded.set(backend, (bytes = decodeBase64(moduleBytes[backend])));
+const decoded = new Map<string, Uint8Array<ArrayBuffer>>();
+function bytesOf(build: WasmBuild, part: WasmPart): Uint8Array<ArrayBuffer> {
+  const key = `${build}.${part}`;
+  let bytes = decoded.get(key);
+  if (!bytes) decoded.set(key, (bytes = decodeBase64(wasmModules[build][part])));
   return bytes;
 }
 
@@ -120,8 +138,8 @@ function bytesOf(backend: "simd" | "scalar"): Uint8Array<ArrayBuffer> {
 export function supportedBackends(): Backend[] {
   const list: Backend[] = [];
   if (typeof WebAssembly === "object") {
-    if (WebAssembly.validate(bytesOf("simd"))) list.push("simd");
-    if (WebAssembly.validate(bytesOf("scalar"))) list.push("scalar");
+    if (WebAssembly.validate(bytesOf("simd", "f32-statistics"))) list.push("simd");
+    if (WebAssembly.validate(bytesOf("scalar", "f32-statistics"))) list.push("scalar");
   }
   list.push("js");
   return list;
@@ -161,7 +179,7 @@ export function initSync(options?: InitOptions): Backend {
   if (!engine) {
     engine = backend === "js"
       ? jsEngine()
-      : wasmEngine(backend, new WebAssembly.Instance(new WebAssembly.Module(bytesOf(backend as "simd" | "scalar")), {}));
+      : wasmEngine(backend, PARTS.map((part) => new WebAssembly.Module(bytesOf(backend as WasmBuild, part))));
     engines.set(backend, engine);
   }
   active = engine;
@@ -172,9 +190,8 @@ export function initSync(options?: InitOptions): Backend {
 export async function init(options?: InitOptions): Promise<Backend> {
   const backend = chooseBackend(options);
   if (!engines.has(backend) && backend !== "js") {
-    const module = await WebAssembly.compile(bytesOf(backend as "simd" | "scalar"));
-    const instance = await WebAssembly.instantiate(module, {});
-    if (!engines.has(backend)) engines.set(backend, wasmEngine(backend as "simd" | "scalar", instance));
+    const modules = await Promise.all(PARTS.map((part) => WebAssembly.compile(bytesOf(backend as WasmBuild, part))));
+    if (!engines.has(backend)) engines.set(backend, wasmEngine(backend as WasmBuild, modules));
   }
   return initSync({ backend });
 }

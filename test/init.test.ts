@@ -2,6 +2,7 @@
 // WebAssembly.validate on the shipped modules; a forced backend; what is active.
 import { afterEach, expect, test, vi } from "vitest";
 import { backend, batchnormForward, init, initSync, supportedBackends } from "../src/index.js";
+import { wasmModules } from "../src/generated/binaries.js";
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -38,4 +39,15 @@ test("without WebAssembly at all the plain-JS backend runs", () => {
   expect(() => initSync({ backend: "simd" })).toThrow(/backend 'simd' is not supported by this JavaScript engine \(supported: js\)/);
   const { out } = batchnormForward(x, gamma, beta, { mode: "train" });
   Array.from(out).forEach((v, i) => expect(v).toBeCloseTo(expected[i], 5));
+});
+
+test("every shipped module is under 4 KiB, so browsers compile it synchronously on the main thread", () => {
+  for (const [build, parts] of Object.entries(wasmModules)) {
+    for (const [part, base64] of Object.entries(parts)) {
+      const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+      expect(bytes.length, `${build} ${part}`).toBeLessThan(4096);
+      expect(new WebAssembly.Module(bytes), `${build} ${part}`).toBeInstanceOf(WebAssembly.Module);
+    }
+  }
+  expect(Object.keys(wasmModules.simd)).toHaveLength(6);
 });
