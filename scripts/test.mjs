@@ -15,6 +15,7 @@ run("vitest run --project node");
 const chromium = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 if (existsSync(chromium)) {
   run("vitest run --project browser");
+  run("vitest run --project chromium");
 } else if (process.env.REQUIRE_BROWSER_TESTS) {
   console.error(`\nREQUIRE_BROWSER_TESTS is set but there is no Chromium at ${chromium}.`);
   process.exit(1);

@@ -1,13 +1,12 @@
 // The packed tarball, installed like a user would, from ESM and CJS, and in a JavaScript
 // engine without WebAssembly (node --jitless).
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
+import { packAndInstall } from "./support/pack.js";
 
-const root = new URL("..", import.meta.url).pathname;
-const dir = mkdtempSync(join(tmpdir(), "bn-pack-"));
+let dir = "";
 let files: string[] = [];
 
 // Each column is (1, 3, 5) + 0 or 1: x̂ = ±2 / sqrt(8/3 + eps), out = 2·x̂ + 0.5.
@@ -26,10 +25,7 @@ function run(args: string[]) {
 }
 
 beforeAll(() => {
-  const packed = JSON.parse(execFileSync("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", dir], { cwd: root, encoding: "utf8" }));
-  files = packed[0].files.map((f: { path: string }) => f.path);
-  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "user", private: true }));
-  execFileSync("npm", ["install", "--no-audit", "--no-fund", "--offline", join(dir, packed[0].filename)], { cwd: dir, stdio: "ignore" });
+  ({ dir, files } = packAndInstall("bn-pack-"));
 }, 120_000);
 
 describe("npm pack", () => {

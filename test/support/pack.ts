@@ -1,0 +1,16 @@
+// Packs this package with npm and installs the tarball into a fresh folder, as a user would.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const root = new URL("../..", import.meta.url).pathname;
+
+/** The folder (with node_modules/batchnorm-wasm installed) and the packed file list. */
+export function packAndInstall(prefix: string): { dir: string; files: string[] } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const packed = JSON.parse(execFileSync("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", dir], { cwd: root, encoding: "utf8" }));
+  writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "user-app", private: true }));
+  execFileSync("npm", ["install", "--no-audit", "--no-fund", "--offline", join(dir, packed[0].filename)], { cwd: dir, stdio: "ignore" });
+  return { dir, files: packed[0].files.map((f: { path: string }) => f.path) };
+}
