@@ -177,6 +177,7 @@ export function backward<T>(
   if (S == 1) backwardSumsRows<T>(dout, x, r0, n, d, mean, sDout, sDoutX);
 
   const N = <f64>n * <f64>S;
+  const invN = 1.0 / N;
   for (let j = 0; j < d; j++) {
     const g: f64 = gamma ? <f64>load<T>(at<T>(gamma, j)) : 1.0;
     const inv = <f64>load<T>(at<T>(invStd, j));
@@ -186,8 +187,8 @@ export function backward<T>(
     const sumDoutXc = load<f64>(at<f64>(sDoutX, j)) - lo * sumDout;
     const dBeta = sumDout;
     const dGamma = sumDoutXc * inv;
-    // dx = ca·dout + cb·(x − μ) + ck, written as a·((dout − mk) − mb·(x − μ)).
-    let ca: f64, cb: f64, ck: f64;
+    // dx = a·((dout − mk) − mb·(x − μ)).
+    let ca: f64, mk: f64, mb: f64;
     if (form == GRAPH_FORM) {
       // x̂ = (x − μ)·invStd, out = γ·x̂ + β
       // dx̂ = dout·γ
@@ -196,24 +197,21 @@ export function backward<T>(
       // dx = dx̂·invStd + dvar·2(x − μ)/N + dmean/N
       const sumXc = 0.0;
       const dVar = g * sumDoutXc * -0.5 * inv * inv * inv;
-      const dMean = -g * sumDout * inv + dVar * (-2.0 * sumXc) / N;
+      const dMean = -g * sumDout * inv + dVar * (-2.0 * sumXc) * invN;
       ca = g * inv;
-      cb = 2.0 * dVar / N;
-      ck = dMean / N;
+      mk = ca != 0 ? -(dMean * invN) / ca : 0.0;
+      mb = ca != 0 ? -(2.0 * dVar * invN) / ca : 0.0;
     } else if (form == EVAL_FORM) {
       // The statistics are constants: dx = dout·γ·invStd.
       ca = g * inv;
-      cb = 0.0;
-      ck = 0.0;
+      mk = 0.0;
+      mb = 0.0;
     } else {
-      // dx = (γ·invStd/N)·(N·dout − dβ − x̂·dγ), x̂ = (x − μ)·invStd
-      const f = g * inv / N;
-      ca = f * N;
-      cb = -f * dGamma * inv;
-      ck = -f * dBeta;
+      // dx = (γ·invStd/N)·(N·dout − dβ − x̂·dγ) = γ·invStd·((dout − dβ/N) − (dγ·invStd/N)·(x − μ))
+      ca = g * inv;
+      mk = dBeta * invN;
+      mb = dGamma * inv * invN;
     }
-    const mk = ca != 0 ? -ck / ca : 0.0;
-    const mb = ca != 0 ? -cb / ca : 0.0;
     // The kernel subtracts `mean`, not μ: (x − μ) = (x − mean) − lo.
     store<T>(at<T>(a, j), <T>ca);
     store<T>(at<T>(m, j), <T>(mk - mb * lo));

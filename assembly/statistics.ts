@@ -156,13 +156,14 @@ export function columnMeanVar<T>(x: usize, n: i32, d: i32, S: i32, mean: usize, 
     }
   }
   const count = <f64>n * <f64>S;
+  const invCount = 1.0 / count;
   for (let pass = 0; pass < 2; pass++) {
     if (S == 1) shiftedSums<T>(x, n, d, c, mean, variance, scratch);
     else planeShiftedSums<T>(x, n, d, S, c, mean, variance);
     let reshift = false;
     for (let j = 0; j < d; j++) {
-      const m = load<f64>(at<f64>(mean, j)) / count;
-      const v = max(load<f64>(at<f64>(variance, j)) / count - m * m, 0.0);
+      const m = load<f64>(at<f64>(mean, j)) * invCount;
+      const v = max(load<f64>(at<f64>(variance, j)) * invCount - m * m, 0.0);
       const mu = <f64>load<T>(at<T>(c, j)) + m;
       store<f64>(at<f64>(mean, j), mu);
       store<f64>(at<f64>(variance, j), v);
