@@ -7,12 +7,14 @@ const PAGE = 65536;
 
 export function createProbe() {
   const module = new WebAssembly.Module(readFileSync(new URL("../build/bandwidth.wasm", import.meta.url)));
-  const { exports: e } = new WebAssembly.Instance(module, {});
+  // Built with the project's asconfig.json, the probe imports its memory like the kernels do.
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  const { exports: e } = new WebAssembly.Instance(module, { env: { memory } });
   const base = Math.ceil(e.heapBase() / 4096) * 4096;
 
   function ensure(bytes) {
-    const need = base + bytes - e.memory.buffer.byteLength;
-    if (need > 0) e.memory.grow(Math.ceil(need / PAGE));
+    const need = base + bytes - memory.buffer.byteLength;
+    if (need > 0) memory.grow(Math.ceil(need / PAGE));
   }
 
   /** Median GB/s of `run` moving `bytes` per call, repeated for about `seconds`. */
@@ -43,7 +45,7 @@ export function createProbe() {
     const n3 = floats(3);
     // Arrays apart modulo 4 KiB, as the package lays out its own.
     const at = (i, n) => base + i * (Math.ceil((n * 4) / 4096) * 4096 + 1088);
-    const f = new Float32Array(e.memory.buffer);
+    const f = new Float32Array(memory.buffer);
     f.fill(1, base / 4, (base + workingSet) / 4);
     return {
       read: measure(() => e.readSum(base, n1), n1 * 4, seconds),
