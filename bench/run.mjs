@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { BatchNorm, batchnormForward, initSync } from "../dist/index.js";
 import { createProbe } from "./bandwidth.mjs";
+import { gaussian, rng } from "../build/demo/data.js";
 import { chartSvg } from "./chart.mjs";
 import { implementations, plainJs } from "./implementations.mjs";
 
@@ -69,15 +70,8 @@ function geometryOf(shape, layout) {
 function randomData(shape, layout, seed) {
   const geometry = geometryOf(shape, layout);
   const { n, d, S } = geometry;
-  let s = seed >>> 0;
-  const uniform = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
-  const normal = (loc, scale) => loc + scale * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+  const gauss = gaussian(rng(seed));
+  const normal = (loc, scale) => loc + scale * gauss();
   const x = Float32Array.from({ length: n * d * S }, () => normal(3, 2));
   const gamma = Float32Array.from({ length: d }, () => normal(1, 0.3));
   const beta = Float32Array.from({ length: d }, () => normal(0, 0.3));

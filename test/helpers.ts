@@ -1,5 +1,6 @@
 import { expect } from "vitest";
 import reference from "./fixtures/reference.json" with { type: "json" };
+import { gaussian, rng } from "../demo/data.js";
 import type { ArrayOf, Dtype } from "../src/dtype.js";
 
 export interface Case {
@@ -47,21 +48,10 @@ export function expectRelClose(got: ArrayLike<number>, want: ArrayLike<number>, 
   expectClose(got, want, rel * Math.max(scale, Number.MIN_VALUE), what);
 }
 
-/** Deterministic pseudo-random numbers (mulberry32) mapped to normal by Box–Muller. */
+/** Deterministic normal pseudo-random numbers (the demo's seeded generator). */
 export function randn(seed: number, length: number, loc = 0, scale = 1): Float64Array {
-  let s = seed >>> 0;
-  const uniform = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
-  const out = new Float64Array(length);
-  for (let i = 0; i < length; i++) {
-    out[i] = loc + scale * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
-  }
-  return out;
+  const normal = gaussian(rng(seed));
+  return Float64Array.from({ length }, () => loc + scale * normal());
 }
 
 /** Unit roundoff of the working type. */
