@@ -14,17 +14,22 @@ import { ROW_BLOCK, lanes, at } from "./columns";
   return f64x2.extract_lane(v, 0) + f64x2.extract_lane(v, 1);
 }
 
-/** s1[c] = Σ (x − k[c]), s2[c] = Σ (x − k[c])² over every run of channel c (f64). */
+/**
+ * s1[c] = Σ (x − k[c]), s2[c] = Σ (x − k[c])² over every run of channel c (f64). Runs are
+ * visited in memory order (item by item), so the pass streams through x.
+ */
 export function planeShiftedSums<T>(x: usize, n: i32, d: i32, S: i32, k: usize, s1: usize, s2: usize): void {
   const L = lanes<T>();
   const runBytes = <usize>S * sizeof<T>();
-  for (let ch = 0; ch < d; ch++) {
-    const kc = load<T>(at<T>(k, ch));
-    let sum1 = 0.0;
-    let sum2 = 0.0;
-    for (let i = 0; i < n; i++) {
-      let p = x + (<usize>i * d + ch) * runBytes;
+  memory.fill(s1, 0, <usize>d << 3);
+  memory.fill(s2, 0, <usize>d << 3);
+  let p = x;
+  for (let i = 0; i < n; i++) {
+    for (let ch = 0; ch < d; ch++) {
+      const kc = load<T>(at<T>(k, ch));
       const end = p + runBytes;
+      let sum1 = 0.0;
+      let sum2 = 0.0;
       if (ASC_FEATURE_SIMD) {
         // Blocks of ROW_BLOCK steps of four vectors, each summed in T, then in f64.
         const zero = v128.splat<T>(<T>0);
@@ -62,9 +67,9 @@ export function planeShiftedSums<T>(x: usize, n: i32, d: i32, S: i32, k: usize, 
         sum1 += <f64>a;
         sum2 += <f64>b;
       }
+      store<f64>(at<f64>(s1, ch), load<f64>(at<f64>(s1, ch)) + sum1);
+      store<f64>(at<f64>(s2, ch), load<f64>(at<f64>(s2, ch)) + sum2);
     }
-    store<f64>(at<f64>(s1, ch), sum1);
-    store<f64>(at<f64>(s2, ch), sum2);
   }
 }
 
@@ -94,17 +99,19 @@ export function planeAffine<T>(x: usize, n: i32, d: i32, S: i32, center: usize, 
   }
 }
 
-/** s0[c] = Σ dout, s1[c] = Σ dout·(x − k[c]) over every run of channel c (f64). */
+/** s0[c] = Σ dout, s1[c] = Σ dout·(x − k[c]) over every run of channel c (f64), in memory order. */
 export function planeBackwardSums<T>(dout: usize, x: usize, n: i32, d: i32, S: i32, k: usize, s0: usize, s1: usize): void {
   const L = lanes<T>();
   const runBytes = <usize>S * sizeof<T>();
-  for (let ch = 0; ch < d; ch++) {
-    const kc = load<T>(at<T>(k, ch));
-    let sum0 = 0.0;
-    let sum1 = 0.0;
-    for (let i = 0; i < n; i++) {
-      let p = (<usize>i * d + ch) * runBytes;
+  memory.fill(s0, 0, <usize>d << 3);
+  memory.fill(s1, 0, <usize>d << 3);
+  let p: usize = 0;
+  for (let i = 0; i < n; i++) {
+    for (let ch = 0; ch < d; ch++) {
+      const kc = load<T>(at<T>(k, ch));
       const end = p + runBytes;
+      let sum0 = 0.0;
+      let sum1 = 0.0;
       if (ASC_FEATURE_SIMD) {
         const zero = v128.splat<T>(<T>0);
         const kv = v128.splat<T>(kc);
@@ -133,9 +140,9 @@ export function planeBackwardSums<T>(dout: usize, x: usize, n: i32, d: i32, S: i
         sum0 += <f64>a;
         sum1 += <f64>b;
       }
+      store<f64>(at<f64>(s0, ch), load<f64>(at<f64>(s0, ch)) + sum0);
+      store<f64>(at<f64>(s1, ch), load<f64>(at<f64>(s1, ch)) + sum1);
     }
-    store<f64>(at<f64>(s0, ch), sum0);
-    store<f64>(at<f64>(s1, ch), sum1);
   }
 }
 
