@@ -1,13 +1,13 @@
 // Backward pass to dx, dgamma, dbeta from dout and the forward cache (x, mean, invStd).
 //
-// Both forms of the CS231n derivation need the same two sweeps over memory:
-//   1. column sums Σ dout and Σ dout·(x − μ);
-//   2. dx = a·((dout − m) − b·(x − μ)) with per-column a, m, b.
+// Both forms of the CS231n derivation need the same two sweeps over memory, one kernel each:
+//   1. backwardConstants: column sums Σ dout and Σ dout·(x − μ), then per-column a, m, b;
+//   2. backwardApply: dx = a·((dout − m) − b·(x − μ)).
 // They differ in how a, m, b follow from the sums (the O(d) algebra in `backward`):
 // the graph form goes through dx̂, dvar and dmean node by node; the compact form uses
 // dx = (γ·invStd / N)·(N·dout − dβ − x̂·dγ). Centring dout before scaling keeps the
 // cancellation in N·dout − Σdout exact for N = 1.
-import { ROW_BLOCK, lanes, at, addToF64, zeroF64, groupLength, fillPattern, foldPattern, after } from "./columns";
+import { ROW_BLOCK, lanes, at, addToF64, zeroF64, groupLength, fillPattern, foldPattern, after, streams } from "./columns";
 import { planeBackwardSums, planeBackwardApply } from "./planes";
 
 /** SIMD: p0[e] = Σ_g dout[g, e], p1[e] = Σ_g dout[g, e]·(x[g, e] − cPat[e]) over groups of E values. */
@@ -78,6 +78,40 @@ function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
   }
 }
 
+/**
+ * SIMD, for inputs too large for cache (streams()): the sums of backwardSumsGroups in memory
+ * order, the block's partial sums in T kept in memory (t0, t1: E values each); see
+ * shiftedSumsStream in statistics.ts.
+ */
+function backwardSumsStream<T>(dout: usize, x: usize, groups: i32, E: i32, cPat: usize, t0: usize, t1: usize, p0: usize, p1: usize): void {
+  zeroF64(p0, E);
+  zeroF64(p1, E);
+  const accBytes = <usize>lanes<T>() << 3;
+  const groupBytes = <usize>E * sizeof<T>();
+  let p: usize = 0;
+  for (let g0 = 0; g0 < groups; g0 += ROW_BLOCK) {
+    const rows = min(ROW_BLOCK, groups - g0);
+    memory.fill(t0, 0, groupBytes);
+    memory.fill(t1, 0, groupBytes);
+    for (let r = 0; r < rows; r++, p += groupBytes) {
+      for (let off: usize = 0; off < groupBytes; off += 32) {
+        const g0v = v128.load(dout + p + off);
+        const g1v = v128.load(dout + p + off, 16);
+        const v0 = v128.sub<T>(v128.load(x + p + off), v128.load(cPat + off));
+        const v1 = v128.sub<T>(v128.load(x + p + off, 16), v128.load(cPat + off, 16));
+        v128.store(t0 + off, v128.add<T>(v128.load(t0 + off), g0v));
+        v128.store(t0 + off, v128.add<T>(v128.load(t0 + off, 16), g1v), 16);
+        v128.store(t1 + off, v128.add<T>(v128.load(t1 + off), v128.mul<T>(g0v, v0)));
+        v128.store(t1 + off, v128.add<T>(v128.load(t1 + off, 16), v128.mul<T>(g1v, v1)), 16);
+      }
+    }
+    for (let off: usize = 0, acc: usize = 0; off < groupBytes; off += 16, acc += accBytes) {
+      addToF64<T>(p0 + acc, v128.load(t0 + off));
+      addToF64<T>(p1 + acc, v128.load(t1 + off));
+    }
+  }
+}
+
 /** Row by row: adds Σ dout and Σ dout·(x − c) over rows [r0, n) into s0[j], s1[j]. */
 function backwardSumsRows<T>(dout: usize, x: usize, r0: i32, n: i32, d: i32, c: usize, s0: usize, s1: usize): void {
   const rowBytes = <usize>d * sizeof<T>();
@@ -100,14 +134,17 @@ function backwardSumsRows<T>(dout: usize, x: usize, r0: i32, n: i32, d: i32, c: 
   }
 }
 
-/** SIMD over groups: dx = a·((dout − m) − b·(x − c)), four groups per load of the constants. */
+/**
+ * SIMD over groups: dx = a·((dout − m) − b·(x − c)); four groups per load of the constants
+ * in cache, one after another when streaming (see affineGroups in normalize.ts).
+ */
 function backwardApplyGroups<T>(
-  dout: usize, x: usize, groups: i32, E: i32, cPat: usize, aPat: usize, mPat: usize, bPat: usize, dx: usize,
+  dout: usize, x: usize, groups: i32, E: i32, cPat: usize, aPat: usize, mPat: usize, bPat: usize, dx: usize, stream: bool,
 ): void {
   const P = E / lanes<T>();
   const groupBytes = <usize>E * sizeof<T>();
   let g = 0;
-  for (; g + 4 <= groups; g += 4) {
+  for (; !stream && g + 4 <= groups; g += 4) {
     const base = <usize>g * groupBytes;
     for (let k = 0; k < P; k++) {
       const off = <usize>k << 4;
@@ -135,28 +172,42 @@ function backwardApplyGroups<T>(
   }
 }
 
+/** The map dx = a·((dout − m) − b·(x − mean)) at the start of the work area: a, m, b. */
+// @ts-ignore: decorator
+@inline function mOf<T>(work: usize, d: i32): usize {
+  return after(work, <usize>d * sizeof<T>());
+}
+// @ts-ignore: decorator
+@inline function bOf<T>(work: usize, d: i32): usize {
+  return after(mOf<T>(work, d), <usize>d * sizeof<T>());
+}
+// @ts-ignore: decorator
+@inline function restOf<T>(work: usize, d: i32): usize {
+  return after(bOf<T>(work, d), <usize>d * sizeof<T>());
+}
+
 export const GRAPH_FORM = 0;
 export const COMPACT_FORM = 1;
 /** Frozen statistics (eval mode, fine-tuning): mean is the running mean, invStd 1/sqrt(runVar + eps). */
 export const EVAL_FORM = 2;
 
 /**
- * Backward for a forward whose cache holds x, mean + meanLo and invStd: rows (n, d) when
- * S = 1, channels of (n, d, S) when S > 1. Writes dx, dgamma, dbeta (each may be 0 to skip).
- * gamma = 0 means gamma = 1. work: workBytes<T>(d), 16-byte aligned.
+ * Backward, first half, for a forward whose cache holds x, mean + meanLo and invStd: rows
+ * (n, d) when S = 1, channels of (n, d, S) when S > 1. Writes dgamma and dbeta (either may
+ * be 0 to skip) and the map dx = a·((dout − m) − b·(x − mean)) for backwardApply at the start
+ * of work (a, m, b: d values of T each). gamma = 0 means gamma = 1.
+ * work: workBytes<T>(d), 16-byte aligned.
  */
-export function backward<T>(
+export function backwardConstants<T>(
   form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32,
-  gamma: usize, mean: usize, meanLo: usize, invStd: usize,
-  dx: usize, dgamma: usize, dbeta: usize, work: usize,
+  gamma: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
-  const colBytes = <usize>d * sizeof<T>();
-  const sDout = work;
+  const a = work;
+  const m = mOf<T>(work, d);
+  const b = bOf<T>(work, d);
+  const sDout = restOf<T>(work, d);
   const sDoutX = after(sDout, <usize>d << 3);
-  const a = after(sDoutX, <usize>d << 3);
-  const m = after(a, colBytes);
-  const b = after(m, colBytes);
-  const scratch = after(b, colBytes);
+  const scratch = after(sDoutX, <usize>d << 3);
   const E = groupLength<T>(d);
   const groups = ASC_FEATURE_SIMD && S == 1 ? <i32>((<i64>n * d) / E) : 0;
   const r0 = groups * (E / d);
@@ -170,7 +221,12 @@ export function backward<T>(
     const p0 = after(cPat, patBytes);
     const p1 = after(p0, <usize>E << 3);
     fillPattern<T>(cPat, mean, d, E);
-    backwardSumsGroups<T>(dout, x, groups, E, cPat, p0, p1);
+    if (streams<T>(n, d) && (E / lanes<T>()) % 2 == 0) {
+      const t0 = after(p1, <usize>E << 3);
+      backwardSumsStream<T>(dout, x, groups, E, cPat, t0, after(t0, patBytes), p0, p1);
+    } else {
+      backwardSumsGroups<T>(dout, x, groups, E, cPat, p0, p1);
+    }
     foldPattern(p0, E, d, sDout);
     foldPattern(p1, E, d, sDoutX);
   }
@@ -219,19 +275,31 @@ export function backward<T>(
     if (dgamma) store<T>(at<T>(dgamma, j), <T>dGamma);
     if (dbeta) store<T>(at<T>(dbeta, j), <T>dBeta);
   }
-  if (!dx) return;
+}
+
+/** Backward, second half: dx = a·((dout − m) − b·(x − mean)) with the map at the start of work. */
+export function backwardApply<T>(dout: usize, x: usize, n: i32, d: i32, S: i32, mean: usize, dx: usize, work: usize): void {
+  const a = work;
+  const m = mOf<T>(work, d);
+  const b = bOf<T>(work, d);
   if (S > 1) {
     planeBackwardApply<T>(dout, x, n, d, S, mean, a, m, b, dx);
     return;
   }
+  const E = groupLength<T>(d);
+  const groups = ASC_FEATURE_SIMD ? <i32>((<i64>n * d) / E) : 0;
+  const r0 = groups * (E / d);
   if (groups > 0) {
+    const patBytes = <usize>E * sizeof<T>();
+    const cPat = restOf<T>(work, d);
     const aPat = after(cPat, patBytes);
     const mPat = after(aPat, patBytes);
     const bPat = after(mPat, patBytes);
+    fillPattern<T>(cPat, mean, d, E);
     fillPattern<T>(aPat, a, d, E);
     fillPattern<T>(mPat, m, d, E);
     fillPattern<T>(bPat, b, d, E);
-    backwardApplyGroups<T>(dout, x, groups, E, cPat, aPat, mPat, bPat, dx);
+    backwardApplyGroups<T>(dout, x, groups, E, cPat, aPat, mPat, bPat, dx, streams<T>(n, d));
   }
   const rowBytes = <usize>d * sizeof<T>();
   for (let r = r0; r < n; r++) {

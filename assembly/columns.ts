@@ -44,6 +44,14 @@ export function groupLength<T>(d: i32): i32 {
   return vectors * L;
 }
 
+/** Inputs of at least this many bytes do not stay in cache between passes: stream them. */
+export const STREAM_BYTES: u64 = 8 << 20;
+
+/** Whether an (n, d) array of T is large enough to be streamed rather than blocked. */
+export function streams<T>(n: i32, d: i32): bool {
+  return <u64>n * <u64>d * sizeof<T>() >= STREAM_BYTES;
+}
+
 /** pattern[e] = column[e % d] for e < length. */
 export function fillPattern<T>(pattern: usize, column: usize, d: i32, length: i32): void {
   for (let e = 0, j = 0; e < length; e++) {

@@ -3,7 +3,7 @@
 // memory above heapBase() and passes 16-byte aligned work areas of the sizes documented on
 // each kernel (workBytesF32/F64). The same contract is written in src/wasm.ts.
 import { trainStatistics, testConstants, normalize } from "./normalize";
-import { backward } from "./backward";
+import { backwardConstants, backwardApply } from "./backward";
 import { workBytes } from "./columns";
 
 /** First free byte after the module's static data. */
@@ -53,18 +53,24 @@ export function normalizeF64(x: usize, n: i32, d: i32, S: i32, work: usize, out:
   normalize<f64>(x, n, d, S, work, out);
 }
 
-export function backwardF32(
+export function backwardConstantsF32(
   form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32,
-  gamma: usize, mean: usize, meanLo: usize, invStd: usize,
-  dx: usize, dgamma: usize, dbeta: usize, work: usize,
+  gamma: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
-  backward<f32>(form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dx, dgamma, dbeta, work);
+  backwardConstants<f32>(form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dgamma, dbeta, work);
 }
 
-export function backwardF64(
+export function backwardConstantsF64(
   form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32,
-  gamma: usize, mean: usize, meanLo: usize, invStd: usize,
-  dx: usize, dgamma: usize, dbeta: usize, work: usize,
+  gamma: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
-  backward<f64>(form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dx, dgamma, dbeta, work);
+  backwardConstants<f64>(form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dgamma, dbeta, work);
+}
+
+export function backwardApplyF32(dout: usize, x: usize, n: i32, d: i32, S: i32, mean: usize, dx: usize, work: usize): void {
+  backwardApply<f32>(dout, x, n, d, S, mean, dx, work);
+}
+
+export function backwardApplyF64(dout: usize, x: usize, n: i32, d: i32, S: i32, mean: usize, dx: usize, work: usize): void {
+  backwardApply<f64>(dout, x, n, d, S, mean, dx, work);
 }

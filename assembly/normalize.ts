@@ -1,16 +1,20 @@
 // Forward pass: batch statistics, running-statistics update, and the per-column affine map
 // out = (x − center) · scale + bias that both train and test mode reduce to. Each mode is
 // two kernels (constants, then normalize), so that the module that normalizes stays small.
-import { lanes, at, groupLength, fillPattern, after } from "./columns";
+import { lanes, at, groupLength, fillPattern, after, streams } from "./columns";
 import { columnMeanVar } from "./statistics";
 import { planeAffine } from "./planes";
 
-/** SIMD over groups of E values, four groups per load of the constants. */
-function affineGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, sPat: usize, bPat: usize, out: usize): void {
+/**
+ * SIMD over groups of E values. In cache, four groups per load of the constants; beyond
+ * (stream), one group after another, so that the reads and writes stream through memory in
+ * order (four interleaved rows halve the bandwidth of an (8192, 1024) batch).
+ */
+function affineGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, sPat: usize, bPat: usize, out: usize, stream: bool): void {
   const P = E / lanes<T>();
   const groupBytes = <usize>E * sizeof<T>();
   let g = 0;
-  for (; g + 4 <= groups; g += 4) {
+  for (; !stream && g + 4 <= groups; g += 4) {
     const base = <usize>g * groupBytes;
     for (let k = 0; k < P; k++) {
       const off = <usize>k << 4;
@@ -61,7 +65,7 @@ export function affineColumns<T>(
       fillPattern<T>(cPat, center, d, E);
       fillPattern<T>(sPat, scale, d, E);
       fillPattern<T>(bPat, bias, d, E);
-      affineGroups<T>(x, groups, E, cPat, sPat, bPat, out);
+      affineGroups<T>(x, groups, E, cPat, sPat, bPat, out, streams<T>(n, d));
       r0 = groups * (E / d);
     }
   }

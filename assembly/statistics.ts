@@ -10,7 +10,7 @@
 // - var = S2/n − (S1/n)² then cancels only (mean − c)² against var; if that ratio is large
 //   for any column (c was a poor guess, e.g. sorted data), a second pass with c = mean
 //   makes it negligible. Typical data needs one pass over memory.
-import { ROW_BLOCK, lanes, at, addToF64, zeroF64, groupLength, fillPattern, foldPattern, after } from "./columns";
+import { ROW_BLOCK, lanes, at, addToF64, zeroF64, groupLength, fillPattern, foldPattern, after, streams } from "./columns";
 import { planeShiftedSums } from "./planes";
 
 /** SIMD: p1[e] = Σ_g (x[g, e] − cPat[e]), p2[e] = Σ_g (x[g, e] − cPat[e])² over `groups` groups of E values. */
@@ -82,6 +82,39 @@ function shiftedSumsGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, p1: us
   }
 }
 
+/**
+ * SIMD, for inputs too large for cache (streams()): the same sums as shiftedSumsGroups,
+ * walking the groups in memory order with the block's partial sums in T kept in memory (t1,
+ * t2: E values each), instead of visiting ROW_BLOCK rows chunk by chunk, which spreads the
+ * reads over ROW_BLOCK pages at once.
+ */
+function shiftedSumsStream<T>(x: usize, groups: i32, E: i32, cPat: usize, t1: usize, t2: usize, p1: usize, p2: usize): void {
+  zeroF64(p1, E);
+  zeroF64(p2, E);
+  const accBytes = <usize>lanes<T>() << 3;
+  const groupBytes = <usize>E * sizeof<T>();
+  let p = x;
+  for (let g0 = 0; g0 < groups; g0 += ROW_BLOCK) {
+    const rows = min(ROW_BLOCK, groups - g0);
+    memory.fill(t1, 0, groupBytes);
+    memory.fill(t2, 0, groupBytes);
+    for (let r = 0; r < rows; r++, p += groupBytes) {
+      for (let off: usize = 0; off < groupBytes; off += 32) {
+        const v0 = v128.sub<T>(v128.load(p + off), v128.load(cPat + off));
+        const v1 = v128.sub<T>(v128.load(p + off, 16), v128.load(cPat + off, 16));
+        v128.store(t1 + off, v128.add<T>(v128.load(t1 + off), v0));
+        v128.store(t1 + off, v128.add<T>(v128.load(t1 + off, 16), v1), 16);
+        v128.store(t2 + off, v128.add<T>(v128.load(t2 + off), v128.mul<T>(v0, v0)));
+        v128.store(t2 + off, v128.add<T>(v128.load(t2 + off, 16), v128.mul<T>(v1, v1)), 16);
+      }
+    }
+    for (let off: usize = 0, acc: usize = 0; off < groupBytes; off += 16, acc += accBytes) {
+      addToF64<T>(p1 + acc, v128.load(t1 + off));
+      addToF64<T>(p2 + acc, v128.load(t2 + off));
+    }
+  }
+}
+
 /** Row by row: adds Σ (x[r, j] − c[j]) and Σ (x[r, j] − c[j])² over rows [r0, n) into s1[j], s2[j]. */
 function shiftedSumsRows<T>(x: usize, r0: i32, n: i32, d: i32, c: usize, s1: usize, s2: usize): void {
   const rowBytes = <usize>d * sizeof<T>();
@@ -116,11 +149,18 @@ function shiftedSums<T>(x: usize, n: i32, d: i32, c: usize, s1: usize, s2: usize
     const E = groupLength<T>(d);
     const groups = <i32>((<i64>n * d) / E);
     if (groups > 0) {
+      const patBytes = <usize>E * sizeof<T>();
       const cPat = scratch;
-      const p1 = after(cPat, <usize>E * sizeof<T>());
+      const p1 = after(cPat, patBytes);
       const p2 = after(p1, <usize>E << 3);
       fillPattern<T>(cPat, c, d, E);
-      shiftedSumsGroups<T>(x, groups, E, cPat, p1, p2);
+      // Groups of an odd number of vectors stay blocked (the streaming loop takes two at a time).
+      if (streams<T>(n, d) && (E / lanes<T>()) % 2 == 0) {
+        const t1 = after(p2, <usize>E << 3);
+        shiftedSumsStream<T>(x, groups, E, cPat, t1, after(t1, patBytes), p1, p2);
+      } else {
+        shiftedSumsGroups<T>(x, groups, E, cPat, p1, p2);
+      }
       foldPattern(p1, E, d, s1);
       foldPattern(p2, E, d, s2);
       r0 = groups * (E / d);

@@ -4,7 +4,7 @@
 //
 // assembly/ compiles twice (SIMD and scalar, see asconfig.json). Each build is then split by
 // its exports into small modules, one per element type and step (statistics, normalize,
-// backward), each under 4 KiB: browsers may refuse to compile a larger module synchronously
+// gradients, backprop), each under 4 KiB: browsers may refuse to compile a larger module synchronously
 // on the main thread, which initSync() does. The modules import one shared memory.
 import asc from "assemblyscript/asc";
 import binaryen from "binaryen";
@@ -14,10 +14,12 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 export const PARTS = {
   "f32-statistics": ["trainStatisticsF32"],
   "f32-normalize": ["testConstantsF32", "normalizeF32", "workBytesF32"],
-  "f32-backward": ["backwardF32"],
+  "f32-gradients": ["backwardConstantsF32"],
+  "f32-backprop": ["backwardApplyF32"],
   "f64-statistics": ["trainStatisticsF64"],
   "f64-normalize": ["testConstantsF64", "normalizeF64", "workBytesF64"],
-  "f64-backward": ["backwardF64"],
+  "f64-gradients": ["backwardConstantsF64"],
+  "f64-backprop": ["backwardApplyF64"],
 };
 const EVERY_PART = ["heapBase"];
 const TARGETS = ["simd", "scalar"];

@@ -59,8 +59,10 @@ interface WasmExports {
   testConstantsF64: Kernel;
   normalizeF32: Kernel;
   normalizeF64: Kernel;
-  backwardF32: Kernel;
-  backwardF64: Kernel;
+  backwardConstantsF32: Kernel;
+  backwardConstantsF64: Kernel;
+  backwardApplyF32: Kernel;
+  backwardApplyF64: Kernel;
 }
 
 const PARTS = Object.keys(wasmModules.simd) as WasmPart[];
@@ -84,7 +86,10 @@ function wasmEngine(backend: WasmBuild, modules: WebAssembly.Module[]): Engine {
       (f64(dtype) ? e.testConstantsF64 : e.testConstantsF32)(d, gamma, beta, eps, runMean, runVar, work);
       (f64(dtype) ? e.normalizeF64 : e.normalizeF32)(x, n, d, S, work, out);
     },
-    backward: (dtype, ...args) => (f64(dtype) ? e.backwardF64 : e.backwardF32)(...args),
+    backward(dtype, form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dx, dgamma, dbeta, work) {
+      (f64(dtype) ? e.backwardConstantsF64 : e.backwardConstantsF32)(form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dgamma, dbeta, work);
+      if (dx) (f64(dtype) ? e.backwardApplyF64 : e.backwardApplyF32)(dout, x, n, d, S, mean, dx, work);
+    },
   };
   return { backend, heap, kernels };
 }

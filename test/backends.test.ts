@@ -86,3 +86,30 @@ describe.each(["float32", "float64"] as Dtype[])("%s spatial", (dtype) => {
     });
   });
 });
+
+// Inputs of 8 MiB and more take the streaming kernels (assembly/columns.ts streams()).
+describe.each([
+  ["float32", 2048, 1024],
+  ["float64", 1024, 1024],
+  ["float32", 8192, 260],
+] as [Dtype, number, number][])("%s (%i, %i): streamed through memory", (dtype, n, d) => {
+  test("SIMD and scalar agree with the plain-JS backend", () => {
+    const x = typed(dtype, randn(n + d, n * d, 100, 3));
+    const gamma = typed(dtype, randn(n + d + 1, d, 1, 0.5));
+    const beta = typed(dtype, randn(n + d + 2, d));
+    const dout = typed(dtype, randn(n + d + 3, n * d));
+    const js = runAll("js", x, gamma, beta, dout);
+    const tol = tolerance(dtype);
+    for (const backend of ["simd", "scalar"] as const) {
+      const r = runAll(backend, x, gamma, beta, dout);
+      expectClose(r.out, js.out, tol.abs, `${backend} out`);
+      expectClose(r.testOut, js.testOut, tol.abs * Math.max(1, maxAbs(js.testOut)), `${backend} test-mode out`);
+      expectRelClose(r.variance, js.variance, tol.rel, `${backend} variance`);
+      for (const form of ["graph", "compact"] as const) {
+        expectRelClose(r[form].dx, js[form].dx, tol.rel, `${backend} ${form} dx`);
+        expectRelClose(r[form].dgamma, js[form].dgamma, tol.rel, `${backend} ${form} dgamma`);
+        expectRelClose(r[form].dbeta, js[form].dbeta, tol.rel, `${backend} ${form} dbeta`);
+      }
+    }
+  });
+});
