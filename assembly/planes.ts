@@ -5,13 +5,15 @@
 // in T over at most ROW_BLOCK vectors per lane, then added into f64.
 import { ROW_BLOCK, lanes, at } from "./columns";
 
-/** Sum of the lanes of a vector of T, in f64. */
+/** acc + the lanes of v (a vector of T), as two f64 lanes. */
 // @ts-ignore: decorator
-@inline function lanesToF64<T>(v: v128): f64 {
+@inline function addLanesToF64x2<T>(acc: v128, v: v128): v128 {
   if (sizeof<T>() == 4) {
-    return <f64>f32x4.extract_lane(v, 0) + <f64>f32x4.extract_lane(v, 1) + <f64>f32x4.extract_lane(v, 2) + <f64>f32x4.extract_lane(v, 3);
+    const low = f64x2.promote_low_f32x4(v);
+    const high = f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 0, 1));
+    return f64x2.add(acc, f64x2.add(low, high));
   }
-  return f64x2.extract_lane(v, 0) + f64x2.extract_lane(v, 1);
+  return f64x2.add(acc, v);
 }
 
 /**
@@ -31,9 +33,12 @@ export function planeShiftedSums<T>(x: usize, n: i32, d: i32, S: i32, k: usize, 
       let sum1 = 0.0;
       let sum2 = 0.0;
       if (ASC_FEATURE_SIMD) {
-        // Blocks of ROW_BLOCK steps of four vectors, each summed in T, then in f64.
+        // Blocks of ROW_BLOCK steps of four vectors summed in T; each block's four partial
+        // sums added together in T, then into f64 lanes, reduced once per run.
         const zero = v128.splat<T>(<T>0);
         const kv = v128.splat<T>(kc);
+        let f1 = f64x2.splat(0);
+        let f2 = f64x2.splat(0);
         while (p + 64 <= end) {
           let a0 = zero, a1 = zero, a2 = zero, a3 = zero;
           let b0 = zero, b1 = zero, b2 = zero, b3 = zero;
@@ -51,9 +56,11 @@ export function planeShiftedSums<T>(x: usize, n: i32, d: i32, S: i32, k: usize, 
             b2 = v128.add<T>(b2, v128.mul<T>(v2, v2));
             b3 = v128.add<T>(b3, v128.mul<T>(v3, v3));
           }
-          sum1 += lanesToF64<T>(a0) + lanesToF64<T>(a1) + lanesToF64<T>(a2) + lanesToF64<T>(a3);
-          sum2 += lanesToF64<T>(b0) + lanesToF64<T>(b1) + lanesToF64<T>(b2) + lanesToF64<T>(b3);
+          f1 = addLanesToF64x2<T>(f1, v128.add<T>(v128.add<T>(a0, a1), v128.add<T>(a2, a3)));
+          f2 = addLanesToF64x2<T>(f2, v128.add<T>(v128.add<T>(b0, b1), v128.add<T>(b2, b3)));
         }
+        sum1 += f64x2.extract_lane(f1, 0) + f64x2.extract_lane(f1, 1);
+        sum2 += f64x2.extract_lane(f2, 0) + f64x2.extract_lane(f2, 1);
       }
       // The rest of the run (and all of it in the scalar build), ROW_BLOCK values at a time.
       while (p < end) {
@@ -115,6 +122,8 @@ export function planeBackwardSums<T>(dout: usize, x: usize, n: i32, d: i32, S: i
       if (ASC_FEATURE_SIMD) {
         const zero = v128.splat<T>(<T>0);
         const kv = v128.splat<T>(kc);
+        let f0 = f64x2.splat(0);
+        let f1 = f64x2.splat(0);
         while (p + 32 <= end) {
           let a0 = zero, a1 = zero, b0 = zero, b1 = zero;
           for (let step = 0; step < ROW_BLOCK && p + 32 <= end; step++, p += 32) {
@@ -125,9 +134,11 @@ export function planeBackwardSums<T>(dout: usize, x: usize, n: i32, d: i32, S: i
             b0 = v128.add<T>(b0, v128.mul<T>(g0, v128.sub<T>(v128.load(x + p), kv)));
             b1 = v128.add<T>(b1, v128.mul<T>(g1, v128.sub<T>(v128.load(x + p, 16), kv)));
           }
-          sum0 += lanesToF64<T>(a0) + lanesToF64<T>(a1);
-          sum1 += lanesToF64<T>(b0) + lanesToF64<T>(b1);
+          f0 = addLanesToF64x2<T>(f0, v128.add<T>(a0, a1));
+          f1 = addLanesToF64x2<T>(f1, v128.add<T>(b0, b1));
         }
+        sum0 += f64x2.extract_lane(f0, 0) + f64x2.extract_lane(f0, 1);
+        sum1 += f64x2.extract_lane(f1, 0) + f64x2.extract_lane(f1, 1);
       }
       while (p < end) {
         let a: T = 0;
