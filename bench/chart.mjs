@@ -42,7 +42,10 @@ export function chartSvg({ results, ops, shapes, implementations, caption }) {
     const barWidth = (groupWidth - 16) / implementations.length;
     shapes.forEach((shape, s) => {
       const gx = left + s * groupWidth + 8;
-      out.push(`<text x="${gx + (groupWidth - 16) / 2}" y="${y0 + panelHeight + 16}" text-anchor="middle">${escape(shape)}</text>`);
+      const [dims, layout] = shape.split(" ");
+      const cx = gx + (groupWidth - 16) / 2;
+      out.push(`<text x="${cx}" y="${y0 + panelHeight + 16}" text-anchor="middle">${escape(dims)}</text>`);
+      if (layout) out.push(`<text x="${cx}" y="${y0 + panelHeight + 30}" text-anchor="middle">${escape(layout)}</text>`);
       let sol = null;
       implementations.forEach((name, i) => {
         const r = results.find((q) => q.op === op && q.shape === shape && q.implementation === name);
@@ -56,4 +59,20 @@ export function chartSvg({ results, ops, shapes, implementations, caption }) {
   });
   out.push(`</svg>`);
   return out.join("\n") + "\n";
+}
+
+// node bench/chart.mjs [latest.json] redraws chart.svg beside it from saved results.
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { readFileSync, writeFileSync } = await import("node:fs");
+  const path = process.argv[2] ?? new URL("./results/latest.json", import.meta.url).pathname;
+  const report = JSON.parse(readFileSync(path, "utf8"));
+  const results = report.results.filter((r) => r.op !== "backward-graph");
+  const m = report.machine;
+  writeFileSync(path.replace(/latest\.json$/, "chart.svg"), chartSvg({
+    results,
+    ops: ["train", "test", "backward"],
+    shapes: [...new Set(results.map((r) => r.shape))],
+    implementations: [...new Set(results.map((r) => r.implementation))],
+    caption: `${m.cpu}, ${m.cores} cores, Node ${m.node}, one thread, float32, ${m.date.slice(0, 10)}${report.quick ? " (--quick)" : ""}`,
+  }));
 }
