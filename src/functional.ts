@@ -6,7 +6,7 @@
 // BatchNorm.workspace in layer.ts.)
 import { type Dtype, type FloatArray, copyOf, dtypeOf } from "./dtype.js";
 import { type RunningStatsOptions, runningStatsRule, stepFactors } from "./conventions.js";
-import { layout } from "./memory.js";
+import { cachedLayout } from "./memory.js";
 import { type Geometry, type Layout, checkLayout, geometry } from "./shape.js";
 import * as check from "./validate.js";
 import { COMPACT_FORM, GRAPH_FORM, engine } from "./wasm.js";
@@ -103,13 +103,13 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
     : check.floatArrayOfLength("bnParam.runningVar", bnParam.runningVar, dtype, d, runningShape);
   const step = mode === "train" ? stepFactors(rule, tracked + 1, geo.count, geo.shape) : null;
 
-  const { heap, kernels } = engine();
+  const { backend, heap, kernels } = engine();
   const { n, S } = geo;
   const size = x.length;
-  const plan = layout({
+  const plan = cachedLayout(`forward ${backend} ${dtype} ${d} ${size}`, () => ({
     x: [dtype, size], out: [dtype, size], gamma: [dtype, d], beta: [dtype, d], runMean: [dtype, d], runVar: [dtype, d],
     mean: [dtype, d], meanLo: [dtype, d], variance: [dtype, d], invStd: [dtype, d], work: ["float64", Math.ceil(kernels.workBytes(dtype, d) / 8)],
-  });
+  }));
   const base = heap.alloc(plan.bytes);
   try {
     const p = (key: keyof typeof plan.offsets) => base + plan.offsets[key];
@@ -160,11 +160,11 @@ function backwardWithForm<A extends FloatArray>(form: number, name: string, dout
     const described = shape.length === 2 ? `N = ${shape[0]} by D = ${shape[1]}` : `[${shape.join(", ")}]`;
     throw new RangeError(`dout must have length ${size} (${described}, the shape of the cached forward), got length ${dout.length}`);
   }
-  const { heap, kernels } = engine();
-  const plan = layout({
+  const { backend, heap, kernels } = engine();
+  const plan = cachedLayout(`backward ${backend} ${dtype} ${d} ${size}`, () => ({
     dout: [dtype, size], x: [dtype, size], dx: [dtype, size], gamma: [dtype, d], mean: [dtype, d], meanLo: [dtype, d],
     invStd: [dtype, d], dgamma: [dtype, d], dbeta: [dtype, d], work: ["float64", Math.ceil(kernels.workBytes(dtype, d) / 8)],
-  });
+  }));
   const base = heap.alloc(plan.bytes);
   try {
     const p = (key: keyof typeof plan.offsets) => base + plan.offsets[key];

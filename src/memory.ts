@@ -35,7 +35,7 @@ interface Block {
 }
 
 export class Heap {
-  /** Free blocks below `top`, sorted by address, never adjacent (they are merged). */
+  /** Free blocks below `top`, sorted by address, never adjacent to each other or to `top`. */
   private readonly freeBlocks: Block[] = [];
   private readonly sizes = new Map<number, number>();
   private top: number;
@@ -85,6 +85,17 @@ export class Heap {
     if (size === undefined) throw new Error(`internal: free of unknown block ${ptr}`);
     this.sizes.delete(ptr);
     const blocks = this.freeBlocks;
+    if (ptr + size === this.top) {
+      // The last block (the common case: a call's block freed at its end) lowers the top,
+      // together with a free block just below it.
+      this.top = ptr;
+      const last = blocks[blocks.length - 1];
+      if (last && last.ptr + last.bytes === ptr) {
+        this.top = last.ptr;
+        blocks.pop();
+      }
+      return;
+    }
     let i = 0;
     while (i < blocks.length && blocks[i].ptr < ptr) i++;
     blocks.splice(i, 0, { ptr, bytes: size });
@@ -149,4 +160,16 @@ export function layout<K extends string>(parts: Record<K, [Dtype, number]>): { o
     bytes += roundUp(size);
   }
   return { offsets, bytes };
+}
+
+const plans = new Map<string, { offsets: Record<string, number>; bytes: number }>();
+
+/** layout() of the same parts, remembered by `key` (a call's dtype and sizes). */
+export function cachedLayout<K extends string>(key: string, parts: () => Record<K, [Dtype, number]>): { offsets: Record<K, number>; bytes: number } {
+  let plan = plans.get(key);
+  if (!plan) {
+    if (plans.size >= 64) plans.clear();
+    plans.set(key, (plan = layout(parts())));
+  }
+  return plan as { offsets: Record<K, number>; bytes: number };
 }
