@@ -3,7 +3,7 @@
 //
 // Numerics: a one-pass E[x²] − E[x]² loses every digit when |mean| >> std, and a plain f32
 // running sum of x drifts. We sum shifted values v = x − c instead, with c close to the mean:
-// - c starts as the mean of the first ROW_BLOCK rows, so |mean − c| is a fraction of a std;
+// - c starts as the mean of the first HEAD_ROWS rows, so |mean − c| is a fraction of a std;
 // - v and v² are summed in T over blocks of ROW_BLOCK rows or groups (full SIMD width for
 //   f32), and each block's partial sums are added into f64 accumulators, so the rounding
 //   error is that of ROW_BLOCK terms in T plus n/ROW_BLOCK terms in f64;
