@@ -7,5 +7,4 @@ export default defineConfig({
   root: fileURLToPath(new URL(".", import.meta.url)),
   resolve: { alias: { "batchnorm-wasm": fileURLToPath(new URL("../../src/index.ts", import.meta.url)) } },
   server: { host: "127.0.0.1" },
-  logLevel: "warn",
 });
