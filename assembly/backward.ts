@@ -221,7 +221,8 @@ export function backwardConstants<T>(
     const p0 = after(cPat, patBytes);
     const p1 = after(p0, <usize>E << 3);
     fillPattern<T>(cPat, mean, d, E);
-    if (streams<T>(n, d) && (E / lanes<T>()) % 2 == 0) {
+    // Large inputs stream unless their groups are narrow (see shiftedSums in statistics.ts).
+    if (streams<T>(n, d) && patBytes >= 256 && (E / lanes<T>()) % 2 == 0) {
       const t0 = after(p1, <usize>E << 3);
       backwardSumsStream<T>(dout, x, groups, E, cPat, t0, after(t0, patBytes), p0, p1);
     } else {

@@ -154,8 +154,10 @@ function shiftedSums<T>(x: usize, n: i32, d: i32, c: usize, s1: usize, s2: usize
       const p1 = after(cPat, patBytes);
       const p2 = after(p1, <usize>E << 3);
       fillPattern<T>(cPat, c, d, E);
-      // Groups of an odd number of vectors stay blocked (the streaming loop takes two at a time).
-      if (streams<T>(n, d) && (E / lanes<T>()) % 2 == 0) {
+      // Stream wide groups only: a block of narrow groups is contiguous already, and the
+      // streaming loop takes two vectors at a time (odd counts stay blocked). The width
+      // thresholds here and in backward.ts were measured (NHWC 32x64x32x32, (131072, 16)).
+      if (streams<T>(n, d) && patBytes >= 1024 && (E / lanes<T>()) % 2 == 0) {
         const t1 = after(p2, <usize>E << 3);
         shiftedSumsStream<T>(x, groups, E, cPat, t1, after(t1, patBytes), p1, p2);
       } else {
