@@ -73,6 +73,7 @@ export function forwardTest(
   }
 }
 
+/** Backward forms; the same numbers as in assembly/backward.ts. */
 export const GRAPH_FORM = 0;
 export const COMPACT_FORM = 1;
 export const EVAL_FORM = 2;

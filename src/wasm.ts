@@ -13,10 +13,8 @@ import * as reference from "./reference.js";
 export type Backend = "simd" | "scalar" | "js";
 export const BACKENDS: readonly Backend[] = ["simd", "scalar", "js"];
 
-/** Backward forms; must match assembly/backward.ts. */
-export const GRAPH_FORM = 0;
-export const COMPACT_FORM = 1;
-export const EVAL_FORM = 2;
+/** Backward forms, defined once with the plain-JS kernels; they match assembly/backward.ts. */
+export { COMPACT_FORM, EVAL_FORM, GRAPH_FORM } from "./reference.js";
 
 /**
  * Kernels on pointers into the engine's memory (see the contract above). Data is rows (n, d)
