@@ -7,7 +7,7 @@
 // the graph form goes through dx̂, dvar and dmean node by node; the compact form uses
 // dx = (γ·invStd / N)·(N·dout − dβ − x̂·dγ). Centring dout before scaling keeps the
 // cancellation in N·dout − Σdout exact for N = 1.
-import { ROW_BLOCK, lanes, at, addToF64, zeroF64, groupLength, fillPattern, foldPattern, after, streams } from "./columns";
+import { ROW_BLOCK, lanes, at, addToF64, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams } from "./columns";
 import { planeBackwardSums, planeBackwardApply } from "./planes";
 
 /** SIMD: p0[e] = Σ_g dout[g, e], p1[e] = Σ_g dout[g, e]·(x[g, e] − cPat[e]) over groups of E values. */
@@ -212,18 +212,19 @@ export function backwardConstants<T>(
   const groups = ASC_FEATURE_SIMD && S == 1 ? <i32>((<i64>n * d) / E) : 0;
   const r0 = groups * (E / d);
   const patBytes = <usize>E * sizeof<T>();
-  const cPat = scratch;
 
   zeroF64(sDout, d);
   zeroF64(sDoutX, d);
   if (S > 1) planeBackwardSums<T>(dout, x, n, d, S, mean, sDout, sDoutX);
   else if (groups > 0) {
-    const p0 = after(cPat, patBytes);
-    const p1 = after(p0, <usize>E << 3);
-    fillPattern<T>(cPat, mean, d, E);
+    const cPat = patternOf<T>(mean, d, E, scratch);
+    const q0 = after(scratch, patBytes);
+    const q1 = after(q0, <usize>E << 3);
+    const p0 = partialsOf(sDout, d, E, q0);
+    const p1 = partialsOf(sDoutX, d, E, q1);
     // Large inputs stream unless their groups are narrow (see shiftedSums in statistics.ts).
     if (streams<T>(n, d) && patBytes >= 256 && (E / lanes<T>()) % 2 == 0) {
-      const t0 = after(p1, <usize>E << 3);
+      const t0 = after(q1, <usize>E << 3);
       backwardSumsStream<T>(dout, x, groups, E, cPat, t0, after(t0, patBytes), p0, p1);
     } else {
       backwardSumsGroups<T>(dout, x, groups, E, cPat, p0, p1);
@@ -256,8 +257,9 @@ export function backwardConstants<T>(
       const dVar = g * sumDoutXc * -0.5 * inv * inv * inv;
       const dMean = -g * sumDout * inv + dVar * (-2.0 * sumXc) * invN;
       ca = g * inv;
-      mk = ca != 0 ? -(dMean * invN) / ca : 0.0;
-      mb = ca != 0 ? -(2.0 * dVar * invN) / ca : 0.0;
+      const r = ca != 0 ? invN / ca : 0.0;
+      mk = -dMean * r;
+      mb = -2.0 * dVar * r;
     } else if (form == EVAL_FORM) {
       // The statistics are constants: dx = dout·γ·invStd.
       ca = g * inv;
@@ -292,14 +294,11 @@ export function backwardApply<T>(dout: usize, x: usize, n: i32, d: i32, S: i32, 
   const r0 = groups * (E / d);
   if (groups > 0) {
     const patBytes = <usize>E * sizeof<T>();
-    const cPat = restOf<T>(work, d);
-    const aPat = after(cPat, patBytes);
-    const mPat = after(aPat, patBytes);
-    const bPat = after(mPat, patBytes);
-    fillPattern<T>(cPat, mean, d, E);
-    fillPattern<T>(aPat, a, d, E);
-    fillPattern<T>(mPat, m, d, E);
-    fillPattern<T>(bPat, b, d, E);
+    const rest = restOf<T>(work, d);
+    const cPat = patternOf<T>(mean, d, E, rest);
+    const aPat = patternOf<T>(a, d, E, after(rest, patBytes));
+    const mPat = patternOf<T>(m, d, E, after(rest, 2 * patBytes));
+    const bPat = patternOf<T>(b, d, E, after(rest, 3 * patBytes));
     backwardApplyGroups<T>(dout, x, groups, E, cPat, aPat, mPat, bPat, dx, streams<T>(n, d));
   }
   const rowBytes = <usize>d * sizeof<T>();

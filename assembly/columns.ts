@@ -52,16 +52,28 @@ export function streams<T>(n: i32, d: i32): bool {
   return <u64>n * <u64>d * sizeof<T>() >= STREAM_BYTES;
 }
 
-/** pattern[e] = column[e % d] for e < length. */
-export function fillPattern<T>(pattern: usize, column: usize, d: i32, length: i32): void {
-  for (let e = 0, j = 0; e < length; e++) {
-    store<T>(at<T>(pattern, e), load<T>(at<T>(column, j)));
+/**
+ * The E-long pattern of a column array (pattern[e] = column[e % d]): the array itself when
+ * E = d (any wide d that is a multiple of the lanes), else repeated into `into`.
+ */
+export function patternOf<T>(column: usize, d: i32, E: i32, into: usize): usize {
+  if (E == d) return column;
+  for (let e = 0, j = 0; e < E; e++) {
+    store<T>(at<T>(into, e), load<T>(at<T>(column, j)));
     if (++j == d) j = 0;
   }
+  return into;
 }
 
-/** column[e % d] += partial[e] for e < length (f64). */
+/** Where E partial sums (f64) of d columns go: the column sums themselves when E = d, else scratch. */
+// @ts-ignore: decorator
+@inline export function partialsOf(column: usize, d: i32, E: i32, scratch: usize): usize {
+  return E == d ? column : scratch;
+}
+
+/** column[e % d] += partial[e] for e < length (f64); nothing to do when partial is column. */
 export function foldPattern(partial: usize, length: i32, d: i32, column: usize): void {
+  if (partial == column) return;
   for (let e = 0, j = 0; e < length; e++) {
     store<f64>(at<f64>(column, j), load<f64>(at<f64>(column, j)) + load<f64>(at<f64>(partial, e)));
     if (++j == d) j = 0;

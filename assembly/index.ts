@@ -2,7 +2,7 @@
 // Pointers are byte addresses in this module's memory; the caller (src/wasm.ts) owns all
 // memory above heapBase() and passes 16-byte aligned work areas of the sizes documented on
 // each kernel (workBytesF32/F64). The same contract is written in src/wasm.ts.
-import { trainStatistics, testConstants, normalize } from "./normalize";
+import { trainMoments, trainConstants, testConstants, normalize } from "./normalize";
 import { backwardConstants, backwardApply } from "./backward";
 import { workBytes } from "./columns";
 
@@ -23,26 +23,34 @@ export function workBytesF64(d: i32): usize {
 // S ("spatial") is 1 for rows (n, d) and channels-last data, and H·W (or L) for
 // channels-first (n, d, S) data.
 
-export function trainStatisticsF32(
-  x: usize, n: i32, d: i32, S: i32, gamma: usize, beta: usize, eps: f64, momentum: f64, runVarScale: f64,
+export function trainMomentsF32(x: usize, n: i32, d: i32, S: i32, work: usize): void {
+  trainMoments<f32>(x, n, d, S, work);
+}
+
+export function trainMomentsF64(x: usize, n: i32, d: i32, S: i32, work: usize): void {
+  trainMoments<f64>(x, n, d, S, work);
+}
+
+export function trainConstantsF32(
+  d: i32, gamma: usize, beta: usize, eps: f64, momentum: f64, runVarScale: f64,
   runMean: usize, runVar: usize, mean: usize, meanLo: usize, variance: usize, invStd: usize, work: usize,
 ): void {
-  trainStatistics<f32>(x, n, d, S, gamma, beta, eps, momentum, runVarScale, runMean, runVar, mean, meanLo, variance, invStd, work);
+  trainConstants<f32>(d, gamma, beta, eps, momentum, runVarScale, runMean, runVar, mean, meanLo, variance, invStd, work);
 }
 
-export function trainStatisticsF64(
-  x: usize, n: i32, d: i32, S: i32, gamma: usize, beta: usize, eps: f64, momentum: f64, runVarScale: f64,
+export function trainConstantsF64(
+  d: i32, gamma: usize, beta: usize, eps: f64, momentum: f64, runVarScale: f64,
   runMean: usize, runVar: usize, mean: usize, meanLo: usize, variance: usize, invStd: usize, work: usize,
 ): void {
-  trainStatistics<f64>(x, n, d, S, gamma, beta, eps, momentum, runVarScale, runMean, runVar, mean, meanLo, variance, invStd, work);
+  trainConstants<f64>(d, gamma, beta, eps, momentum, runVarScale, runMean, runVar, mean, meanLo, variance, invStd, work);
 }
 
-export function testConstantsF32(d: i32, gamma: usize, beta: usize, eps: f64, runMean: usize, runVar: usize, work: usize): void {
-  testConstants<f32>(d, gamma, beta, eps, runMean, runVar, work);
+export function testConstantsF32(d: i32, gamma: usize, beta: usize, eps: f64, runMean: usize, runVar: usize, invStd: usize, work: usize): void {
+  testConstants<f32>(d, gamma, beta, eps, runMean, runVar, invStd, work);
 }
 
-export function testConstantsF64(d: i32, gamma: usize, beta: usize, eps: f64, runMean: usize, runVar: usize, work: usize): void {
-  testConstants<f64>(d, gamma, beta, eps, runMean, runVar, work);
+export function testConstantsF64(d: i32, gamma: usize, beta: usize, eps: f64, runMean: usize, runVar: usize, invStd: usize, work: usize): void {
+  testConstants<f64>(d, gamma, beta, eps, runMean, runVar, invStd, work);
 }
 
 export function normalizeF32(x: usize, n: i32, d: i32, S: i32, work: usize, out: usize): void {

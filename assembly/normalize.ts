@@ -1,7 +1,7 @@
 // Forward pass: batch statistics, running-statistics update, and the per-column affine map
 // out = (x − center) · scale + bias that both train and test mode reduce to. Each mode is
-// two kernels (constants, then normalize), so that the module that normalizes stays small.
-import { lanes, at, groupLength, fillPattern, after, streams } from "./columns";
+// a few kernels (moments, constants, normalize), so that each module stays small.
+import { lanes, at, groupLength, patternOf, after, streams } from "./columns";
 import { columnMeanVar } from "./statistics";
 import { planeAffine } from "./planes";
 
@@ -59,12 +59,9 @@ export function affineColumns<T>(
     const groups = <i32>((<i64>n * d) / E);
     if (groups > 0) {
       const patBytes = <usize>E * sizeof<T>();
-      const cPat = scratch;
-      const sPat = after(cPat, patBytes);
-      const bPat = after(sPat, patBytes);
-      fillPattern<T>(cPat, center, d, E);
-      fillPattern<T>(sPat, scale, d, E);
-      fillPattern<T>(bPat, bias, d, E);
+      const cPat = patternOf<T>(center, d, E, scratch);
+      const sPat = patternOf<T>(scale, d, E, after(scratch, patBytes));
+      const bPat = patternOf<T>(bias, d, E, after(scratch, 2 * patBytes));
       affineGroups<T>(x, groups, E, cPat, sPat, bPat, out, streams<T>(n, d));
       r0 = groups * (E / d);
     }
@@ -82,7 +79,7 @@ export function affineColumns<T>(
 
 /**
  * The per-column affine map of a forward, kept at the start of the work area between the
- * kernels that compute it (trainStatistics, testConstants) and the one that applies it
+ * kernels that compute it (trainConstants, testConstants) and the one that applies it
  * (normalize): center, scale and bias, d values of T each.
  */
 // @ts-ignore: decorator
@@ -99,12 +96,45 @@ export function affineColumns<T>(
   return after(biasOf<T>(work, d), <usize>d * sizeof<T>());
 }
 
+/** Where trainMoments leaves the f64 mean and variance for trainConstants: after the map. */
+// @ts-ignore: decorator
+@inline function momentsOf<T>(work: usize, d: i32): usize {
+  return restOf<T>(work, d);
+}
+
 /**
- * Train mode, first half: the batch statistics of x (rows (n, d) when S = 1, channels of
- * (n, d, S) when S > 1) into mean, meanLo, variance, invStd (all T); the running statistics
- * updated in place, running = momentum·running + (1 − momentum)·batch, with the batch
- * variance multiplied by runVarScale (1, or n/(n − 1) for the unbiased estimate PyTorch
- * keeps); and the affine map for normalize() at the start of work.
+ * inv[j] = 1 / sqrt(v[j] + eps) in f64, for v of T. Two columns per instruction in the SIMD
+ * build: square root and division are the slow part of the per-column work.
+ */
+function inverseSqrt<T>(v: usize, d: i32, eps: f64, inv: usize): void {
+  let j = 0;
+  if (ASC_FEATURE_SIMD) {
+    const e = f64x2.splat(eps);
+    const one = f64x2.splat(1.0);
+    for (; j + 2 <= d; j += 2) {
+      const w = sizeof<T>() == 4 ? f64x2.promote_low_f32x4(v128.load64_zero(at<T>(v, j))) : v128.load(at<T>(v, j));
+      v128.store(at<f64>(inv, j), f64x2.div(one, f64x2.sqrt(f64x2.add(w, e))));
+    }
+  }
+  for (; j < d; j++) store<f64>(at<f64>(inv, j), 1.0 / Math.sqrt(<f64>load<T>(at<T>(v, j)) + eps));
+}
+
+/**
+ * Train mode, step 1: the batch mean and biased variance (f64) of x, rows (n, d) when S = 1,
+ * channels of (n, d, S) when S > 1, kept in the work area for trainConstants.
+ * work: workBytes<T>(d), 16-byte aligned.
+ */
+export function trainMoments<T>(x: usize, n: i32, d: i32, S: i32, work: usize): void {
+  const mean64 = momentsOf<T>(work, d);
+  const var64 = after(mean64, <usize>d << 3);
+  columnMeanVar<T>(x, n, d, S, mean64, var64, work, after(var64, <usize>d << 3));
+}
+
+/**
+ * Train mode, step 2, from the moments of step 1: mean, meanLo, variance, invStd (all T);
+ * the running statistics updated in place, running = momentum·running + (1 − momentum)·batch,
+ * with the batch variance multiplied by runVarScale (1, or n/(n − 1) for the unbiased
+ * estimate PyTorch keeps); and the affine map for normalize() at the start of work.
  *
  * The mean is returned as two T values, mean + meanLo, because in f32 a mean of 1e4 rounds
  * by up to 5e-4, which would be a 5e-4 error in x̂ for unit-spread data. Kernels subtract
@@ -112,25 +142,24 @@ export function affineColumns<T>(
  * the per-column constants, computed in f64.
  *
  * gamma = 0 means gamma = 1, beta = 0 means beta = 0, runMean/runVar = 0: not updated.
- * work: workBytes<T>(d), 16-byte aligned.
  */
-export function trainStatistics<T>(
-  x: usize, n: i32, d: i32, S: i32, gamma: usize, beta: usize, eps: f64, momentum: f64, runVarScale: f64,
+export function trainConstants<T>(
+  d: i32, gamma: usize, beta: usize, eps: f64, momentum: f64, runVarScale: f64,
   runMean: usize, runVar: usize, mean: usize, meanLo: usize, variance: usize, invStd: usize, work: usize,
 ): void {
   const center = work;
   const scale = scaleOf<T>(work, d);
   const bias = biasOf<T>(work, d);
-  const mean64 = restOf<T>(work, d);
+  const mean64 = momentsOf<T>(work, d);
   const var64 = after(mean64, <usize>d << 3);
-  const scratch = after(var64, <usize>d << 3);
-  columnMeanVar<T>(x, n, d, S, mean64, var64, center, scratch);
+  const inv64 = after(var64, <usize>d << 3);
+  inverseSqrt<f64>(var64, d, eps, inv64);
   for (let j = 0; j < d; j++) {
     const mu = load<f64>(at<f64>(mean64, j));
     const v = load<f64>(at<f64>(var64, j));
     const hi = <T>mu;
     const lo = <T>(mu - <f64>hi);
-    const inv = 1.0 / Math.sqrt(v + eps);
+    const inv = load<f64>(at<f64>(inv64, j));
     const g: f64 = gamma ? <f64>load<T>(at<T>(gamma, j)) : 1.0;
     const b: f64 = beta ? <f64>load<T>(at<T>(beta, j)) : 0.0;
     const s = <T>(g * inv);
@@ -154,16 +183,21 @@ export function trainStatistics<T>(
 
 /**
  * Test mode, first half: the affine map out = (x − runMean) · gamma / sqrt(runVar + eps) + beta
- * at the start of work.
+ * at the start of work, and 1 / sqrt(runVar + eps) into invStd unless it is 0 (the frozen
+ * statistics of an eval-mode backward).
  */
-export function testConstants<T>(d: i32, gamma: usize, beta: usize, eps: f64, runMean: usize, runVar: usize, work: usize): void {
+export function testConstants<T>(d: i32, gamma: usize, beta: usize, eps: f64, runMean: usize, runVar: usize, invStd: usize, work: usize): void {
   const scale = scaleOf<T>(work, d);
   const bias = biasOf<T>(work, d);
+  const inv64 = restOf<T>(work, d);
+  inverseSqrt<T>(runVar, d, eps, inv64);
   for (let j = 0; j < d; j++) {
     const g: f64 = gamma ? <f64>load<T>(at<T>(gamma, j)) : 1.0;
     const b: f64 = beta ? <f64>load<T>(at<T>(beta, j)) : 0.0;
     store<T>(at<T>(work, j), load<T>(at<T>(runMean, j)));
-    store<T>(at<T>(scale, j), <T>(g / Math.sqrt(<f64>load<T>(at<T>(runVar, j)) + eps)));
+    const inv = load<f64>(at<f64>(inv64, j));
+    store<T>(at<T>(scale, j), <T>(g * inv));
+    if (invStd) store<T>(at<T>(invStd, j), <T>inv);
     store<T>(at<T>(bias, j), <T>b);
   }
 }

@@ -10,7 +10,7 @@
 // - var = S2/n − (S1/n)² then cancels only (mean − c)² against var; if that ratio is large
 //   for any column (c was a poor guess, e.g. sorted data), a second pass with c = mean
 //   makes it negligible. Typical data needs one pass over memory.
-import { ROW_BLOCK, lanes, at, addToF64, zeroF64, groupLength, fillPattern, foldPattern, after, streams } from "./columns";
+import { ROW_BLOCK, lanes, at, addToF64, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams } from "./columns";
 import { planeShiftedSums } from "./planes";
 
 /** SIMD: p1[e] = Σ_g (x[g, e] − cPat[e]), p2[e] = Σ_g (x[g, e] − cPat[e])² over `groups` groups of E values. */
@@ -150,15 +150,16 @@ function shiftedSums<T>(x: usize, n: i32, d: i32, c: usize, s1: usize, s2: usize
     const groups = <i32>((<i64>n * d) / E);
     if (groups > 0) {
       const patBytes = <usize>E * sizeof<T>();
-      const cPat = scratch;
-      const p1 = after(cPat, patBytes);
-      const p2 = after(p1, <usize>E << 3);
-      fillPattern<T>(cPat, c, d, E);
+      const cPat = patternOf<T>(c, d, E, scratch);
+      const q1 = after(scratch, patBytes);
+      const q2 = after(q1, <usize>E << 3);
+      const p1 = partialsOf(s1, d, E, q1);
+      const p2 = partialsOf(s2, d, E, q2);
       // Stream wide groups only: a block of narrow groups is contiguous already, and the
       // streaming loop takes two vectors at a time (odd counts stay blocked). The width
       // thresholds here and in backward.ts were measured (NHWC 32x64x32x32, (131072, 16)).
       if (streams<T>(n, d) && patBytes >= 1024 && (E / lanes<T>()) % 2 == 0) {
-        const t1 = after(p2, <usize>E << 3);
+        const t1 = after(q2, <usize>E << 3);
         shiftedSumsStream<T>(x, groups, E, cPat, t1, after(t1, patBytes), p1, p2);
       } else {
         shiftedSumsGroups<T>(x, groups, E, cPat, p1, p2);

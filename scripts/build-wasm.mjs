@@ -12,12 +12,12 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 
 export const PARTS = {
-  "f32-statistics": ["trainStatisticsF32"],
-  "f32-normalize": ["testConstantsF32", "normalizeF32", "workBytesF32"],
+  "f32-statistics": ["trainMomentsF32"],
+  "f32-normalize": ["trainConstantsF32", "testConstantsF32", "normalizeF32", "workBytesF32"],
   "f32-gradients": ["backwardConstantsF32"],
   "f32-backprop": ["backwardApplyF32"],
-  "f64-statistics": ["trainStatisticsF64"],
-  "f64-normalize": ["testConstantsF64", "normalizeF64", "workBytesF64"],
+  "f64-statistics": ["trainMomentsF64"],
+  "f64-normalize": ["trainConstantsF64", "testConstantsF64", "normalizeF64", "workBytesF64"],
   "f64-gradients": ["backwardConstantsF64"],
   "f64-backprop": ["backwardApplyF64"],
 };

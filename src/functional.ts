@@ -123,7 +123,7 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
     else view("runVar").fill(0);
 
     if (!step) {
-      kernels.forwardTest(dtype, p("x"), n, d, S, p("gamma"), p("beta"), eps, p("runMean"), p("runVar"), p("out"), p("work"));
+      kernels.forwardTest(dtype, p("x"), n, d, S, p("gamma"), p("beta"), eps, p("runMean"), p("runVar"), p("out"), 0, p("work"));
       return { out: copyOf(view("out", size)), cache: null };
     }
     kernels.forwardTrain(

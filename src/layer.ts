@@ -412,13 +412,11 @@ export class BatchNormWorkspace<D extends Dtype = "float32"> {
     } else {
       this.view("runMean", false).set(state.runningMean);
       this.view("runVar", false).set(state.runningVar);
-      kernels.forwardTest(layer.dtype, p("x"), n, d, S, gamma, beta, eps, p("runMean"), p("runVar"), p("out"), p("work"));
-      // Frozen statistics for an eval-mode backward.
+      // With the frozen statistics for an eval-mode backward: invStd from the kernel.
+      kernels.forwardTest(layer.dtype, p("x"), n, d, S, gamma, beta, eps, p("runMean"), p("runVar"), p("out"), p("invStd"), p("work"));
       this.view("mean", false).set(state.runningMean);
       this.view("meanLo", false).fill(0);
       this.view("variance", false).set(state.runningVar);
-      const invStd = this.view("invStd", false);
-      for (let j = 0; j < d; j++) invStd[j] = 1 / Math.sqrt(state.runningVar[j] + eps);
       this.state = "frozen";
     }
     return this.out;

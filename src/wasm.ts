@@ -30,7 +30,7 @@ export interface Kernels {
   ): void;
   forwardTest(
     dtype: Dtype, x: number, n: number, d: number, S: number, gamma: number, beta: number, eps: number,
-    runMean: number, runVar: number, out: number, work: number,
+    runMean: number, runVar: number, out: number, invStd: number, work: number,
   ): void;
   backward(
     dtype: Dtype, form: number, dout: number, x: number, n: number, d: number, S: number, gamma: number,
@@ -51,8 +51,10 @@ interface WasmExports {
   heapBase(): number;
   workBytesF32(d: number): number;
   workBytesF64(d: number): number;
-  trainStatisticsF32: Kernel;
-  trainStatisticsF64: Kernel;
+  trainMomentsF32: Kernel;
+  trainMomentsF64: Kernel;
+  trainConstantsF32: Kernel;
+  trainConstantsF64: Kernel;
   testConstantsF32: Kernel;
   testConstantsF64: Kernel;
   normalizeF32: Kernel;
@@ -75,13 +77,14 @@ function wasmEngine(backend: WasmBuild, modules: WebAssembly.Module[]): Engine {
   const kernels: Kernels = {
     workBytes: (dtype, d) => (f64(dtype) ? e.workBytesF64(d) : e.workBytesF32(d)) >>> 0,
     forwardTrain(dtype, x, n, d, S, gamma, beta, eps, momentum, runVarScale, runMean, runVar, out, mean, meanLo, variance, invStd, work) {
-      (f64(dtype) ? e.trainStatisticsF64 : e.trainStatisticsF32)(
-        x, n, d, S, gamma, beta, eps, momentum, runVarScale, runMean, runVar, mean, meanLo, variance, invStd, work,
+      (f64(dtype) ? e.trainMomentsF64 : e.trainMomentsF32)(x, n, d, S, work);
+      (f64(dtype) ? e.trainConstantsF64 : e.trainConstantsF32)(
+        d, gamma, beta, eps, momentum, runVarScale, runMean, runVar, mean, meanLo, variance, invStd, work,
       );
       (f64(dtype) ? e.normalizeF64 : e.normalizeF32)(x, n, d, S, work, out);
     },
-    forwardTest(dtype, x, n, d, S, gamma, beta, eps, runMean, runVar, out, work) {
-      (f64(dtype) ? e.testConstantsF64 : e.testConstantsF32)(d, gamma, beta, eps, runMean, runVar, work);
+    forwardTest(dtype, x, n, d, S, gamma, beta, eps, runMean, runVar, out, invStd, work) {
+      (f64(dtype) ? e.testConstantsF64 : e.testConstantsF32)(d, gamma, beta, eps, runMean, runVar, invStd, work);
       (f64(dtype) ? e.normalizeF64 : e.normalizeF32)(x, n, d, S, work, out);
     },
     backward(dtype, form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dx, dgamma, dbeta, work) {
@@ -105,11 +108,13 @@ function jsEngine(): Engine {
         v(dtype, mean, d)!, v(dtype, meanLo, d)!, v(dtype, variance, d)!, v(dtype, invStd, d)!,
       );
     },
-    forwardTest(dtype, x, n, d, S, gamma, beta, eps, runMean, runVar, out) {
+    forwardTest(dtype, x, n, d, S, gamma, beta, eps, runMean, runVar, out, invStd) {
+      const rv = v(dtype, runVar, d)!;
       reference.forwardTest(
-        v(dtype, x, n * d * S)!, n, d, S, v(dtype, gamma, d), v(dtype, beta, d), eps,
-        v(dtype, runMean, d)!, v(dtype, runVar, d)!, v(dtype, out, n * d * S)!,
+        v(dtype, x, n * d * S)!, n, d, S, v(dtype, gamma, d), v(dtype, beta, d), eps, v(dtype, runMean, d)!, rv, v(dtype, out, n * d * S)!,
       );
+      const inv = v(dtype, invStd, d);
+      if (inv) for (let j = 0; j < d; j++) inv[j] = 1 / Math.sqrt(rv[j] + eps);
     },
     backward(dtype, form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dx, dgamma, dbeta) {
       reference.backward(

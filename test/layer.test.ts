@@ -57,6 +57,13 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
       bn.dgamma.fill(0);
       expectDxClose(ws.backward({ form: "graph" }), c);
       expectRelClose(bn.dgamma, c.dgamma, tol.rel, "dgamma (graph form)");
+      // Eval mode: the workspace reports the frozen statistics it normalized with.
+      const frozenVar = c.var.map((v) => 2 * v + 1);
+      bn.runningVar.set(frozenVar);
+      bn.eval();
+      ws.forward();
+      expectRelClose(ws.mean, bn.runningMean, tol.rel, "eval mean");
+      expectRelClose(ws.invStd, frozenVar.map((v) => 1 / Math.sqrt(v + c.eps)), tol.rel, "eval invStd");
       ws.dispose();
       expect(() => ws.x).toThrow(/disposed/);
       expect(() => ws.forward()).toThrow(/disposed/);
