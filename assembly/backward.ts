@@ -23,14 +23,16 @@ function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
     const rows = min(ROW_BLOCK, groups - g0);
     const block = <usize>g0 * groupBytes;
     let k = 0;
-    // Two vectors of two rows per step, as in shiftedSumsGroups (statistics.ts).
+    // Two vectors of two rows per step, the rows added pairwise before they reach the
+    // accumulators: four of them (eight, as in shiftedSumsGroups, made V8 keep three on
+    // the stack, since the dout vectors are live too).
     const pairs = rows >> 1;
     for (; k + 2 <= P; k += 2) {
       const off = <usize>k << 4;
       const c0 = v128.load(cPat + off);
       const c1 = v128.load(cPat + off, 16);
-      let a0 = zero, a1 = zero, a2 = zero, a3 = zero;
-      let b0 = zero, b1 = zero, b2 = zero, b3 = zero;
+      let a0 = zero, a1 = zero;
+      let b0 = zero, b1 = zero;
       let p = block + off;
       for (let r = 0; r < pairs; r++, p += 2 * groupBytes) {
         const q = p + groupBytes;
@@ -38,14 +40,14 @@ function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
         const g1v = v128.load(dout + p, 16);
         const g2v = v128.load(dout + q);
         const g3v = v128.load(dout + q, 16);
-        a0 = v128.add<T>(a0, g0v);
-        a1 = v128.add<T>(a1, g1v);
-        a2 = v128.add<T>(a2, g2v);
-        a3 = v128.add<T>(a3, g3v);
-        b0 = v128.add<T>(b0, v128.mul<T>(g0v, v128.sub<T>(v128.load(x + p), c0)));
-        b1 = v128.add<T>(b1, v128.mul<T>(g1v, v128.sub<T>(v128.load(x + p, 16), c1)));
-        b2 = v128.add<T>(b2, v128.mul<T>(g2v, v128.sub<T>(v128.load(x + q), c0)));
-        b3 = v128.add<T>(b3, v128.mul<T>(g3v, v128.sub<T>(v128.load(x + q, 16), c1)));
+        a0 = v128.add<T>(a0, v128.add<T>(g0v, g2v));
+        a1 = v128.add<T>(a1, v128.add<T>(g1v, g3v));
+        const t0 = v128.mul<T>(g0v, v128.sub<T>(v128.load(x + p), c0));
+        const t2 = v128.mul<T>(g2v, v128.sub<T>(v128.load(x + q), c0));
+        b0 = v128.add<T>(b0, v128.add<T>(t0, t2));
+        const t1 = v128.mul<T>(g1v, v128.sub<T>(v128.load(x + p, 16), c1));
+        const t3 = v128.mul<T>(g3v, v128.sub<T>(v128.load(x + q, 16), c1));
+        b1 = v128.add<T>(b1, v128.add<T>(t1, t3));
       }
       if (rows & 1) {
         const g0v = v128.load(dout + p);
@@ -57,10 +59,10 @@ function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
       }
       const q0 = at<f64>(p0, k * L);
       const q1 = at<f64>(p1, k * L);
-      addToF64<T>(q0, v128.add<T>(a0, a2));
-      addToF64<T>(q0 + accBytes, v128.add<T>(a1, a3));
-      addToF64<T>(q1, v128.add<T>(b0, b2));
-      addToF64<T>(q1 + accBytes, v128.add<T>(b1, b3));
+      addToF64<T>(q0, a0);
+      addToF64<T>(q0 + accBytes, a1);
+      addToF64<T>(q1, b0);
+      addToF64<T>(q1 + accBytes, b1);
     }
     for (; k < P; k++) {
       const off = <usize>k << 4;
@@ -152,12 +154,15 @@ function backwardApplyGroups<T>(
       const a = v128.load(aPat + off);
       const m = v128.load(mPat + off);
       const b = v128.load(bPat + off);
+      // Written out four times: as a loop, V8 kept its counter and a stack check per vector.
       let p = base + off;
-      for (let i = 0; i < 4; i++, p += groupBytes) {
-        const xc = v128.sub<T>(v128.load(x + p), c);
-        const t = v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, xc));
-        v128.store(dx + p, v128.mul<T>(a, t));
-      }
+      v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
+      p += groupBytes;
+      v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
+      p += groupBytes;
+      v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
+      p += groupBytes;
+      v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
     }
   }
   for (; g < groups; g++) {
