@@ -4,9 +4,9 @@
 // results out into new arrays that belong to the caller; the block it used is freed, so a
 // training loop reuses the same memory every step. (For a loop that copies nothing, see
 // BatchNorm.workspace in layer.ts.)
-import { type Dtype, type FloatArray, copyOf, dtypeOf } from "./dtype.js";
+import { type Dtype, type FloatArray, bytesPerElement, copyOf, dtypeOf } from "./dtype.js";
 import { type RunningStatsOptions, runningStatsRule, stepFactors } from "./conventions.js";
-import { cachedLayout } from "./memory.js";
+import { layout } from "./memory.js";
 import { type Geometry, type Layout, checkLayout, geometry } from "./shape.js";
 import * as check from "./validate.js";
 import { COMPACT_FORM, GRAPH_FORM, engine } from "./wasm.js";
@@ -25,6 +25,14 @@ export interface BNParam<A extends FloatArray = FloatArray> extends RunningStats
 export const DEFAULT_EPS = 1e-5;
 export const DEFAULT_MOMENTUM = 0.9;
 
+/**
+ * The per-column values a train-mode forward keeps, in one array of STATS_ROWS·D values
+ * (gamma, mean, meanLo, variance, invStd), laid out as the kernels' memory blocks hold them:
+ * one allocation and one copy each way instead of five.
+ */
+const STATS = { gamma: 0, mean: 1, meanLo: 2, variance: 3, invStd: 4 } as const;
+const STATS_ROWS = 5;
+
 /** What a train-mode forward keeps for the backward pass. Holds copies: nothing the caller changes later affects it. */
 export class BatchnormCache<A extends FloatArray = FloatArray> {
   /** @internal */
@@ -35,14 +43,31 @@ export class BatchnormCache<A extends FloatArray = FloatArray> {
     readonly eps: number,
     /** The input, copied. */
     readonly x: A,
-    /** gamma at the time of the forward, copied. */
-    readonly gamma: A,
-    readonly mean: A,
-    /** mean + meanLo is the batch mean to twice the input's precision (see assembly/normalize.ts). */
-    readonly meanLo: A,
-    readonly variance: A,
-    readonly invStd: A,
+    /** @internal gamma, mean, meanLo, variance, invStd (see STATS). */
+    readonly stats: A,
   ) {}
+
+  private row(k: number): A {
+    const d = this.geometry.d;
+    return this.stats.subarray(k * d, (k + 1) * d) as A;
+  }
+  /** gamma at the time of the forward, copied. */
+  get gamma(): A {
+    return this.row(STATS.gamma);
+  }
+  get mean(): A {
+    return this.row(STATS.mean);
+  }
+  /** mean + meanLo is the batch mean to twice the input's precision (see assembly/normalize.ts). */
+  get meanLo(): A {
+    return this.row(STATS.meanLo);
+  }
+  get variance(): A {
+    return this.row(STATS.variance);
+  }
+  get invStd(): A {
+    return this.row(STATS.invStd);
+  }
 }
 
 export interface ForwardResult<A extends FloatArray = FloatArray> {
@@ -103,49 +128,93 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
     : check.floatArrayOfLength("bnParam.runningVar", bnParam.runningVar, dtype, d, runningShape);
   const step = mode === "train" ? stepFactors(rule, tracked + 1, geo.count, geo.shape) : null;
 
-  const { backend, heap, kernels } = engine();
+  const { heap, kernels } = engine();
   const { n, S } = geo;
   const size = x.length;
-  const plan = cachedLayout(`forward ${backend} ${dtype} ${d} ${size}`, () => ({
-    x: [dtype, size], out: [dtype, size], gamma: [dtype, d], beta: [dtype, d], runMean: [dtype, d], runVar: [dtype, d],
-    mean: [dtype, d], meanLo: [dtype, d], variance: [dtype, d], invStd: [dtype, d], work: ["float64", Math.ceil(kernels.workBytes(dtype, d) / 8)],
-  }));
+  const plan = forwardPlan(dtype, d, size);
+  const at = plan.elements;
   const base = heap.alloc(plan.bytes);
   try {
-    const p = (key: keyof typeof plan.offsets) => base + plan.offsets[key];
-    const view = (key: keyof typeof plan.offsets, length = d) => heap.view(dtype, p(key), length);
-    view("x", size).set(x);
-    view("gamma").set(g);
-    view("beta").set(beta);
-    if (runMean) view("runMean").set(runMean);
-    else view("runMean").fill(0);
-    if (runVar) view("runVar").set(runVar);
-    else view("runVar").fill(0);
+    // One view on the block: copies in and out need no view of their own.
+    const block = heap.view(dtype, base, plan.length);
+    const ptr = (element: number) => base + element * block.BYTES_PER_ELEMENT;
+    const stat = (k: number) => ptr(at.stats + k * d);
+    block.set(x, at.x);
+    block.set(g, at.stats + STATS.gamma * d);
+    block.set(beta, at.beta);
+    if (runMean) block.set(runMean, at.runMean);
+    else block.fill(0, at.runMean, at.runMean + d);
+    if (runVar) block.set(runVar, at.runVar);
+    else block.fill(0, at.runVar, at.runVar + d);
 
+    const gammaPtr = stat(STATS.gamma);
     if (!step) {
-      kernels.forwardTest(dtype, p("x"), n, d, S, p("gamma"), p("beta"), eps, p("runMean"), p("runVar"), p("out"), 0, p("work"));
-      return { out: copyOf(view("out", size)), cache: null };
+      kernels.forwardTest(dtype, ptr(at.x), n, d, S, gammaPtr, ptr(at.beta), eps, ptr(at.runMean), ptr(at.runVar), ptr(at.out), 0, ptr(at.work));
+      return { out: block.slice(at.out, at.out + size), cache: null };
     }
     kernels.forwardTrain(
-      dtype, p("x"), n, d, S, p("gamma"), p("beta"), eps, step.momentum, step.runVarScale, p("runMean"), p("runVar"), p("out"),
-      p("mean"), p("meanLo"), p("variance"), p("invStd"), p("work"),
+      dtype, ptr(at.x), n, d, S, gammaPtr, ptr(at.beta), eps, step.momentum, step.runVarScale, ptr(at.runMean), ptr(at.runVar), ptr(at.out),
+      stat(STATS.mean), stat(STATS.meanLo), stat(STATS.variance), stat(STATS.invStd), ptr(at.work),
     );
     // Write back only once the kernel has run: an error above leaves bnParam untouched.
-    const newMean = view("runMean");
-    const newVar = view("runVar");
+    const newMean = block.subarray(at.runMean, at.runMean + d);
+    const newVar = block.subarray(at.runVar, at.runVar + d);
     if (runMean) runMean.set(newMean);
-    else bnParam.runningMean = copyOf(newMean);
+    else bnParam.runningMean = newMean.slice();
     if (runVar) runVar.set(newVar);
-    else bnParam.runningVar = copyOf(newVar);
+    else bnParam.runningVar = newVar.slice();
     if (rule.momentum === null || bnParam.numBatchesTracked !== undefined) bnParam.numBatchesTracked = tracked + 1;
-    const cache = new BatchnormCache(
-      dtype, geo, eps, copyOf(x), copyOf(g),
-      copyOf(view("mean")), copyOf(view("meanLo")), copyOf(view("variance")), copyOf(view("invStd")),
-    );
-    return { out: copyOf(view("out", size)), cache };
+    const cache = new BatchnormCache(dtype, geo, eps, copyOf(x), block.slice(at.stats, at.stats + STATS_ROWS * d));
+    return { out: block.slice(at.out, at.out + size), cache };
   } finally {
     heap.free(base);
   }
+}
+
+/** A call's memory block: where each array starts, in elements of its dtype, and the block's size. */
+interface Plan<K extends string> {
+  elements: Record<K, number>;
+  length: number;
+  bytes: number;
+}
+
+/** The layout of a call's block, in elements; the last one is remembered (training loops repeat a shape). */
+function planOf<K extends string>(parts: Record<K, [Dtype, number]>, dtype: Dtype): Plan<K> {
+  const { offsets, bytes } = layout(parts);
+  const size = bytesPerElement(dtype);
+  const elements = {} as Record<K, number>;
+  for (const key of Object.keys(offsets) as K[]) elements[key] = offsets[key] / size;
+  return { elements, length: Math.ceil(bytes / size), bytes };
+}
+
+type ForwardParts = "x" | "out" | "beta" | "runMean" | "runVar" | "stats" | "work";
+let lastForward: { engine: object; dtype: Dtype; d: number; size: number; plan: Plan<ForwardParts> } | null = null;
+
+function forwardPlan(dtype: Dtype, d: number, size: number): Plan<ForwardParts> {
+  const current = engine();
+  const last = lastForward;
+  if (last && last.engine === current && last.dtype === dtype && last.d === d && last.size === size) return last.plan;
+  const plan = planOf<ForwardParts>({
+    x: [dtype, size], out: [dtype, size], beta: [dtype, d], runMean: [dtype, d], runVar: [dtype, d],
+    stats: [dtype, STATS_ROWS * d], work: ["float64", Math.ceil(current.kernels.workBytes(dtype, d) / 8)],
+  }, dtype);
+  lastForward = { engine: current, dtype, d, size, plan };
+  return plan;
+}
+
+type BackwardParts = "dout" | "x" | "dx" | "stats" | "dgamma" | "dbeta" | "work";
+let lastBackward: { engine: object; dtype: Dtype; d: number; size: number; plan: Plan<BackwardParts> } | null = null;
+
+function backwardPlan(dtype: Dtype, d: number, size: number): Plan<BackwardParts> {
+  const current = engine();
+  const last = lastBackward;
+  if (last && last.engine === current && last.dtype === dtype && last.d === d && last.size === size) return last.plan;
+  const plan = planOf<BackwardParts>({
+    dout: [dtype, size], x: [dtype, size], dx: [dtype, size], stats: [dtype, STATS_ROWS * d],
+    dgamma: [dtype, d], dbeta: [dtype, d], work: ["float64", Math.ceil(current.kernels.workBytes(dtype, d) / 8)],
+  }, dtype);
+  lastBackward = { engine: current, dtype, d, size, plan };
+  return plan;
 }
 
 function backwardWithForm<A extends FloatArray>(form: number, name: string, dout: A, cache: BatchnormCache<A>): BackwardResult<A> {
@@ -160,26 +229,24 @@ function backwardWithForm<A extends FloatArray>(form: number, name: string, dout
     const described = shape.length === 2 ? `N = ${shape[0]} by D = ${shape[1]}` : `[${shape.join(", ")}]`;
     throw new RangeError(`dout must have length ${size} (${described}, the shape of the cached forward), got length ${dout.length}`);
   }
-  const { backend, heap, kernels } = engine();
-  const plan = cachedLayout(`backward ${backend} ${dtype} ${d} ${size}`, () => ({
-    dout: [dtype, size], x: [dtype, size], dx: [dtype, size], gamma: [dtype, d], mean: [dtype, d], meanLo: [dtype, d],
-    invStd: [dtype, d], dgamma: [dtype, d], dbeta: [dtype, d], work: ["float64", Math.ceil(kernels.workBytes(dtype, d) / 8)],
-  }));
+  const { heap, kernels } = engine();
+  const plan = backwardPlan(dtype, d, size);
+  const at = plan.elements;
   const base = heap.alloc(plan.bytes);
   try {
-    const p = (key: keyof typeof plan.offsets) => base + plan.offsets[key];
-    const view = (key: keyof typeof plan.offsets, length = d) => heap.view(dtype, p(key), length);
-    view("dout", size).set(dout);
-    view("x", size).set(cache.x);
-    view("gamma").set(cache.gamma);
-    view("mean").set(cache.mean);
-    view("meanLo").set(cache.meanLo);
-    view("invStd").set(cache.invStd);
+    const block = heap.view(dtype, base, plan.length);
+    const ptr = (element: number) => base + element * block.BYTES_PER_ELEMENT;
+    const stat = (k: number) => ptr(at.stats + k * d);
+    block.set(dout, at.dout);
+    block.set(cache.x, at.x);
+    block.set(cache.stats, at.stats);
     kernels.backward(
-      dtype, form, p("dout"), p("x"), n, d, S, p("gamma"), p("mean"), p("meanLo"), p("invStd"),
-      p("dx"), p("dgamma"), p("dbeta"), p("work"),
+      dtype, form, ptr(at.dout), ptr(at.x), n, d, S, stat(STATS.gamma), stat(STATS.mean), stat(STATS.meanLo), stat(STATS.invStd),
+      ptr(at.dx), ptr(at.dgamma), ptr(at.dbeta), ptr(at.work),
     );
-    return { dx: copyOf(view("dx", size)), dgamma: copyOf(view("dgamma")), dbeta: copyOf(view("dbeta")) } as BackwardResult<A>;
+    return {
+      dx: block.slice(at.dx, at.dx + size), dgamma: block.slice(at.dgamma, at.dgamma + d), dbeta: block.slice(at.dbeta, at.dbeta + d),
+    } as BackwardResult<A>;
   } finally {
     heap.free(base);
   }

@@ -468,9 +468,9 @@ export class BatchNormWorkspace<D extends Dtype = "float32"> {
   private view(key: keyof typeof this.plan.offsets, data: boolean): ArrayOf<D> {
     this.checkAlive();
     const { heap } = this.layer.engine;
-    if (this.viewsOf !== heap.memory.buffer) {
+    if (this.viewsOf !== heap.buffer) {
       this.views = {};
-      this.viewsOf = heap.memory.buffer;
+      this.viewsOf = heap.buffer;
     }
     const length = data ? this.size : this.layer.numFeatures;
     return (this.views[key] ??= heap.view(this.layer.dtype, this.base + this.plan.offsets[key], length)) as ArrayOf<D>;

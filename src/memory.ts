@@ -39,9 +39,19 @@ export class Heap {
   private readonly freeBlocks: Block[] = [];
   private readonly sizes = new Map<number, number>();
   private top: number;
+  private current: ArrayBuffer;
 
   constructor(readonly memory: GrowableMemory, base: number) {
     this.top = roundUp(base);
+    this.current = memory.buffer;
+  }
+
+  /**
+   * The memory's buffer as of the last growth. Only ensure() grows the memory (the kernels
+   * never do), so this is memory.buffer without the cost of that getter on each call.
+   */
+  get buffer(): ArrayBuffer {
+    return this.current;
   }
 
   /** Bytes handed out and not yet freed. */
@@ -113,11 +123,11 @@ export class Heap {
 
   /** A view of `length` elements at ptr, on the memory's current buffer. */
   view(dtype: Dtype, ptr: number, length: number): FloatArray {
-    return new (arrayType(dtype))(this.memory.buffer, ptr, length);
+    return new (arrayType(dtype))(this.current, ptr, length);
   }
 
   private ensure(end: number, requested: number): void {
-    const have = this.memory.buffer.byteLength;
+    const have = this.current.byteLength;
     if (end <= have) return;
     const pages = Math.ceil((end - have) / PAGE_BYTES);
     const limit = MAX_PAGES * PAGE_BYTES;
@@ -131,6 +141,8 @@ export class Heap {
       this.memory.grow(pages);
     } catch {
       throw fail();
+    } finally {
+      this.current = this.memory.buffer;
     }
   }
 }
@@ -162,14 +174,3 @@ export function layout<K extends string>(parts: Record<K, [Dtype, number]>): { o
   return { offsets, bytes };
 }
 
-const plans = new Map<string, { offsets: Record<string, number>; bytes: number }>();
-
-/** layout() of the same parts, remembered by `key` (a call's dtype and sizes). */
-export function cachedLayout<K extends string>(key: string, parts: () => Record<K, [Dtype, number]>): { offsets: Record<K, number>; bytes: number } {
-  let plan = plans.get(key);
-  if (!plan) {
-    if (plans.size >= 64) plans.clear();
-    plans.set(key, (plan = layout(parts())));
-  }
-  return plan as { offsets: Record<K, number>; bytes: number };
-}
