@@ -7,7 +7,7 @@
 // the graph form goes through dx̂, dvar and dmean node by node; the compact form uses
 // dx = (γ·invStd / N)·(N·dout − dβ − x̂·dγ). Centring dout before scaling keeps the
 // cancellation in N·dout − Σdout exact for N = 1.
-import { ROW_BLOCK, lanes, at, addToF64, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams } from "./columns";
+import { ROW_BLOCK, blockGroups, lanes, at, addToF64, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams } from "./columns";
 import { planeBackwardSums, planeBackwardApply } from "./planes";
 
 /** SIMD: p0[e] = Σ_g dout[g, e], p1[e] = Σ_g dout[g, e]·(x[g, e] − cPat[e]) over groups of E values. */
@@ -19,8 +19,9 @@ function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
   const groupBytes = <usize>E * sizeof<T>();
   const accBytes = <usize>L << 3;
   const zero = v128.splat<T>(<T>0);
-  for (let g0 = 0; g0 < groups; g0 += ROW_BLOCK) {
-    const rows = min(ROW_BLOCK, groups - g0);
+  const blockRows = blockGroups(groupBytes, 2);
+  for (let g0 = 0; g0 < groups; g0 += blockRows) {
+    const rows = min(blockRows, groups - g0);
     const block = <usize>g0 * groupBytes;
     let k = 0;
     // Two vectors of two rows per step, the rows added pairwise before they reach the

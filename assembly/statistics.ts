@@ -10,7 +10,7 @@
 // - var = S2/n − (S1/n)² then cancels only (mean − c)² against var; if that ratio is large
 //   for any column (c was a poor guess, e.g. sorted data), a second pass with c = mean
 //   makes it negligible. Typical data needs one pass over memory.
-import { ROW_BLOCK, lanes, at, addToF64, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams } from "./columns";
+import { ROW_BLOCK, blockGroups, lanes, at, addToF64, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams } from "./columns";
 import { planeShiftedSums } from "./planes";
 
 /** SIMD: p1[e] = Σ_g (x[g, e] − cPat[e]), p2[e] = Σ_g (x[g, e] − cPat[e])² over `groups` groups of E values. */
@@ -22,8 +22,9 @@ function shiftedSumsGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, p1: us
   const groupBytes = <usize>E * sizeof<T>();
   const accBytes = <usize>L << 3;
   const zero = v128.splat<T>(<T>0);
-  for (let g0 = 0; g0 < groups; g0 += ROW_BLOCK) {
-    const rows = min(ROW_BLOCK, groups - g0);
+  const blockRows = blockGroups(groupBytes, 1);
+  for (let g0 = 0; g0 < groups; g0 += blockRows) {
+    const rows = min(blockRows, groups - g0);
     const block = x + <usize>g0 * groupBytes;
     let k = 0;
     // Two vectors of two rows per step: four independent chains and no more than 14 live
