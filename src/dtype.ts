@@ -22,7 +22,8 @@ export function typeName(dtype: Dtype): string {
 
 /** A new array with the same values: allocate and set, several times faster than slice() in V8. */
 export function copyOf<A extends FloatArray>(a: A): A {
-  const copy = new (a.constructor as Float32ArrayConstructor | Float64ArrayConstructor)(a.length) as A;
+  // A constructor named here, not a.constructor: V8 inlines only the former.
+  const copy = (a instanceof Float64Array ? new Float64Array(a.length) : new Float32Array(a.length)) as A;
   copy.set(a);
   return copy;
 }

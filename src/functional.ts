@@ -4,7 +4,7 @@
 // results out into new arrays that belong to the caller; the block it used is freed, so a
 // training loop reuses the same memory every step. (For a loop that copies nothing, see
 // BatchNorm.workspace in layer.ts.)
-import { type Dtype, type FloatArray, bytesPerElement, copyOf, dtypeOf } from "./dtype.js";
+import { type Dtype, type FloatArray, bytesPerElement, dtypeOf } from "./dtype.js";
 import { type RunningStatsOptions, runningStatsRule, stepFactors } from "./conventions.js";
 import { layout } from "./memory.js";
 import { type Geometry, type Layout, checkLayout, geometry } from "./shape.js";
@@ -25,11 +25,7 @@ export interface BNParam<A extends FloatArray = FloatArray> extends RunningStats
 export const DEFAULT_EPS = 1e-5;
 export const DEFAULT_MOMENTUM = 0.9;
 
-/**
- * The per-column values a train-mode forward keeps, in one array of STATS_ROWS·D values
- * (gamma, mean, meanLo, variance, invStd), laid out as the kernels' memory blocks hold them:
- * one allocation and one copy each way instead of five.
- */
+/** The per-column values a train-mode forward keeps, after x: STATS_ROWS rows of D values. */
 const STATS = { gamma: 0, mean: 1, meanLo: 2, variance: 3, invStd: 4 } as const;
 const STATS_ROWS = 5;
 
@@ -41,15 +37,23 @@ export class BatchnormCache<A extends FloatArray = FloatArray> {
     /** The data's shape as the kernels see it (see shape.ts), and the caller's shape. */
     readonly geometry: Geometry,
     readonly eps: number,
-    /** The input, copied. */
-    readonly x: A,
-    /** @internal gamma, mean, meanLo, variance, invStd (see STATS). */
-    readonly stats: A,
+    /**
+     * @internal The input x, then STATS_ROWS·D per-column values (see STATS), in one array
+     * as the backward's block holds them: one allocation and one copy each way.
+     */
+    readonly saved: A,
   ) {}
 
+  private part(from: number, length: number): A {
+    return this.saved.subarray(from, from + length) as A;
+  }
   private row(k: number): A {
     const d = this.geometry.d;
-    return this.stats.subarray(k * d, (k + 1) * d) as A;
+    return this.part(this.saved.length - (STATS_ROWS - k) * d, d);
+  }
+  /** The input, copied. */
+  get x(): A {
+    return this.part(0, this.saved.length - STATS_ROWS * this.geometry.d);
   }
   /** gamma at the time of the forward, copied. */
   get gamma(): A {
@@ -133,48 +137,65 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
   const size = x.length;
   const plan = forwardPlan(dtype, d, size);
   const at = plan.elements;
-  const base = heap.alloc(plan.bytes);
-  try {
-    // One view on the block: copies in and out need no view of their own.
-    const block = heap.view(dtype, base, plan.length);
+  const base = heap.scratch(plan.bytes);
+  {
+    // Copies in and out go through the heap's view of the whole memory: no view per call.
+    const block = heap.all(dtype);
+    const o = base / block.BYTES_PER_ELEMENT;
     const ptr = (element: number) => base + element * block.BYTES_PER_ELEMENT;
     const stat = (k: number) => ptr(at.stats + k * d);
-    block.set(x, at.x);
-    block.set(g, at.stats + STATS.gamma * d);
-    block.set(beta, at.beta);
-    if (runMean) block.set(runMean, at.runMean);
-    else block.fill(0, at.runMean, at.runMean + d);
-    if (runVar) block.set(runVar, at.runVar);
-    else block.fill(0, at.runVar, at.runVar + d);
+    block.set(x, o + at.x);
+    block.set(g, o + at.stats + STATS.gamma * d);
+    block.set(beta, o + at.beta);
+    if (runMean) block.set(runMean, o + at.runMean);
+    else block.fill(0, o + at.runMean, o + at.runMean + d);
+    if (runVar) block.set(runVar, o + at.runVar);
+    else block.fill(0, o + at.runVar, o + at.runVar + d);
 
     const gammaPtr = stat(STATS.gamma);
     if (!step) {
       kernels.forwardTest(dtype, ptr(at.x), n, d, S, gammaPtr, ptr(at.beta), eps, ptr(at.runMean), ptr(at.runVar), ptr(at.out), 0, ptr(at.work));
-      return { out: block.slice(at.out, at.out + size), cache: null };
+      return { out: copyOut(block, o + at.out, size), cache: null };
     }
     kernels.forwardTrain(
       dtype, ptr(at.x), n, d, S, gammaPtr, ptr(at.beta), eps, step.momentum, step.runVarScale, ptr(at.runMean), ptr(at.runVar), ptr(at.out),
       stat(STATS.mean), stat(STATS.meanLo), stat(STATS.variance), stat(STATS.invStd), ptr(at.work),
     );
     // Write back only once the kernel has run: an error above leaves bnParam untouched.
-    const newMean = block.subarray(at.runMean, at.runMean + d);
-    const newVar = block.subarray(at.runVar, at.runVar + d);
-    if (runMean) runMean.set(newMean);
-    else bnParam.runningMean = newMean.slice();
-    if (runVar) runVar.set(newVar);
-    else bnParam.runningVar = newVar.slice();
+    if (runMean) copyFrom(runMean, 0, block, o + at.runMean, d);
+    else bnParam.runningMean = copyOut(block, o + at.runMean, d);
+    if (runVar) copyFrom(runVar, 0, block, o + at.runVar, d);
+    else bnParam.runningVar = copyOut(block, o + at.runVar, d);
     if (rule.momentum === null || bnParam.numBatchesTracked !== undefined) bnParam.numBatchesTracked = tracked + 1;
-    const cache = new BatchnormCache(dtype, geo, eps, copyOf(x), block.slice(at.stats, at.stats + STATS_ROWS * d));
-    return { out: block.slice(at.out, at.out + size), cache };
-  } finally {
-    heap.free(base);
+    const saved = x instanceof Float64Array ? new Float64Array(size + STATS_ROWS * d) : new Float32Array(size + STATS_ROWS * d);
+    saved.set(x);
+    copyFrom(saved, size, block, o + at.stats, STATS_ROWS * d);
+    return { out: copyOut(block, o + at.out, size), cache: new BatchnormCache(dtype, geo, eps, saved) };
   }
+}
+
+/**
+ * Copies out of the memory view (mem.slice and mem.subarray are several times slower in V8:
+ * they look up a species constructor): short arrays element by element, long ones through a
+ * view made with the constructor itself.
+ */
+function copyFrom(dst: FloatArray, at: number, mem: FloatArray, from: number, n: number): void {
+  if (n > 64) {
+    const buffer = mem.buffer as ArrayBuffer;
+    dst.set(mem instanceof Float64Array ? new Float64Array(buffer, from * 8, n) : new Float32Array(buffer, from * 4, n), at);
+  } else for (let i = 0; i < n; i++) dst[at + i] = mem[from + i];
+}
+
+/** A new array with mem[from .. from + n) (see copyFrom). */
+function copyOut(mem: FloatArray, from: number, n: number): FloatArray {
+  const out = mem instanceof Float64Array ? new Float64Array(n) : new Float32Array(n);
+  copyFrom(out, 0, mem, from, n);
+  return out;
 }
 
 /** A call's memory block: where each array starts, in elements of its dtype, and the block's size. */
 interface Plan<K extends string> {
   elements: Record<K, number>;
-  length: number;
   bytes: number;
 }
 
@@ -184,7 +205,7 @@ function planOf<K extends string>(parts: Record<K, [Dtype, number]>, dtype: Dtyp
   const size = bytesPerElement(dtype);
   const elements = {} as Record<K, number>;
   for (const key of Object.keys(offsets) as K[]) elements[key] = offsets[key] / size;
-  return { elements, length: Math.ceil(bytes / size), bytes };
+  return { elements, bytes };
 }
 
 type ForwardParts = "x" | "out" | "beta" | "runMean" | "runVar" | "stats" | "work";
@@ -202,7 +223,7 @@ function forwardPlan(dtype: Dtype, d: number, size: number): Plan<ForwardParts> 
   return plan;
 }
 
-type BackwardParts = "dout" | "x" | "dx" | "stats" | "dgamma" | "dbeta" | "work";
+type BackwardParts = "dout" | "saved" | "dx" | "dgamma" | "dbeta" | "work";
 let lastBackward: { engine: object; dtype: Dtype; d: number; size: number; plan: Plan<BackwardParts> } | null = null;
 
 function backwardPlan(dtype: Dtype, d: number, size: number): Plan<BackwardParts> {
@@ -210,8 +231,7 @@ function backwardPlan(dtype: Dtype, d: number, size: number): Plan<BackwardParts
   const last = lastBackward;
   if (last && last.engine === current && last.dtype === dtype && last.d === d && last.size === size) return last.plan;
   const plan = planOf<BackwardParts>({
-    dout: [dtype, size], x: [dtype, size], dx: [dtype, size], stats: [dtype, STATS_ROWS * d],
-    dgamma: [dtype, d], dbeta: [dtype, d], work: ["float64", Math.ceil(current.kernels.workBytes(dtype, d) / 8)],
+    dout: [dtype, size], saved: [dtype, size + STATS_ROWS * d], dx: [dtype, size], dgamma: [dtype, d], dbeta: [dtype, d], work: ["float64", Math.ceil(current.kernels.workBytes(dtype, d) / 8)],
   }, dtype);
   lastBackward = { engine: current, dtype, d, size, plan };
   return plan;
@@ -224,7 +244,7 @@ function backwardWithForm<A extends FloatArray>(form: number, name: string, dout
   const { dtype, geometry: geo } = cache;
   const { n, d, S, shape } = geo;
   check.floatArray("dout", dout, dtype);
-  const size = cache.x.length;
+  const size = cache.saved.length - STATS_ROWS * d;
   if (dout.length !== size) {
     const described = shape.length === 2 ? `N = ${shape[0]} by D = ${shape[1]}` : `[${shape.join(", ")}]`;
     throw new RangeError(`dout must have length ${size} (${described}, the shape of the cached forward), got length ${dout.length}`);
@@ -232,23 +252,21 @@ function backwardWithForm<A extends FloatArray>(form: number, name: string, dout
   const { heap, kernels } = engine();
   const plan = backwardPlan(dtype, d, size);
   const at = plan.elements;
-  const base = heap.alloc(plan.bytes);
-  try {
-    const block = heap.view(dtype, base, plan.length);
+  const base = heap.scratch(plan.bytes);
+  {
+    const block = heap.all(dtype);
+    const o = base / block.BYTES_PER_ELEMENT;
     const ptr = (element: number) => base + element * block.BYTES_PER_ELEMENT;
-    const stat = (k: number) => ptr(at.stats + k * d);
-    block.set(dout, at.dout);
-    block.set(cache.x, at.x);
-    block.set(cache.stats, at.stats);
+    const stat = (k: number) => ptr(at.saved + size + k * d);
+    block.set(dout, o + at.dout);
+    block.set(cache.saved, o + at.saved);
     kernels.backward(
-      dtype, form, ptr(at.dout), ptr(at.x), n, d, S, stat(STATS.gamma), stat(STATS.mean), stat(STATS.meanLo), stat(STATS.invStd),
+      dtype, form, ptr(at.dout), ptr(at.saved), n, d, S, stat(STATS.gamma), stat(STATS.mean), stat(STATS.meanLo), stat(STATS.invStd),
       ptr(at.dx), ptr(at.dgamma), ptr(at.dbeta), ptr(at.work),
     );
     return {
-      dx: block.slice(at.dx, at.dx + size), dgamma: block.slice(at.dgamma, at.dgamma + d), dbeta: block.slice(at.dbeta, at.dbeta + d),
+      dx: copyOut(block, o + at.dx, size), dgamma: copyOut(block, o + at.dgamma, d), dbeta: copyOut(block, o + at.dbeta, d),
     } as BackwardResult<A>;
-  } finally {
-    heap.free(base);
   }
 }
 

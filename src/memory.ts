@@ -40,6 +40,7 @@ export class Heap {
   private readonly sizes = new Map<number, number>();
   private top: number;
   private current: ArrayBuffer;
+  private whole: Partial<Record<Dtype, FloatArray>> = {};
 
   constructor(readonly memory: GrowableMemory, base: number) {
     this.top = roundUp(base);
@@ -90,6 +91,16 @@ export class Heap {
     return ptr;
   }
 
+  /**
+   * Memory for the duration of one synchronous call: `bytes` above every live block, 16-byte
+   * aligned. Nothing to free; the next alloc() or scratch() may reuse it.
+   */
+  scratch(bytes: number): number {
+    const ptr = this.top;
+    this.ensure(ptr + roundUp(bytes), bytes);
+    return ptr;
+  }
+
   free(ptr: number): void {
     const size = this.sizes.get(ptr);
     if (size === undefined) throw new Error(`internal: free of unknown block ${ptr}`);
@@ -121,6 +132,14 @@ export class Heap {
     }
   }
 
+  /**
+   * A view of the whole memory (element i at byte i·size), kept until the memory grows: a
+   * call copies in and out through it without making a view of its own.
+   */
+  all(dtype: Dtype): FloatArray {
+    return (this.whole[dtype] ??= new (arrayType(dtype))(this.current));
+  }
+
   /** A view of `length` elements at ptr, on the memory's current buffer. */
   view(dtype: Dtype, ptr: number, length: number): FloatArray {
     return new (arrayType(dtype))(this.current, ptr, length);
@@ -143,6 +162,7 @@ export class Heap {
       throw fail();
     } finally {
       this.current = this.memory.buffer;
+      this.whole = {};
     }
   }
 }
