@@ -137,6 +137,9 @@ function backwardSumsRows<T>(dout: usize, x: usize, r0: i32, n: i32, d: i32, c: 
   }
 }
 
+/** Groups up to this size are "narrow" in backwardApplyGroups. */
+const NARROW_GROUP_BYTES: usize = 1024;
+
 /**
  * SIMD over groups: dx = a·((dout − m) − b·(x − c)); four groups per load of the constants
  * in cache, one after another when streaming (see affineGroups in normalize.ts).
@@ -147,6 +150,23 @@ function backwardApplyGroups<T>(
   const P = E / lanes<T>();
   const groupBytes = <usize>E * sizeof<T>();
   let g = 0;
+  // Narrow groups: strips of two vectors down eight groups, their constants in registers
+  // (measured 20% faster than the loop below for (16384, 16), slower for 4 KiB rows).
+  for (; !stream && groupBytes <= NARROW_GROUP_BYTES && g + 8 <= groups; g += 8) {
+    const base = <usize>g * groupBytes;
+    for (let k = 0; k < P; k += 2) {
+      const off = <usize>k << 4;
+      const two = k + 2 <= P;
+      const c0 = v128.load(cPat + off), a0 = v128.load(aPat + off), m0 = v128.load(mPat + off), b0 = v128.load(bPat + off);
+      const c1 = two ? v128.load(cPat + off, 16) : c0, a1 = two ? v128.load(aPat + off, 16) : a0;
+      const m1 = two ? v128.load(mPat + off, 16) : m0, b1 = two ? v128.load(bPat + off, 16) : b0;
+      let pd = dout + base + off, px = x + base + off, po = dx + base + off;
+      for (let r = 0; r < 8; r++, pd += groupBytes, px += groupBytes, po += groupBytes) {
+        v128.store(po, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(v128.load(pd), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(px), c0)))));
+        if (two) v128.store(po, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(v128.load(pd, 16), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(px, 16), c1)))), 16);
+      }
+    }
+  }
   for (; !stream && g + 4 <= groups; g += 4) {
     const base = <usize>g * groupBytes;
     for (let k = 0; k < P; k++) {
