@@ -192,8 +192,10 @@ export function columnMeanVar<T>(x: usize, n: i32, d: i32, S: i32, mean: usize, 
   if (S == 1) {
     const head = min(n, HEAD_ROWS);
     shiftedSums<T>(x, head, d, x, mean, variance, scratch);
+    // Any value near the mean will do: a product, not a division per column.
+    const invHead = 1.0 / <f64>head;
     for (let j = 0; j < d; j++) {
-      store<T>(at<T>(c, j), <T>(<f64>load<T>(at<T>(x, j)) + load<f64>(at<f64>(mean, j)) / <f64>head));
+      store<T>(at<T>(c, j), <T>(<f64>load<T>(at<T>(x, j)) + load<f64>(at<f64>(mean, j)) * invHead));
     }
   } else {
     const head = min(S, ROW_BLOCK);
