@@ -121,6 +121,22 @@ export function affineColumns<T>(
   return restOf<T>(work, d);
 }
 
+// Two values of T as f64x2, and back (SIMD build only).
+// @ts-ignore: decorator
+@inline function loadTwo<T>(p: usize): v128 {
+  return sizeof<T>() == 4 ? f64x2.promote_low_f32x4(v128.load64_zero(p)) : v128.load(p);
+}
+// @ts-ignore: decorator
+@inline function storeTwo<T>(p: usize, v: v128): void {
+  if (sizeof<T>() == 4) v128.store64_lane(p, f32x4.demote_f64x2_zero(v), 0);
+  else v128.store(p, v);
+}
+/** Each lane rounded to T (and widened back). */
+// @ts-ignore: decorator
+@inline function roundTo<T>(v: v128): v128 {
+  return sizeof<T>() == 4 ? f64x2.promote_low_f32x4(f32x4.demote_f64x2_zero(v)) : v;
+}
+
 /**
  * inv[j] = 1 / sqrt(v[j] + eps) in f64, for v of T. Two columns per instruction in the SIMD
  * build: square root and division are the slow part of the per-column work.
@@ -173,7 +189,41 @@ export function trainConstants<T>(
   const var64 = after(mean64, <usize>d << 3);
   const inv64 = after(var64, <usize>d << 3);
   inverseSqrt<f64>(var64, d, eps, inv64);
-  for (let j = 0; j < d; j++) {
+  let j = 0;
+  if (ASC_FEATURE_SIMD) {
+    // The loop below two columns at a time: it is bound by conversions between f64 and T.
+    const keep = f64x2.splat(momentum);
+    const take = f64x2.splat(1.0 - momentum);
+    const unbias = f64x2.splat(runVarScale);
+    const one = f64x2.splat(1.0);
+    const zero = f64x2.splat(0.0);
+    for (; j + 2 <= d; j += 2) {
+      const mu = v128.load(at<f64>(mean64, j));
+      const v = v128.load(at<f64>(var64, j));
+      const inv = v128.load(at<f64>(inv64, j));
+      const hi = roundTo<T>(mu);
+      const lo = roundTo<T>(f64x2.sub(mu, hi));
+      const g = gamma ? loadTwo<T>(at<T>(gamma, j)) : one;
+      const b = beta ? loadTwo<T>(at<T>(beta, j)) : zero;
+      const s = roundTo<T>(f64x2.mul(g, inv));
+      storeTwo<T>(at<T>(mean, j), hi);
+      storeTwo<T>(at<T>(meanLo, j), lo);
+      storeTwo<T>(at<T>(variance, j), v);
+      storeTwo<T>(at<T>(invStd, j), inv);
+      storeTwo<T>(at<T>(center, j), hi);
+      storeTwo<T>(at<T>(scale, j), s);
+      storeTwo<T>(at<T>(bias, j), f64x2.sub(b, f64x2.mul(lo, s)));
+      if (runMean) {
+        const rm = loadTwo<T>(at<T>(runMean, j));
+        storeTwo<T>(at<T>(runMean, j), f64x2.add(f64x2.mul(keep, rm), f64x2.mul(take, mu)));
+      }
+      if (runVar) {
+        const rv = loadTwo<T>(at<T>(runVar, j));
+        storeTwo<T>(at<T>(runVar, j), f64x2.add(f64x2.mul(keep, rv), f64x2.mul(f64x2.mul(take, v), unbias)));
+      }
+    }
+  }
+  for (; j < d; j++) {
     const mu = load<f64>(at<f64>(mean64, j));
     const v = load<f64>(at<f64>(var64, j));
     const hi = <T>mu;
