@@ -108,6 +108,22 @@ export function foldPattern(partial: usize, length: i32, d: i32, column: usize):
   }
 }
 
+// Two values of T as f64x2, and back (SIMD build only).
+// @ts-ignore: decorator
+@inline export function loadTwo<T>(p: usize): v128 {
+  return sizeof<T>() == 4 ? f64x2.promote_low_f32x4(v128.load64_zero(p)) : v128.load(p);
+}
+// @ts-ignore: decorator
+@inline export function storeTwo<T>(p: usize, v: v128): void {
+  if (sizeof<T>() == 4) v128.store64_lane(p, f32x4.demote_f64x2_zero(v), 0);
+  else v128.store(p, v);
+}
+/** Each lane rounded to T (and widened back). */
+// @ts-ignore: decorator
+@inline export function roundTo<T>(v: v128): v128 {
+  return sizeof<T>() == 4 ? f64x2.promote_low_f32x4(f32x4.demote_f64x2_zero(v)) : v;
+}
+
 /** Sets count f64 values at p to zero. */
 export function zeroF64(p: usize, count: i32): void {
   memory.fill(p, 0, <usize>count << 3);

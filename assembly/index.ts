@@ -23,12 +23,22 @@ export function workBytesF64(d: i32): usize {
 // S ("spatial") is 1 for rows (n, d) and channels-last data, and H·W (or L) for
 // channels-first (n, d, S) data.
 
-export function trainMomentsF32(x: usize, n: i32, d: i32, S: i32, work: usize): void {
-  trainMoments<f32>(x, n, d, S, work);
+// Moments of rows (S = 1) and of channels-first runs (S > 1) are two exports, so that each
+// module holds one of the two reductions (the size limit of scripts/build-wasm.mjs).
+export function trainMomentsF32(x: usize, n: i32, d: i32, work: usize): void {
+  trainMoments<f32>(x, n, d, 1, true, work);
 }
 
-export function trainMomentsF64(x: usize, n: i32, d: i32, S: i32, work: usize): void {
-  trainMoments<f64>(x, n, d, S, work);
+export function trainMomentsF64(x: usize, n: i32, d: i32, work: usize): void {
+  trainMoments<f64>(x, n, d, 1, true, work);
+}
+
+export function trainPlaneMomentsF32(x: usize, n: i32, d: i32, S: i32, work: usize): void {
+  trainMoments<f32>(x, n, d, S, false, work);
+}
+
+export function trainPlaneMomentsF64(x: usize, n: i32, d: i32, S: i32, work: usize): void {
+  trainMoments<f64>(x, n, d, S, false, work);
 }
 
 export function trainConstantsF32(

@@ -1,7 +1,7 @@
 // Forward pass: batch statistics, running-statistics update, and the per-column affine map
 // out = (x − center) · scale + bias that both train and test mode reduce to. Each mode is
 // a few kernels (moments, constants, normalize), so that each module stays small.
-import { lanes, at, groupLength, patternOf, after, streams } from "./columns";
+import { lanes, at, groupLength, patternOf, after, streams, loadTwo, storeTwo, roundTo } from "./columns";
 import { columnMeanVar } from "./statistics";
 import { planeAffine } from "./planes";
 
@@ -121,22 +121,6 @@ export function affineColumns<T>(
   return restOf<T>(work, d);
 }
 
-// Two values of T as f64x2, and back (SIMD build only).
-// @ts-ignore: decorator
-@inline function loadTwo<T>(p: usize): v128 {
-  return sizeof<T>() == 4 ? f64x2.promote_low_f32x4(v128.load64_zero(p)) : v128.load(p);
-}
-// @ts-ignore: decorator
-@inline function storeTwo<T>(p: usize, v: v128): void {
-  if (sizeof<T>() == 4) v128.store64_lane(p, f32x4.demote_f64x2_zero(v), 0);
-  else v128.store(p, v);
-}
-/** Each lane rounded to T (and widened back). */
-// @ts-ignore: decorator
-@inline function roundTo<T>(v: v128): v128 {
-  return sizeof<T>() == 4 ? f64x2.promote_low_f32x4(f32x4.demote_f64x2_zero(v)) : v;
-}
-
 /**
  * inv[j] = 1 / sqrt(v[j] + eps) in f64, for v of T. Two columns per instruction in the SIMD
  * build: square root and division are the slow part of the per-column work.
@@ -155,14 +139,15 @@ function inverseSqrt<T>(v: usize, d: i32, eps: f64, inv: usize): void {
 }
 
 /**
- * Train mode, step 1: the batch mean and biased variance (f64) of x, rows (n, d) when S = 1,
- * channels of (n, d, S) when S > 1, kept in the work area for trainConstants.
+ * Train mode, step 1: the batch mean and biased variance (f64) of x, `rows` (n, d) with S = 1
+ * or channels of (n, d, S), kept in the work area for trainConstants.
  * work: workBytes<T>(d), 16-byte aligned.
  */
-export function trainMoments<T>(x: usize, n: i32, d: i32, S: i32, work: usize): void {
+// @ts-ignore: decorator
+@inline export function trainMoments<T>(x: usize, n: i32, d: i32, S: i32, rows: bool, work: usize): void {
   const mean64 = momentsOf<T>(work, d);
   const var64 = after(mean64, <usize>d << 3);
-  columnMeanVar<T>(x, n, d, S, mean64, var64, work, after(var64, <usize>d << 3));
+  columnMeanVar<T>(x, n, d, S, rows, mean64, var64, work, after(var64, <usize>d << 3));
 }
 
 /**

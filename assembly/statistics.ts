@@ -11,7 +11,7 @@
 // - var = S2/n − (S1/n)² then cancels only (mean − c)² against var; if that ratio is large
 //   for any column (c was a poor guess, e.g. sorted data), a second pass with c = mean
 //   makes it negligible. Typical data needs one pass over memory.
-import { ROW_BLOCK, blockGroups, lanes, at, addToF64, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams } from "./columns";
+import { ROW_BLOCK, blockGroups, lanes, at, addToF64, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams, loadTwo, storeTwo } from "./columns";
 import { planeShiftedSums } from "./planes";
 
 /** SIMD: p1[e] = Σ_g (x[g, e] − cPat[e]), p2[e] = Σ_g (x[g, e] − cPat[e])² over `groups` groups of E values. */
@@ -184,18 +184,29 @@ const HEAD_ROWS: i32 = 8;
 const RESHIFT_RATIO: f64 = 3.0;
 
 /**
- * mean[j] and variance[j] (f64, biased) of the columns of x: rows (n, d) when S = 1, or
- * channels of (n, d, S) when S > 1 (see planes.ts); n·S ≥ 1 values per column.
+ * mean[j] and variance[j] (f64, biased) of the columns of x: `rows` (n, d), S = 1, or
+ * channels of (n, d, S) (see planes.ts); n·S ≥ 1 values per column. Each export passes
+ * `rows` as a constant, so its module keeps only one of the two paths.
  * c: d values of T (the shift, left as the mean rounded to T); scratch as for shiftedSums.
  */
-export function columnMeanVar<T>(x: usize, n: i32, d: i32, S: i32, mean: usize, variance: usize, c: usize, scratch: usize): void {
-  // Initial shift: the mean of the first values of each column, themselves shifted by the first.
-  if (S == 1) {
+// @ts-ignore: decorator
+@inline export function columnMeanVar<T>(
+  x: usize, n: i32, d: i32, S: i32, rows: bool, mean: usize, variance: usize, c: usize, scratch: usize,
+): void {  // Initial shift: the mean of the first values of each column, themselves shifted by the first.
+  if (rows) {
     const head = min(n, HEAD_ROWS);
     shiftedSums<T>(x, head, d, x, mean, variance, scratch);
     // Any value near the mean will do: a product, not a division per column.
     const invHead = 1.0 / <f64>head;
-    for (let j = 0; j < d; j++) {
+    let j = 0;
+    if (ASC_FEATURE_SIMD) {
+      // Two columns at a time here and below: these loops are bound by f64/T conversions.
+      const h = f64x2.splat(invHead);
+      for (; j + 2 <= d; j += 2) {
+        storeTwo<T>(at<T>(c, j), f64x2.add(loadTwo<T>(at<T>(x, j)), f64x2.mul(v128.load(at<f64>(mean, j)), h)));
+      }
+    }
+    for (; j < d; j++) {
       store<T>(at<T>(c, j), <T>(<f64>load<T>(at<T>(x, j)) + load<f64>(at<f64>(mean, j)) * invHead));
     }
   } else {
@@ -211,10 +222,28 @@ export function columnMeanVar<T>(x: usize, n: i32, d: i32, S: i32, mean: usize, 
   const count = <f64>n * <f64>S;
   const invCount = 1.0 / count;
   for (let pass = 0; pass < 2; pass++) {
-    if (S == 1) shiftedSums<T>(x, n, d, c, mean, variance, scratch);
+    if (rows) shiftedSums<T>(x, n, d, c, mean, variance, scratch);
     else planeShiftedSums<T>(x, n, d, S, c, mean, variance);
     let reshift = false;
-    for (let j = 0; j < d; j++) {
+    let j = 0;
+    if (ASC_FEATURE_SIMD) {
+      const ic = f64x2.splat(invCount);
+      const ratio = f64x2.splat(RESHIFT_RATIO);
+      const zero = f64x2.splat(0.0);
+      let far = zero;
+      for (; j + 2 <= d; j += 2) {
+        const m = f64x2.mul(v128.load(at<f64>(mean, j)), ic);
+        const m2 = f64x2.mul(m, m);
+        const v = f64x2.max(f64x2.sub(f64x2.mul(v128.load(at<f64>(variance, j)), ic), m2), zero);
+        const mu = f64x2.add(loadTwo<T>(at<T>(c, j)), m);
+        v128.store(at<f64>(mean, j), mu);
+        v128.store(at<f64>(variance, j), v);
+        far = v128.or(far, f64x2.gt(m2, f64x2.mul(ratio, v)));
+        storeTwo<T>(at<T>(c, j), mu);
+      }
+      reshift = v128.any_true(far);
+    }
+    for (; j < d; j++) {
       const m = load<f64>(at<f64>(mean, j)) * invCount;
       const v = max(load<f64>(at<f64>(variance, j)) * invCount - m * m, 0.0);
       const mu = <f64>load<T>(at<T>(c, j)) + m;

@@ -53,6 +53,8 @@ interface WasmExports {
   workBytesF64(d: number): number;
   trainMomentsF32: Kernel;
   trainMomentsF64: Kernel;
+  trainPlaneMomentsF32: Kernel;
+  trainPlaneMomentsF64: Kernel;
   trainConstantsF32: Kernel;
   trainConstantsF64: Kernel;
   testConstantsF32: Kernel;
@@ -77,7 +79,8 @@ function wasmEngine(backend: WasmBuild, modules: WebAssembly.Module[]): Engine {
   const kernels: Kernels = {
     workBytes: (dtype, d) => (f64(dtype) ? e.workBytesF64(d) : e.workBytesF32(d)) >>> 0,
     forwardTrain(dtype, x, n, d, S, gamma, beta, eps, momentum, runVarScale, runMean, runVar, out, mean, meanLo, variance, invStd, work) {
-      (f64(dtype) ? e.trainMomentsF64 : e.trainMomentsF32)(x, n, d, S, work);
+      if (S === 1) (f64(dtype) ? e.trainMomentsF64 : e.trainMomentsF32)(x, n, d, work);
+      else (f64(dtype) ? e.trainPlaneMomentsF64 : e.trainPlaneMomentsF32)(x, n, d, S, work);
       (f64(dtype) ? e.trainConstantsF64 : e.trainConstantsF32)(
         d, gamma, beta, eps, momentum, runVarScale, runMean, runVar, mean, meanLo, variance, invStd, work,
       );
