@@ -7,7 +7,7 @@
 // the graph form goes through dx̂, dvar and dmean node by node; the compact form uses
 // dx = (γ·invStd / N)·(N·dout − dβ − x̂·dγ). Centring dout before scaling keeps the
 // cancellation in N·dout − Σdout exact for N = 1.
-import { ROW_BLOCK, blockGroups, lanes, at, addToF64, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams } from "./columns";
+import { ROW_BLOCK, blockGroups, lanes, at, addToF64, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams, loadTwo, storeTwo } from "./columns";
 import { planeBackwardSums, planeBackwardApply } from "./planes";
 
 /** SIMD: p0[e] = Σ_g dout[g, e], p1[e] = Σ_g dout[g, e]·(x[g, e] − cPat[e]) over groups of E values. */
@@ -224,45 +224,88 @@ export const EVAL_FORM = 2;
  * of work (a, m, b: d values of T each). gamma = 0 means gamma = 1.
  * work: workBytes<T>(d), 16-byte aligned.
  */
-export function backwardConstants<T>(
-  form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32,
+// @ts-ignore: decorator
+@inline export function backwardConstants<T>(
+  form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32, rows: bool,
   gamma: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
+): void {
+  const sDout = restOf<T>(work, d);
+  const sDoutX = after(sDout, <usize>d << 3);
+  const scratch = after(sDoutX, <usize>d << 3);
+  zeroF64(sDout, d);
+  zeroF64(sDoutX, d);
+  if (!rows) planeBackwardSums<T>(dout, x, n, d, S, mean, sDout, sDoutX);
+  else {
+    const E = groupLength<T>(d);
+    const groups = ASC_FEATURE_SIMD ? <i32>((<i64>n * d) / E) : 0;
+    if (groups > 0) {
+      const patBytes = <usize>E * sizeof<T>();
+      const cPat = patternOf<T>(mean, d, E, scratch);
+      const q0 = after(scratch, patBytes);
+      const q1 = after(q0, <usize>E << 3);
+      const p0 = partialsOf(sDout, d, E, q0);
+      const p1 = partialsOf(sDoutX, d, E, q1);
+      // Large inputs stream unless their groups are narrow (see shiftedSums in statistics.ts).
+      if (streams<T>(n, d) && patBytes >= 256 && (E / lanes<T>()) % 2 == 0) {
+        const t0 = after(q1, <usize>E << 3);
+        backwardSumsStream<T>(dout, x, groups, E, cPat, t0, after(t0, patBytes), p0, p1);
+      } else {
+        backwardSumsGroups<T>(dout, x, groups, E, cPat, p0, p1);
+      }
+      foldPattern(p0, E, d, sDout);
+      foldPattern(p1, E, d, sDoutX);
+    }
+    backwardSumsRows<T>(dout, x, groups * (E / d), n, d, mean, sDout, sDoutX);
+  }
+  backwardMap<T>(form, <f64>n * <f64>S, d, gamma, meanLo, invStd, sDout, sDoutX, dgamma, dbeta, work);
+}
+
+/**
+ * From the sums Σ dout and Σ dout·(x − mean) over N values per column: dgamma, dbeta and the
+ * map dx = a·((dout − m) − b·(x − mean)) at the start of work.
+ */
+function backwardMap<T>(
+  form: i32, N: f64, d: i32, gamma: usize, meanLo: usize, invStd: usize,
+  sDout: usize, sDoutX: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
   const a = work;
   const m = mOf<T>(work, d);
   const b = bOf<T>(work, d);
-  const sDout = restOf<T>(work, d);
-  const sDoutX = after(sDout, <usize>d << 3);
-  const scratch = after(sDoutX, <usize>d << 3);
-  const E = groupLength<T>(d);
-  const groups = ASC_FEATURE_SIMD && S == 1 ? <i32>((<i64>n * d) / E) : 0;
-  const r0 = groups * (E / d);
-  const patBytes = <usize>E * sizeof<T>();
-
-  zeroF64(sDout, d);
-  zeroF64(sDoutX, d);
-  if (S > 1) planeBackwardSums<T>(dout, x, n, d, S, mean, sDout, sDoutX);
-  else if (groups > 0) {
-    const cPat = patternOf<T>(mean, d, E, scratch);
-    const q0 = after(scratch, patBytes);
-    const q1 = after(q0, <usize>E << 3);
-    const p0 = partialsOf(sDout, d, E, q0);
-    const p1 = partialsOf(sDoutX, d, E, q1);
-    // Large inputs stream unless their groups are narrow (see shiftedSums in statistics.ts).
-    if (streams<T>(n, d) && patBytes >= 256 && (E / lanes<T>()) % 2 == 0) {
-      const t0 = after(q1, <usize>E << 3);
-      backwardSumsStream<T>(dout, x, groups, E, cPat, t0, after(t0, patBytes), p0, p1);
-    } else {
-      backwardSumsGroups<T>(dout, x, groups, E, cPat, p0, p1);
-    }
-    foldPattern(p0, E, d, sDout);
-    foldPattern(p1, E, d, sDoutX);
-  }
-  if (S == 1) backwardSumsRows<T>(dout, x, r0, n, d, mean, sDout, sDoutX);
-
-  const N = <f64>n * <f64>S;
   const invN = 1.0 / N;
-  for (let j = 0; j < d; j++) {
+  let j = 0;
+  if (ASC_FEATURE_SIMD) {
+    // The loop below two columns at a time, the same operations in the same order: it is
+    // bound by conversions between f64 and T.
+    const one = f64x2.splat(1.0);
+    const zero = f64x2.splat(0.0);
+    const n1 = f64x2.splat(invN);
+    for (; j + 2 <= d; j += 2) {
+      const g = gamma ? loadTwo<T>(at<T>(gamma, j)) : one;
+      const inv = loadTwo<T>(at<T>(invStd, j));
+      const lo = loadTwo<T>(at<T>(meanLo, j));
+      const sumDout = v128.load(at<f64>(sDout, j));
+      const sumDoutXc = f64x2.sub(v128.load(at<f64>(sDoutX, j)), f64x2.mul(lo, sumDout));
+      const dGamma = f64x2.mul(sumDoutXc, inv);
+      const ca = f64x2.mul(g, inv);
+      let mk = zero, mb = zero;
+      if (form == GRAPH_FORM) {
+        const dVar = f64x2.mul(f64x2.mul(f64x2.mul(f64x2.mul(f64x2.mul(g, sumDoutXc), f64x2.splat(-0.5)), inv), inv), inv);
+        const dMean = f64x2.add(f64x2.mul(f64x2.mul(f64x2.neg(g), sumDout), inv), f64x2.mul(f64x2.mul(dVar, f64x2.splat(-2.0 * 0.0)), n1));
+        const r = v128.bitselect(f64x2.div(n1, ca), zero, f64x2.ne(ca, zero));
+        mk = f64x2.mul(f64x2.neg(dMean), r);
+        mb = f64x2.mul(f64x2.mul(f64x2.splat(-2.0), dVar), r);
+      } else if (form != EVAL_FORM) {
+        mk = f64x2.mul(sumDout, n1);
+        mb = f64x2.mul(f64x2.mul(dGamma, inv), n1);
+      }
+      storeTwo<T>(at<T>(a, j), ca);
+      storeTwo<T>(at<T>(m, j), f64x2.sub(mk, f64x2.mul(mb, lo)));
+      storeTwo<T>(at<T>(b, j), mb);
+      if (dgamma) storeTwo<T>(at<T>(dgamma, j), dGamma);
+      if (dbeta) storeTwo<T>(at<T>(dbeta, j), sumDout);
+    }
+  }
+  for (; j < d; j++) {
     const g: f64 = gamma ? <f64>load<T>(at<T>(gamma, j)) : 1.0;
     const inv = <f64>load<T>(at<T>(invStd, j));
     const lo = <f64>load<T>(at<T>(meanLo, j));

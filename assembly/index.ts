@@ -71,18 +71,33 @@ export function normalizeF64(x: usize, n: i32, d: i32, S: i32, work: usize, out:
   normalize<f64>(x, n, d, S, work, out);
 }
 
+// Rows and channels-first runs, as for the moments above.
 export function backwardConstantsF32(
-  form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32,
+  form: i32, dout: usize, x: usize, n: i32, d: i32,
   gamma: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
-  backwardConstants<f32>(form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dgamma, dbeta, work);
+  backwardConstants<f32>(form, dout, x, n, d, 1, true, gamma, mean, meanLo, invStd, dgamma, dbeta, work);
 }
 
 export function backwardConstantsF64(
+  form: i32, dout: usize, x: usize, n: i32, d: i32,
+  gamma: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
+): void {
+  backwardConstants<f64>(form, dout, x, n, d, 1, true, gamma, mean, meanLo, invStd, dgamma, dbeta, work);
+}
+
+export function backwardPlaneConstantsF32(
   form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32,
   gamma: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
-  backwardConstants<f64>(form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dgamma, dbeta, work);
+  backwardConstants<f32>(form, dout, x, n, d, S, false, gamma, mean, meanLo, invStd, dgamma, dbeta, work);
+}
+
+export function backwardPlaneConstantsF64(
+  form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32,
+  gamma: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
+): void {
+  backwardConstants<f64>(form, dout, x, n, d, S, false, gamma, mean, meanLo, invStd, dgamma, dbeta, work);
 }
 
 export function backwardApplyF32(dout: usize, x: usize, n: i32, d: i32, S: i32, mean: usize, dx: usize, work: usize): void {

@@ -244,15 +244,25 @@ export function testConstants<T>(d: i32, gamma: usize, beta: usize, eps: f64, ru
   const scale = scaleOf<T>(work, d);
   const bias = biasOf<T>(work, d);
   const inv64 = restOf<T>(work, d);
+  const bytes = <usize>d * sizeof<T>();
+  memory.copy(work, runMean, bytes);
+  if (beta) memory.copy(bias, beta, bytes);
+  else memory.fill(bias, 0, bytes);
   inverseSqrt<T>(runVar, d, eps, inv64);
-  for (let j = 0; j < d; j++) {
+  let j = 0;
+  if (ASC_FEATURE_SIMD) {
+    const one = f64x2.splat(1.0);
+    for (; j + 2 <= d; j += 2) {
+      const inv = v128.load(at<f64>(inv64, j));
+      storeTwo<T>(at<T>(scale, j), f64x2.mul(gamma ? loadTwo<T>(at<T>(gamma, j)) : one, inv));
+      if (invStd) storeTwo<T>(at<T>(invStd, j), inv);
+    }
+  }
+  for (; j < d; j++) {
     const g: f64 = gamma ? <f64>load<T>(at<T>(gamma, j)) : 1.0;
-    const b: f64 = beta ? <f64>load<T>(at<T>(beta, j)) : 0.0;
-    store<T>(at<T>(work, j), load<T>(at<T>(runMean, j)));
     const inv = load<f64>(at<f64>(inv64, j));
     store<T>(at<T>(scale, j), <T>(g * inv));
     if (invStd) store<T>(at<T>(invStd, j), <T>inv);
-    store<T>(at<T>(bias, j), <T>b);
   }
 }
 

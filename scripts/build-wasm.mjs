@@ -16,11 +16,13 @@ export const PARTS = {
   "f32-plane-statistics": ["trainPlaneMomentsF32"],
   "f32-normalize": ["trainConstantsF32", "testConstantsF32", "normalizeF32", "workBytesF32"],
   "f32-gradients": ["backwardConstantsF32"],
+  "f32-plane-gradients": ["backwardPlaneConstantsF32"],
   "f32-backprop": ["backwardApplyF32"],
   "f64-statistics": ["trainMomentsF64"],
   "f64-plane-statistics": ["trainPlaneMomentsF64"],
   "f64-normalize": ["trainConstantsF64", "testConstantsF64", "normalizeF64", "workBytesF64"],
   "f64-gradients": ["backwardConstantsF64"],
+  "f64-plane-gradients": ["backwardPlaneConstantsF64"],
   "f64-backprop": ["backwardApplyF64"],
 };
 const EVERY_PART = ["heapBase"];

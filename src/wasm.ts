@@ -63,6 +63,8 @@ interface WasmExports {
   normalizeF64: Kernel;
   backwardConstantsF32: Kernel;
   backwardConstantsF64: Kernel;
+  backwardPlaneConstantsF32: Kernel;
+  backwardPlaneConstantsF64: Kernel;
   backwardApplyF32: Kernel;
   backwardApplyF64: Kernel;
 }
@@ -91,7 +93,8 @@ function wasmEngine(backend: WasmBuild, modules: WebAssembly.Module[]): Engine {
       (f64(dtype) ? e.normalizeF64 : e.normalizeF32)(x, n, d, S, work, out);
     },
     backward(dtype, form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dx, dgamma, dbeta, work) {
-      (f64(dtype) ? e.backwardConstantsF64 : e.backwardConstantsF32)(form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dgamma, dbeta, work);
+      if (S === 1) (f64(dtype) ? e.backwardConstantsF64 : e.backwardConstantsF32)(form, dout, x, n, d, gamma, mean, meanLo, invStd, dgamma, dbeta, work);
+      else (f64(dtype) ? e.backwardPlaneConstantsF64 : e.backwardPlaneConstantsF32)(form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dgamma, dbeta, work);
       if (dx) (f64(dtype) ? e.backwardApplyF64 : e.backwardApplyF32)(dout, x, n, d, S, mean, dx, work);
     },
   };

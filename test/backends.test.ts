@@ -113,3 +113,27 @@ describe.each([
     }
   });
 });
+
+describe.each(["float32", "float64"] as Dtype[])("%s, gamma with zeros", (dtype) => {
+  test("dx is exactly 0 in the columns whose gamma is 0, and agrees elsewhere, both forms", () => {
+    const n = 64;
+    const d = 8;
+    const x = typed(dtype, randn(17, n * d, 3, 2));
+    const gamma = typed(dtype, [0, 1.5, 0, 0, -2, 0.5, 0, 3]);
+    const beta = typed(dtype, randn(18, d));
+    const dout = typed(dtype, randn(19, n * d));
+    const js = runAll("js", x, gamma, beta, dout);
+    const tol = tolerance(dtype);
+    for (const backend of ["simd", "scalar"] as const) {
+      const wasm = runAll(backend, x, gamma, beta, dout);
+      for (const form of ["graph", "compact"] as const) {
+        wasm[form].dx.forEach((v, i) => {
+          if (gamma[i % d] === 0) expect(v === 0, `${backend} ${form} dx[${i}] = ${v}`).toBe(true);
+        });
+        const c = { dtype, n, d, eps: 1e-5, gamma: Array.from(gamma), var: Array.from(js.variance), dout: Array.from(dout) };
+        expectDxClose(wasm[form].dx, { ...c, dx: Array.from(js[form].dx) });
+        expectRelClose(wasm[form].dgamma, js[form].dgamma, tol.rel, `${backend} ${form} dgamma`);
+      }
+    }
+  });
+});
