@@ -3,9 +3,10 @@
 // the ESM and the CJS build alike.
 //
 // assembly/ compiles twice (SIMD and scalar, see asconfig.json). Each build is then split by
-// its exports into small modules, one per element type and step (statistics, normalize,
-// gradients, backprop), each under 4 KiB: browsers may refuse to compile a larger module synchronously
-// on the main thread, which initSync() does. The modules import one shared memory.
+// its exports into small modules, one per element type and step (statistics and gradient sums,
+// each for rows and for channels-first runs; normalize; backprop), each under 4 KiB: browsers
+// may refuse to compile a larger module synchronously on the main thread, which initSync()
+// does. The modules import one shared memory.
 import asc from "assemblyscript/asc";
 import binaryen from "binaryen";
 import { createHash } from "node:crypto";
