@@ -208,34 +208,28 @@ function planOf<K extends string>(parts: Record<K, [Dtype, number]>, dtype: Dtyp
   return { elements, bytes };
 }
 
-type ForwardParts = "x" | "out" | "beta" | "runMean" | "runVar" | "stats" | "work";
-let lastForward: { engine: object; dtype: Dtype; d: number; size: number; plan: Plan<ForwardParts> } | null = null;
-
-function forwardPlan(dtype: Dtype, d: number, size: number): Plan<ForwardParts> {
-  const current = engine();
-  const last = lastForward;
-  if (last && last.engine === current && last.dtype === dtype && last.d === d && last.size === size) return last.plan;
-  const plan = planOf<ForwardParts>({
-    x: [dtype, size], out: [dtype, size], beta: [dtype, d], runMean: [dtype, d], runVar: [dtype, d],
-    stats: [dtype, STATS_ROWS * d], work: ["float64", Math.ceil(current.kernels.workBytes(dtype, d) / 8)],
-  }, dtype);
-  lastForward = { engine: current, dtype, d, size, plan };
-  return plan;
+/** A function making a call's plan for (dtype, d, size) that remembers its last plan (training loops repeat a shape). */
+function planMaker<K extends string>(parts: (dtype: Dtype, d: number, size: number, workValues: number) => Record<K, [Dtype, number]>) {
+  let last: { engine: object; dtype: Dtype; d: number; size: number; plan: Plan<K> } | null = null;
+  return (dtype: Dtype, d: number, size: number): Plan<K> => {
+    const current = engine();
+    if (last && last.engine === current && last.dtype === dtype && last.d === d && last.size === size) return last.plan;
+    const workValues = Math.ceil(current.kernels.workBytes(dtype, d) / 8);
+    const plan = planOf(parts(dtype, d, size, workValues), dtype);
+    last = { engine: current, dtype, d, size, plan };
+    return plan;
+  };
 }
 
-type BackwardParts = "dout" | "saved" | "dx" | "dgamma" | "dbeta" | "work";
-let lastBackward: { engine: object; dtype: Dtype; d: number; size: number; plan: Plan<BackwardParts> } | null = null;
+const forwardPlan = planMaker((dtype, d, size, workValues) => ({
+  x: [dtype, size], out: [dtype, size], beta: [dtype, d], runMean: [dtype, d], runVar: [dtype, d],
+  stats: [dtype, STATS_ROWS * d], work: ["float64", workValues],
+}));
 
-function backwardPlan(dtype: Dtype, d: number, size: number): Plan<BackwardParts> {
-  const current = engine();
-  const last = lastBackward;
-  if (last && last.engine === current && last.dtype === dtype && last.d === d && last.size === size) return last.plan;
-  const plan = planOf<BackwardParts>({
-    dout: [dtype, size], saved: [dtype, size + STATS_ROWS * d], dx: [dtype, size], dgamma: [dtype, d], dbeta: [dtype, d], work: ["float64", Math.ceil(current.kernels.workBytes(dtype, d) / 8)],
-  }, dtype);
-  lastBackward = { engine: current, dtype, d, size, plan };
-  return plan;
-}
+const backwardPlan = planMaker((dtype, d, size, workValues) => ({
+  dout: [dtype, size], saved: [dtype, size + STATS_ROWS * d], dx: [dtype, size], dgamma: [dtype, d], dbeta: [dtype, d],
+  work: ["float64", workValues],
+}));
 
 function backwardWithForm<A extends FloatArray>(form: number, name: string, dout: A, cache: BatchnormCache<A>): BackwardResult<A> {
   if (!(cache instanceof BatchnormCache)) {
