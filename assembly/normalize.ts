@@ -131,8 +131,7 @@ function inverseSqrt<T>(v: usize, d: i32, eps: f64, inv: usize): void {
     const e = f64x2.splat(eps);
     const one = f64x2.splat(1.0);
     for (; j + 2 <= d; j += 2) {
-      const w = sizeof<T>() == 4 ? f64x2.promote_low_f32x4(v128.load64_zero(at<T>(v, j))) : v128.load(at<T>(v, j));
-      v128.store(at<f64>(inv, j), f64x2.div(one, f64x2.sqrt(f64x2.add(w, e))));
+      v128.store(at<f64>(inv, j), f64x2.div(one, f64x2.sqrt(f64x2.add(loadTwo<T>(at<T>(v, j)), e))));
     }
   }
   for (; j < d; j++) store<f64>(at<f64>(inv, j), 1.0 / Math.sqrt(<f64>load<T>(at<T>(v, j)) + eps));
