@@ -3,11 +3,11 @@
 // Both forms of the CS231n derivation need the same two sweeps over memory, one kernel each:
 //   1. backwardConstants: column sums Σ dout and Σ dout·(x − μ), then per-column a, m, b;
 //   2. backwardApply: dx = a·((dout − m) − b·(x − μ)).
-// They differ in how a, m, b follow from the sums (the O(d) algebra in `backward`):
+// They differ in how a, m, b follow from the sums (the O(d) algebra in `backwardMap`):
 // the graph form goes through dx̂, dvar and dmean node by node; the compact form uses
 // dx = (γ·invStd / N)·(N·dout − dβ − x̂·dγ). Centring dout before scaling keeps the
 // cancellation in N·dout − Σdout exact for N = 1.
-import { ROW_BLOCK, blockGroups, lanes, at, addToF64, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams, loadTwo, storeTwo } from "./columns";
+import { ROW_BLOCK, NARROW_GROUP_BYTES, STRIP_GROUPS, blockGroups, lanes, at, addToF64, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams, loadTwo, storeTwo } from "./columns";
 import { planeBackwardSums, planeBackwardApply } from "./planes";
 
 /** SIMD: p0[e] = Σ_g dout[g, e], p1[e] = Σ_g dout[g, e]·(x[g, e] − cPat[e]) over groups of E values. */
@@ -137,9 +137,6 @@ function backwardSumsRows<T>(dout: usize, x: usize, r0: i32, n: i32, d: i32, c: 
   }
 }
 
-/** Groups up to this size are "narrow" in backwardApplyGroups. */
-const NARROW_GROUP_BYTES: usize = 1024;
-
 /**
  * SIMD over groups: dx = a·((dout − m) − b·(x − c)); four groups per load of the constants
  * in cache, one after another when streaming (see affineGroups in normalize.ts).
@@ -150,9 +147,8 @@ function backwardApplyGroups<T>(
   const P = E / lanes<T>();
   const groupBytes = <usize>E * sizeof<T>();
   let g = 0;
-  // Narrow groups: strips of two vectors down eight groups, their constants in registers
-  // (measured 20% faster than the loop below for (16384, 16), slower for 4 KiB rows).
-  for (; !stream && groupBytes <= NARROW_GROUP_BYTES && g + 8 <= groups; g += 8) {
+  // Narrow groups: strips (see NARROW_GROUP_BYTES).
+  for (; !stream && groupBytes <= NARROW_GROUP_BYTES && g + STRIP_GROUPS <= groups; g += STRIP_GROUPS) {
     const base = <usize>g * groupBytes;
     for (let k = 0; k < P; k += 2) {
       const off = <usize>k << 4;
@@ -161,7 +157,7 @@ function backwardApplyGroups<T>(
       const c1 = two ? v128.load(cPat + off, 16) : c0, a1 = two ? v128.load(aPat + off, 16) : a0;
       const m1 = two ? v128.load(mPat + off, 16) : m0, b1 = two ? v128.load(bPat + off, 16) : b0;
       let pd = dout + base + off, px = x + base + off, po = dx + base + off;
-      for (let r = 0; r < 8; r++, pd += groupBytes, px += groupBytes, po += groupBytes) {
+      for (let r = 0; r < STRIP_GROUPS; r++, pd += groupBytes, px += groupBytes, po += groupBytes) {
         v128.store(po, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(v128.load(pd), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(px), c0)))));
         if (two) v128.store(po, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(v128.load(pd, 16), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(px, 16), c1)))), 16);
       }
@@ -218,8 +214,9 @@ export const COMPACT_FORM = 1;
 export const EVAL_FORM = 2;
 
 /**
- * Backward, first half, for a forward whose cache holds x, mean + meanLo and invStd: rows
- * (n, d) when S = 1, channels of (n, d, S) when S > 1. Writes dgamma and dbeta (either may
+ * Backward, first half, for a forward whose cache holds x, mean + meanLo and invStd: `rows`
+ * (n, d) with S = 1, or channels of (n, d, S); each export passes `rows` as a constant, so its
+ * module keeps one of the two paths (as columnMeanVar). Writes dgamma and dbeta (either may
  * be 0 to skip) and the map dx = a·((dout − m) − b·(x − mean)) for backwardApply at the start
  * of work (a, m, b: d values of T each). gamma = 0 means gamma = 1.
  * work: workBytes<T>(d), 16-byte aligned.

@@ -1,12 +1,9 @@
 // Forward pass: batch statistics, running-statistics update, and the per-column affine map
 // out = (x − center) · scale + bias that both train and test mode reduce to. Each mode is
 // a few kernels (moments, constants, normalize), so that each module stays small.
-import { lanes, at, groupLength, patternOf, after, streams, loadTwo, storeTwo, roundTo } from "./columns";
+import { NARROW_GROUP_BYTES, STRIP_GROUPS, lanes, at, groupLength, patternOf, after, streams, loadTwo, storeTwo, roundTo } from "./columns";
 import { columnMeanVar } from "./statistics";
 import { planeAffine } from "./planes";
-
-/** Groups up to this size are "narrow" in affineGroups. */
-const NARROW_GROUP_BYTES: usize = 1024;
 
 /**
  * SIMD over groups of E values. In cache, four groups per load of the constants; beyond
@@ -17,8 +14,8 @@ function affineGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, sPat: usize
   const P = E / lanes<T>();
   const groupBytes = <usize>E * sizeof<T>();
   let g = 0;
-  // Narrow groups: strips of two vectors down eight groups, as in backwardApplyGroups.
-  for (; !stream && groupBytes <= NARROW_GROUP_BYTES && g + 8 <= groups; g += 8) {
+  // Narrow groups: strips (see NARROW_GROUP_BYTES).
+  for (; !stream && groupBytes <= NARROW_GROUP_BYTES && g + STRIP_GROUPS <= groups; g += STRIP_GROUPS) {
     const base = <usize>g * groupBytes;
     for (let k = 0; k < P; k += 2) {
       const off = <usize>k << 4;
@@ -27,7 +24,7 @@ function affineGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, sPat: usize
       const c1 = two ? v128.load(cPat + off, 16) : c0, s1 = two ? v128.load(sPat + off, 16) : s0;
       const b1 = two ? v128.load(bPat + off, 16) : b0;
       let px = x + base + off, po = out + base + off;
-      for (let r = 0; r < 8; r++, px += groupBytes, po += groupBytes) {
+      for (let r = 0; r < STRIP_GROUPS; r++, px += groupBytes, po += groupBytes) {
         v128.store(po, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px), c0), s0), b0));
         if (two) v128.store(po, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px, 16), c1), s1), b1), 16);
       }

@@ -192,7 +192,8 @@ const RESHIFT_RATIO: f64 = 3.0;
 // @ts-ignore: decorator
 @inline export function columnMeanVar<T>(
   x: usize, n: i32, d: i32, S: i32, rows: bool, mean: usize, variance: usize, c: usize, scratch: usize,
-): void {  // Initial shift: the mean of the first values of each column, themselves shifted by the first.
+): void {
+  // Initial shift: the mean of the first values of each column, themselves shifted by the first.
   if (rows) {
     const head = min(n, HEAD_ROWS);
     shiftedSums<T>(x, head, d, x, mean, variance, scratch);

@@ -20,10 +20,26 @@ export function typeName(dtype: Dtype): string {
   return dtype === "float64" ? "Float64Array" : "Float32Array";
 }
 
-/** A new array with the same values: allocate and set, several times faster than slice() in V8. */
-export function copyOf<A extends FloatArray>(a: A): A {
-  // A constructor named here, not a.constructor: V8 inlines only the former.
-  const copy = (a instanceof Float64Array ? new Float64Array(a.length) : new Float32Array(a.length)) as A;
-  copy.set(a);
+/**
+ * A new array with a[from .. from + n), all of a by default. Several times faster in V8 than
+ * slice() or subarray() (they look up a species constructor, and a.constructor is not
+ * inlined): the constructors are named here.
+ */
+export function copyOf<A extends FloatArray>(a: A, from = 0, n = a.length - from): A {
+  const copy = (a instanceof Float64Array ? new Float64Array(n) : new Float32Array(n)) as A;
+  copyInto(copy, 0, a, from, n);
   return copy;
+}
+
+/** dst[at .. at + n) = src[from .. from + n): short runs element by element, long ones with set(). */
+export function copyInto(dst: FloatArray, at: number, src: FloatArray, from: number, n: number): void {
+  if (n <= 64) {
+    for (let i = 0; i < n; i++) dst[at + i] = src[from + i];
+  } else if (from === 0 && n === src.length) {
+    dst.set(src, at);
+  } else {
+    const buffer = src.buffer as ArrayBuffer;
+    const offset = src.byteOffset + from * src.BYTES_PER_ELEMENT;
+    dst.set(src instanceof Float64Array ? new Float64Array(buffer, offset, n) : new Float32Array(buffer, offset, n), at);
+  }
 }

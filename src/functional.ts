@@ -4,7 +4,7 @@
 // results out into new arrays that belong to the caller; the block it used is freed, so a
 // training loop reuses the same memory every step. (For a loop that copies nothing, see
 // BatchNorm.workspace in layer.ts.)
-import { type Dtype, type FloatArray, bytesPerElement, dtypeOf } from "./dtype.js";
+import { type Dtype, type FloatArray, bytesPerElement, copyInto, copyOf, dtypeOf } from "./dtype.js";
 import { type RunningStatsOptions, runningStatsRule, stepFactors } from "./conventions.js";
 import { layout } from "./memory.js";
 import { type Geometry, type Layout, checkLayout, geometry } from "./shape.js";
@@ -138,59 +138,38 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
   const plan = forwardPlan(dtype, d, size);
   const at = plan.elements;
   const base = heap.scratch(plan.bytes);
-  {
-    // Copies in and out go through the heap's view of the whole memory: no view per call.
-    const block = heap.all(dtype);
-    const o = base / block.BYTES_PER_ELEMENT;
-    const ptr = (element: number) => base + element * block.BYTES_PER_ELEMENT;
-    const stat = (k: number) => ptr(at.stats + k * d);
-    block.set(x, o + at.x);
-    block.set(g, o + at.stats + STATS.gamma * d);
-    block.set(beta, o + at.beta);
-    if (runMean) block.set(runMean, o + at.runMean);
-    else block.fill(0, o + at.runMean, o + at.runMean + d);
-    if (runVar) block.set(runVar, o + at.runVar);
-    else block.fill(0, o + at.runVar, o + at.runVar + d);
+  // Copies in and out go through the heap's view of the whole memory: no view per call.
+  const block = heap.all(dtype);
+  const o = base / block.BYTES_PER_ELEMENT;
+  const ptr = (element: number) => base + element * block.BYTES_PER_ELEMENT;
+  const stat = (k: number) => ptr(at.stats + k * d);
+  block.set(x, o + at.x);
+  block.set(g, o + at.stats + STATS.gamma * d);
+  block.set(beta, o + at.beta);
+  if (runMean) block.set(runMean, o + at.runMean);
+  else block.fill(0, o + at.runMean, o + at.runMean + d);
+  if (runVar) block.set(runVar, o + at.runVar);
+  else block.fill(0, o + at.runVar, o + at.runVar + d);
 
-    const gammaPtr = stat(STATS.gamma);
-    if (!step) {
-      kernels.forwardTest(dtype, ptr(at.x), n, d, S, gammaPtr, ptr(at.beta), eps, ptr(at.runMean), ptr(at.runVar), ptr(at.out), 0, ptr(at.work));
-      return { out: copyOut(block, o + at.out, size), cache: null };
-    }
-    kernels.forwardTrain(
-      dtype, ptr(at.x), n, d, S, gammaPtr, ptr(at.beta), eps, step.momentum, step.runVarScale, ptr(at.runMean), ptr(at.runVar), ptr(at.out),
-      stat(STATS.mean), stat(STATS.meanLo), stat(STATS.variance), stat(STATS.invStd), ptr(at.work),
-    );
-    // Write back only once the kernel has run: an error above leaves bnParam untouched.
-    if (runMean) copyFrom(runMean, 0, block, o + at.runMean, d);
-    else bnParam.runningMean = copyOut(block, o + at.runMean, d);
-    if (runVar) copyFrom(runVar, 0, block, o + at.runVar, d);
-    else bnParam.runningVar = copyOut(block, o + at.runVar, d);
-    if (rule.momentum === null || bnParam.numBatchesTracked !== undefined) bnParam.numBatchesTracked = tracked + 1;
-    const saved = x instanceof Float64Array ? new Float64Array(size + STATS_ROWS * d) : new Float32Array(size + STATS_ROWS * d);
-    saved.set(x);
-    copyFrom(saved, size, block, o + at.stats, STATS_ROWS * d);
-    return { out: copyOut(block, o + at.out, size), cache: new BatchnormCache(dtype, geo, eps, saved) };
+  const gammaPtr = stat(STATS.gamma);
+  if (!step) {
+    kernels.forwardTest(dtype, ptr(at.x), n, d, S, gammaPtr, ptr(at.beta), eps, ptr(at.runMean), ptr(at.runVar), ptr(at.out), 0, ptr(at.work));
+    return { out: copyOf(block, o + at.out, size), cache: null };
   }
-}
-
-/**
- * Copies out of the memory view (mem.slice and mem.subarray are several times slower in V8:
- * they look up a species constructor): short arrays element by element, long ones through a
- * view made with the constructor itself.
- */
-function copyFrom(dst: FloatArray, at: number, mem: FloatArray, from: number, n: number): void {
-  if (n > 64) {
-    const buffer = mem.buffer as ArrayBuffer;
-    dst.set(mem instanceof Float64Array ? new Float64Array(buffer, from * 8, n) : new Float32Array(buffer, from * 4, n), at);
-  } else for (let i = 0; i < n; i++) dst[at + i] = mem[from + i];
-}
-
-/** A new array with mem[from .. from + n) (see copyFrom). */
-function copyOut(mem: FloatArray, from: number, n: number): FloatArray {
-  const out = mem instanceof Float64Array ? new Float64Array(n) : new Float32Array(n);
-  copyFrom(out, 0, mem, from, n);
-  return out;
+  kernels.forwardTrain(
+    dtype, ptr(at.x), n, d, S, gammaPtr, ptr(at.beta), eps, step.momentum, step.runVarScale, ptr(at.runMean), ptr(at.runVar), ptr(at.out),
+    stat(STATS.mean), stat(STATS.meanLo), stat(STATS.variance), stat(STATS.invStd), ptr(at.work),
+  );
+  // Write back only once the kernel has run: an error above leaves bnParam untouched.
+  if (runMean) copyInto(runMean, 0, block, o + at.runMean, d);
+  else bnParam.runningMean = copyOf(block, o + at.runMean, d);
+  if (runVar) copyInto(runVar, 0, block, o + at.runVar, d);
+  else bnParam.runningVar = copyOf(block, o + at.runVar, d);
+  if (rule.momentum === null || bnParam.numBatchesTracked !== undefined) bnParam.numBatchesTracked = tracked + 1;
+  const saved = x instanceof Float64Array ? new Float64Array(size + STATS_ROWS * d) : new Float32Array(size + STATS_ROWS * d);
+  saved.set(x);
+  copyInto(saved, size, block, o + at.stats, STATS_ROWS * d);
+  return { out: copyOf(block, o + at.out, size), cache: new BatchnormCache(dtype, geo, eps, saved) };
 }
 
 /** A call's memory block: where each array starts, in elements of its dtype, and the block's size. */
@@ -247,21 +226,19 @@ function backwardWithForm<A extends FloatArray>(form: number, name: string, dout
   const plan = backwardPlan(dtype, d, size);
   const at = plan.elements;
   const base = heap.scratch(plan.bytes);
-  {
-    const block = heap.all(dtype);
-    const o = base / block.BYTES_PER_ELEMENT;
-    const ptr = (element: number) => base + element * block.BYTES_PER_ELEMENT;
-    const stat = (k: number) => ptr(at.saved + size + k * d);
-    block.set(dout, o + at.dout);
-    block.set(cache.saved, o + at.saved);
-    kernels.backward(
-      dtype, form, ptr(at.dout), ptr(at.saved), n, d, S, stat(STATS.gamma), stat(STATS.mean), stat(STATS.meanLo), stat(STATS.invStd),
-      ptr(at.dx), ptr(at.dgamma), ptr(at.dbeta), ptr(at.work),
-    );
-    return {
-      dx: copyOut(block, o + at.dx, size), dgamma: copyOut(block, o + at.dgamma, d), dbeta: copyOut(block, o + at.dbeta, d),
-    } as BackwardResult<A>;
-  }
+  const block = heap.all(dtype);
+  const o = base / block.BYTES_PER_ELEMENT;
+  const ptr = (element: number) => base + element * block.BYTES_PER_ELEMENT;
+  const stat = (k: number) => ptr(at.saved + size + k * d);
+  block.set(dout, o + at.dout);
+  block.set(cache.saved, o + at.saved);
+  kernels.backward(
+    dtype, form, ptr(at.dout), ptr(at.saved), n, d, S, stat(STATS.gamma), stat(STATS.mean), stat(STATS.meanLo), stat(STATS.invStd),
+    ptr(at.dx), ptr(at.dgamma), ptr(at.dbeta), ptr(at.work),
+  );
+  return {
+    dx: copyOf(block, o + at.dx, size), dgamma: copyOf(block, o + at.dgamma, d), dbeta: copyOf(block, o + at.dbeta, d),
+  } as BackwardResult<A>;
 }
 
 /** Backward through the computational graph (x̂, dvar, dmean), as derived step by step in CS231n. */

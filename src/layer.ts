@@ -44,6 +44,13 @@ export interface KerasState {
   moving_variance?: number[];
 }
 
+/** The state's keys in each framework's names; Keras keeps no batch count. */
+const STATE_NAMES = {
+  pytorch: { gamma: "weight", beta: "bias", mean: "running_mean", variance: "running_var", count: "num_batches_tracked" },
+  keras: { gamma: "gamma", beta: "beta", mean: "moving_mean", variance: "moving_variance", count: null },
+} as const;
+type StateNames = (typeof STATE_NAMES)[keyof typeof STATE_NAMES];
+
 /** A batch: the data and, for (N, C, L) or (N, C, H, W) data, its logical shape. */
 type BatchShape = number | readonly number[];
 
@@ -199,25 +206,15 @@ export class BatchNorm<D extends Dtype = "float32"> {
 
   /** The layer's state under PyTorch's names (default) or Keras' names, as plain arrays. */
   stateDict(format: "pytorch" | "keras" = "pytorch"): PyTorchState | KerasState {
-    const list = (a: FloatArray) => Array.from(a);
-    if (format === "keras") {
-      const state: KerasState = {};
-      if (this.useGamma) state.gamma = list(this.gamma);
-      if (this.useBeta) state.beta = list(this.beta);
-      if (this.trackRunningStats) {
-        state.moving_mean = list(this.runningMean);
-        state.moving_variance = list(this.runningVar);
-      }
-      return state;
-    }
-    if (format !== "pytorch") throw new RangeError(`format must be 'pytorch' or 'keras', got ${JSON.stringify(format)}`);
-    const state: PyTorchState = {};
-    if (this.useGamma) state.weight = list(this.gamma);
-    if (this.useBeta) state.bias = list(this.beta);
+    if (format !== "pytorch" && format !== "keras") throw new RangeError(`format must be 'pytorch' or 'keras', got ${JSON.stringify(format)}`);
+    const names = STATE_NAMES[format];
+    const state: Record<string, number[] | number> = {};
+    if (this.useGamma) state[names.gamma] = Array.from(this.gamma);
+    if (this.useBeta) state[names.beta] = Array.from(this.beta);
     if (this.trackRunningStats) {
-      state.running_mean = list(this.runningMean);
-      state.running_var = list(this.runningVar);
-      state.num_batches_tracked = this.numBatchesTracked;
+      state[names.mean] = Array.from(this.runningMean);
+      state[names.variance] = Array.from(this.runningVar);
+      if (names.count) state[names.count] = this.numBatchesTracked;
     }
     return state;
   }
@@ -230,10 +227,8 @@ export class BatchNorm<D extends Dtype = "float32"> {
   loadStateDict(state: PyTorchState | KerasState): this {
     if (state === null || typeof state !== "object" || Array.isArray(state)) throw new TypeError("state must be an object");
     const keras = "moving_mean" in state || "gamma" in state || "beta" in state || "moving_variance" in state;
-    const names = keras
-      ? { gamma: "gamma", beta: "beta", mean: "moving_mean", variance: "moving_variance", count: null }
-      : { gamma: "weight", beta: "bias", mean: "running_mean", variance: "running_var", count: "num_batches_tracked" };
-    const expected = [
+    const names: StateNames = STATE_NAMES[keras ? "keras" : "pytorch"];
+    const expected: string[] = [
       ...(this.useGamma ? [names.gamma] : []), ...(this.useBeta ? [names.beta] : []),
       ...(this.trackRunningStats ? [names.mean, names.variance, ...(names.count ? [names.count] : [])] : []),
     ];
