@@ -10,7 +10,7 @@
 import asc from "assemblyscript/asc";
 import binaryen from "binaryen";
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 
 export const PARTS = {
   "f32-statistics": ["trainMomentsF32"],
@@ -39,6 +39,8 @@ async function compile(args) {
 }
 
 mkdirSync("build", { recursive: true });
+// Modules of an earlier split would otherwise stay beside the new ones.
+for (const file of readdirSync("build")) if (/^batchnorm\..*\.wasm$/.test(file)) rmSync(`build/${file}`);
 for (const target of TARGETS) await compile(["--config", "asconfig.json", "--target", target]);
 // The benchmarks' bandwidth probe: built here, never shipped.
 await compile([
