@@ -1,6 +1,6 @@
 // Prints the results of bench/results/latest.json as Markdown tables for the README:
 // node bench/markdown.mjs [path/to/latest.json]
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 
 const report = JSON.parse(readFileSync(process.argv[2] ?? new URL("./results/latest.json", import.meta.url), "utf8"));
 const { machine, results } = report;
@@ -28,3 +28,17 @@ for (const op of ["train", "test", "backward"]) {
 }
 const f = report.fixedCost;
 console.log(`Fixed cost of one call on a (1, 4) batch: zero-copy forward ${f.zeroCopyForwardMicroseconds.toFixed(2)} µs, backward ${f.zeroCopyBackwardMicroseconds.toFixed(2)} µs; functional forward ${f.functionalForwardMicroseconds.toFixed(2)} µs.`);
+
+// The native comparison (npm run bench:native), when it has been run.
+const nativeFile = new URL("./results/native.json", import.meta.url);
+if (process.argv[2] === undefined && existsSync(nativeFile)) {
+  const native = JSON.parse(readFileSync(nativeFile, "utf8"));
+  const builds = Object.keys(native.results[0].native);
+  console.log(`\nNative comparison, measured ${native.machine.date.slice(0, 10)} (gcc ${native.machine.gcc} -O3, Node ${native.machine.node}); ns per element (× SOL):\n`);
+  console.log(`| shape | op | SOL | package (WASM SIMD) | ${builds.join(" | ")} |`);
+  console.log(`|---|---|---:|---:|${builds.map(() => "---:").join("|")}|`);
+  const cell = (ns, sol) => `${fmt(ns)} (${(ns / sol).toFixed(2)}×)`;
+  for (const r of native.results) {
+    console.log(`| ${r.shape} | ${r.op} | ${fmt(r.solNsPerElem)} | ${cell(r.wasm, r.solNsPerElem)} | ${builds.map((b) => cell(r.native[b], r.solNsPerElem)).join(" | ")} |`);
+  }
+}

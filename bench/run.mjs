@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { BatchNorm, batchnormForward, initSync } from "../dist/index.js";
 import { createProbe } from "./bandwidth.mjs";
+import { OPS } from "./ops.mjs";
 import { gaussian, rng } from "../build/demo/data.js";
 import { chartSvg } from "./chart.mjs";
 import { implementations, plainJs } from "./implementations.mjs";
@@ -43,13 +44,6 @@ try {
   process.exit(2);
 }
 
-// Bytes each operation must move per element (float32), and the loop whose bandwidth bounds it.
-const OPS = {
-  train: { bytes: 12, arrays: 2, loop: "triad", note: "x read twice, out written" },
-  test: { bytes: 8, arrays: 2, loop: "copy", note: "x read, out written" },
-  backward: { bytes: 12, arrays: 3, loop: "triad", note: "x and dout read, dx written" },
-  "backward-graph": { bytes: 12, arrays: 3, loop: "triad", note: "as backward" },
-};
 // [N, D] rows, or [N, C, H, W] in a layout (NCHW runs of H·W values; NHWC is the row kernel).
 const SHAPES = (args.quick
   ? [[64, 256], [256, 1024], [16384, 3], [32, 64, 32, 32]]

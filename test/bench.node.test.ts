@@ -20,3 +20,23 @@ test("npm run bench -- --quick --filter … writes a table, JSON with SOL ratios
   expect(report.bandwidth[0].triad).toBeGreaterThan(0);
   expect(readFileSync(join(out, "chart.svg"), "utf8")).toMatch(/^<svg[\s\S]*simd zero-copy[\s\S]*<\/svg>\s*$/);
 });
+
+test("npm run bench:native compiles the native kernels, checks every result and writes JSON with SOL ratios", () => {
+  const out = mkdtempSync(join(tmpdir(), "bn-native-"));
+  const script = new URL("../bench/native.mjs", import.meta.url).pathname;
+  const stdout = execFileSync(process.execPath, [script, "--shape", "64x256", "--out", out], { encoding: "utf8" });
+  expect(stdout).toMatch(/64x256\s+train\s+[\d.]+\s+[\d.]+ \([\d.]+×\)/);
+  const report = JSON.parse(readFileSync(join(out, "native.json"), "utf8"));
+  expect(report.results.map((r: { op: string }) => r.op)).toEqual(["train", "backward"]);
+  for (const r of report.results) {
+    expect(r.solNsPerElem).toBeGreaterThan(0);
+    expect(r.wasm).toBeGreaterThan(0);
+    expect(Object.keys(r.native)).toEqual(["gcc 128-bit", "gcc AVX2", "gcc AVX2+FMA"]);
+    for (const ns of Object.values(r.native)) expect(ns).toBeGreaterThan(0);
+  }
+}, 120_000);
+
+test("bench/native.mjs refuses a shape its kernels do not handle", () => {
+  const script = new URL("../bench/native.mjs", import.meta.url).pathname;
+  expect(() => execFileSync(process.execPath, [script, "--shape", "64x250"], { stdio: "pipe" })).toThrow(/multiple of 16/);
+});
