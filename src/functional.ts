@@ -2,8 +2,8 @@
 // data and spatialBatchnormForward / spatialBatchnormBackward for (N, C, H, W) or (N, C, L).
 // Each call copies its inputs into the engine's memory, runs one kernel and copies the
 // results out into new arrays that belong to the caller; the block it used is freed, so a
-// training loop reuses the same memory every step. (For a loop that copies nothing, see
-// BatchNorm.workspace in layer.ts.)
+// training loop reuses the same memory every step. Test mode goes through large batches in
+// parts (see partRows). (For a loop that copies nothing, see BatchNorm.workspace in layer.ts.)
 import { type Dtype, type FloatArray, bytesPerElement, copyInto, copyOf, dtypeOf } from "./dtype.js";
 import { type RunningStatsOptions, runningStatsRule, stepFactors } from "./conventions.js";
 import { layout } from "./memory.js";
@@ -135,7 +135,10 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
   const { heap, kernels } = engine();
   const { n, S } = geo;
   const size = x.length;
-  const plan = forwardPlan(dtype, d, size);
+  // Test mode treats rows independently: a large batch goes through in parts that stay in
+  // cache, and the engine's memory never holds more than one part.
+  const rowsAtOnce = step ? n : partRows(n, d, S, bytesPerElement(dtype));
+  const plan = forwardPlan(dtype, d, rowsAtOnce * d * S);
   const at = plan.elements;
   const base = heap.scratch(plan.bytes);
   // Copies in and out go through the heap's view of the whole memory: no view per call.
@@ -143,7 +146,6 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
   const o = base / block.BYTES_PER_ELEMENT;
   const ptr = (element: number) => base + element * block.BYTES_PER_ELEMENT;
   const stat = (k: number) => ptr(at.stats + k * d);
-  block.set(x, o + at.x);
   block.set(g, o + at.stats + STATS.gamma * d);
   block.set(beta, o + at.beta);
   if (runMean) block.set(runMean, o + at.runMean);
@@ -153,9 +155,24 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
 
   const gammaPtr = stat(STATS.gamma);
   if (!step) {
-    kernels.forwardTest(dtype, ptr(at.x), n, d, S, gammaPtr, ptr(at.beta), eps, ptr(at.runMean), ptr(at.runVar), ptr(at.out), 0, ptr(at.work));
-    return { out: copyOf(block, o + at.out, size), cache: null };
+    if (rowsAtOnce === n) {
+      block.set(x, o + at.x);
+      kernels.forwardTest(dtype, ptr(at.x), n, d, S, gammaPtr, ptr(at.beta), eps, ptr(at.runMean), ptr(at.runVar), ptr(at.out), 0, ptr(at.work));
+      return { out: copyOf(block, o + at.out, size), cache: null };
+    }
+    const out = x instanceof Float64Array ? new Float64Array(size) : new Float32Array(size);
+    const row = d * S;
+    for (let r = 0; r < n; r += rowsAtOnce) {
+      const rows = Math.min(rowsAtOnce, n - r);
+      copyInto(block, o + at.x, x, r * row, rows * row);
+      kernels.forwardTest(
+        dtype, ptr(at.x), rows, d, S, gammaPtr, ptr(at.beta), eps, ptr(at.runMean), ptr(at.runVar), ptr(at.out), 0, ptr(at.work), r > 0,
+      );
+      copyInto(out, r * row, block, o + at.out, rows * row);
+    }
+    return { out, cache: null };
   }
+  block.set(x, o + at.x);
   kernels.forwardTrain(
     dtype, ptr(at.x), n, d, S, gammaPtr, ptr(at.beta), eps, step.momentum, step.runVarScale, ptr(at.runMean), ptr(at.runVar), ptr(at.out),
     stat(STATS.mean), stat(STATS.meanLo), stat(STATS.variance), stat(STATS.invStd), ptr(at.work),
@@ -170,6 +187,18 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
   saved.set(x);
   copyInto(saved, size, block, o + at.stats, STATS_ROWS * d);
   return { out: copyOf(block, o + at.out, size), cache: new BatchnormCache(dtype, geo, eps, saved) };
+}
+
+/** Bytes of x in one part of a batch normalized in parts: with its output, within L2. */
+const PART_BYTES = 256 << 10;
+
+/**
+ * Rows per part (items, for channels-first data, S > 1). Rows come in multiples of 16, so
+ * that each part starts on a whole group of the SIMD kernels (a group spans at most 16 rows).
+ */
+function partRows(n: number, d: number, S: number, elementBytes: number): number {
+  const fit = Math.floor(PART_BYTES / (d * S * elementBytes));
+  return Math.min(n, S > 1 ? Math.max(1, fit) : Math.max(16, fit - (fit % 16)));
 }
 
 /** A call's memory block: where each array starts, in elements of its dtype, and the block's size. */

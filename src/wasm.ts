@@ -28,9 +28,14 @@ export interface Kernels {
     momentum: number, runVarScale: number, runMean: number, runVar: number, out: number,
     mean: number, meanLo: number, variance: number, invStd: number, work: number,
   ): void;
+  /**
+   * With `again`, the map the last forwardTest computed in this work area is applied to other
+   * rows of the same batch (a batch normalized in parts): the WASM builds skip the per-feature
+   * constants. gamma … invStd must still be that call's (the 'js' backend reads them again).
+   */
   forwardTest(
     dtype: Dtype, x: number, n: number, d: number, S: number, gamma: number, beta: number, eps: number,
-    runMean: number, runVar: number, out: number, invStd: number, work: number,
+    runMean: number, runVar: number, out: number, invStd: number, work: number, again?: boolean,
   ): void;
   backward(
     dtype: Dtype, form: number, dout: number, x: number, n: number, d: number, S: number, gamma: number,
@@ -88,8 +93,8 @@ function wasmEngine(backend: WasmBuild, modules: WebAssembly.Module[]): Engine {
       );
       (f64(dtype) ? e.normalizeF64 : e.normalizeF32)(x, n, d, S, work, out);
     },
-    forwardTest(dtype, x, n, d, S, gamma, beta, eps, runMean, runVar, out, invStd, work) {
-      (f64(dtype) ? e.testConstantsF64 : e.testConstantsF32)(d, gamma, beta, eps, runMean, runVar, invStd, work);
+    forwardTest(dtype, x, n, d, S, gamma, beta, eps, runMean, runVar, out, invStd, work, again) {
+      if (!again) (f64(dtype) ? e.testConstantsF64 : e.testConstantsF32)(d, gamma, beta, eps, runMean, runVar, invStd, work);
       (f64(dtype) ? e.normalizeF64 : e.normalizeF32)(x, n, d, S, work, out);
     },
     backward(dtype, form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dx, dgamma, dbeta, work) {

@@ -1,7 +1,11 @@
 // The functional API against float64 references computed by scripts/make_fixtures.py.
 import { describe, expect, test } from "vitest";
-import { type BNParam, type Backend, batchnormBackward, batchnormBackwardAlt, batchnormForward, initSync, supportedBackends } from "../src/index.js";
-import { expectClose, expectDxClose, expectRelClose, fixtures, tolerance, typed, unitRoundoff } from "./helpers.js";
+import {
+  type BNParam, type Backend, batchnormBackward, batchnormBackwardAlt, batchnormForward, initSync, spatialBatchnormForward, supportedBackends,
+} from "../src/index.js";
+import { type Layout } from "../src/shape.js";
+import { engine } from "../src/wasm.js";
+import { expectClose, expectDxClose, expectRelClose, fixtures, randn, tolerance, typed, unitRoundoff } from "./helpers.js";
 
 const backends = supportedBackends() as Backend[];
 
@@ -68,4 +72,46 @@ describe.each(backends)("%s backend", (backend) => {
       expect(Array.from(bnParam.runningMean!), "test mode does not update running statistics").toEqual(Array.from(before));
     });
   });
+
+  // Test mode runs a large batch in parts of about 256 KiB (src/functional.ts): results must not
+  // depend on where the parts end, and the engine's memory holds one part, not the batch.
+  test.each([
+    ["float32", [70001, 3], "NCHW"],
+    ["float32", [200, 1024], "NCHW"],
+    ["float64", [100, 1024], "NCHW"],
+    ["float32", [10, 16, 40, 40], "NCHW"],
+    ["float32", [6, 16, 40, 40], "NHWC"],
+  ] as const)("test mode in parts: %s %j %s matches the float64 formula", (dtype, shape, layout) => {
+    initSync({ backend });
+    const [N, C] = shape;
+    const S = shape.slice(2).reduce((a, b) => a * b, 1);
+    const x = typed(dtype, randn(7, N * C * S, 2, 3));
+    const gamma = typed(dtype, randn(8, C, 1, 0.5));
+    const beta = typed(dtype, randn(9, C));
+    const runningMean = typed(dtype, randn(10, C, 2, 1));
+    const runningVar = typed(dtype, randn(11, C, 0, 3).map((v) => v * v + 0.1));
+    const param: BNParam = { mode: "test", runningMean, runningVar };
+    const { out } = shape.length > 2
+      ? spatialBatchnormForward(x, gamma, beta, param, [...shape], layout as Layout)
+      : batchnormForward(x, gamma, beta, param);
+    const channel = (i: number) => (layout === "NHWC" ? i % C : Math.floor(i / S) % C);
+    const want = Array.from(x, (v, i) => {
+      const c = channel(i);
+      return ((v - runningMean[c]) * gamma[c]) / Math.sqrt(runningVar[c] + 1e-5) + beta[c];
+    });
+    expectClose(out, want, tolerance(dtype).abs * 4, "out");
+  });
+
+  test("test mode on a 64 MiB batch leaves the engine's memory under 16 MiB", () => {
+    initSync({ backend });
+    const D = 1024;
+    const x = new Float32Array(16384 * D);
+    x.set(randn(12, 1 << 16));
+    const param: BNParam = { mode: "test", runningMean: new Float32Array(D), runningVar: new Float32Array(D).fill(1) };
+    const { out } = batchnormForward(x, new Float32Array(D).fill(1), new Float32Array(D), param);
+    expect(engine().heap.memory.buffer.byteLength).toBeLessThan(16 * 2 ** 20);
+    const scale = 1 / Math.sqrt(1 + 1e-5);
+    for (const i of [0, 65535, 65536, 8 * 2 ** 20 + 3, x.length - 1]) expect(out[i]).toBeCloseTo(x[i] * scale, 6);
+  });
 });
+
