@@ -226,12 +226,16 @@ const RESHIFT_RATIO: f64 = 3.0;
     if (rows) shiftedSums<T>(x, n, d, c, mean, variance, scratch);
     else planeShiftedSums<T>(x, n, d, S, c, mean, variance);
     let reshift = false;
+    // Sums that overflowed (or NaN in the input) leave v at Infinity or NaN: not below Infinity.
+    let notFinite = false;
     let j = 0;
     if (ASC_FEATURE_SIMD) {
       const ic = f64x2.splat(invCount);
       const ratio = f64x2.splat(RESHIFT_RATIO);
       const zero = f64x2.splat(0.0);
       let far = zero;
+      const inf = f64x2.splat(Infinity);
+      let finite = f64x2.lt(zero, inf);
       for (; j + 2 <= d; j += 2) {
         const m = f64x2.mul(v128.load(at<f64>(mean, j)), ic);
         const m2 = f64x2.mul(m, m);
@@ -240,9 +244,11 @@ const RESHIFT_RATIO: f64 = 3.0;
         v128.store(at<f64>(mean, j), mu);
         v128.store(at<f64>(variance, j), v);
         far = v128.or(far, f64x2.gt(m2, f64x2.mul(ratio, v)));
+        finite = v128.and(finite, f64x2.lt(v, inf));
         storeTwo<T>(at<T>(c, j), mu);
       }
       reshift = v128.any_true(far);
+      notFinite = !i64x2.all_true(finite);
     }
     for (; j < d; j++) {
       const m = load<f64>(at<f64>(mean, j)) * invCount;
@@ -251,8 +257,43 @@ const RESHIFT_RATIO: f64 = 3.0;
       store<f64>(at<f64>(mean, j), mu);
       store<f64>(at<f64>(variance, j), v);
       if (m * m > RESHIFT_RATIO * v) reshift = true;
+      if (!(v < Infinity)) notFinite = true;
       store<T>(at<T>(c, j), <T>mu);
     }
+    if (notFinite) exactWhereNotFinite<T>(x, n, d, S, mean, variance, c);
     if (!reshift) break;
+  }
+}
+
+/**
+ * Columns whose statistics came out Infinity or NaN: the block sums of squares in T overflow
+ * once values lie more than about 1e18 (f32) from the shift. Such columns, rare, are summed
+ * again in f64, two passes (x = value r·S + s of column j: row-major data is S = 1); a NaN or
+ * Infinity in the input stays NaN there.
+ */
+function exactWhereNotFinite<T>(x: usize, n: i32, d: i32, S: i32, mean: usize, variance: usize, c: usize): void {
+  const count = <f64>n * <f64>S;
+  const step = <usize>d * <usize>S * sizeof<T>();
+  const runBytes = <usize>S * sizeof<T>();
+  for (let j = 0; j < d; j++) {
+    if (load<f64>(at<f64>(variance, j)) < Infinity) continue;
+    const first = x + <usize>j * runBytes;
+    let sum = 0.0;
+    for (let i = 0, p = first; i < n; i++, p += step) {
+      for (let q = p, end = p + runBytes; q < end; q += sizeof<T>()) sum += <f64>load<T>(q);
+    }
+    const mu = sum / count;
+    let s1 = 0.0, s2 = 0.0;
+    for (let i = 0, p = first; i < n; i++, p += step) {
+      for (let q = p, end = p + runBytes; q < end; q += sizeof<T>()) {
+        const v = <f64>load<T>(q) - mu;
+        s1 += v;
+        s2 += v * v;
+      }
+    }
+    const m = s1 / count;
+    store<f64>(at<f64>(mean, j), mu + m);
+    store<f64>(at<f64>(variance, j), max(s2 / count - m * m, 0.0));
+    store<T>(at<T>(c, j), <T>(mu + m));
   }
 }

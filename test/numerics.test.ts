@@ -1,8 +1,8 @@
 // Statistics that stay accurate when a feature's mean is far above its spread, and NaN
 // that stays in its own column.
 import { describe, expect, test } from "vitest";
-import { type Backend, batchnormForward, initSync } from "../src/index.js";
-import { expectClose, randn } from "./helpers.js";
+import { type Backend, batchnormBackwardAlt, batchnormForward, initSync, spatialBatchnormForward } from "../src/index.js";
+import { expectClose, expectRelClose, randn } from "./helpers.js";
 
 /** Column means and biased variances in float64, two passes: an oracle written here. */
 function columnStats(x: ArrayLike<number>, n: number, d: number) {
@@ -53,6 +53,60 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     // The same data defeats the naive method, so this test can fail.
     const naive = naiveFloat32Variance(x, n, d);
     expect(Math.max(...naive.map((v, j) => Math.abs(v / ref.variance[j] - 1)))).toBeGreaterThan(1e-2);
+  });
+
+  // Squares of shifted values are summed in float32 in blocks of rows; past a spread of about
+  // 1e18 they overflow, and such columns are summed again in float64 (assembly/statistics.ts).
+  // 1e19 is the top of the range: the variance itself must be a float32. eps = 0 here, so the
+  // variance of the tiny columns is not hidden behind eps.
+  test("float32, column spreads from 1e-15 to 1e19 (eps = 0): statistics, out and gradients", () => {
+    initSync({ backend });
+    const scales = [1e-15, 1e-10, 1e-3, 1, 1e3, 1e10, 1e15, 1e19];
+    const d = scales.length;
+    const n = 512;
+    const z = randn(21, n * d);
+    const x = Float32Array.from(z, (v, i) => scales[i % d] * (v + 3));
+    const ref = columnStats(x, n, d);
+    const { out, cache } = batchnormForward(x, new Float32Array(d).fill(1), new Float32Array(d), { mode: "train", eps: 0 });
+    for (let j = 0; j < d; j++) {
+      expect(Math.abs(cache!.variance[j] / ref.variance[j] - 1), `variance of column ${j} (scale ${scales[j]})`).toBeLessThan(2e-5);
+    }
+    const xHat = Float64Array.from(x, (v, i) => (v - ref.mean[i % d]) / Math.sqrt(ref.variance[i % d]));
+    expectClose(out, xHat, 5e-5, "out");
+    // Compact-form gradients in float64 from the oracle's statistics, column by column.
+    const dout = Float32Array.from(randn(22, n * d));
+    const { dx, dgamma, dbeta } = batchnormBackwardAlt(dout, cache!);
+    for (let j = 0; j < d; j++) {
+      let sumDout = 0;
+      let sumDoutXHat = 0;
+      for (let r = 0; r < n; r++) (sumDout += dout[r * d + j]), (sumDoutXHat += dout[r * d + j] * xHat[r * d + j]);
+      expectRelClose([dbeta[j], dgamma[j]], [sumDout, sumDoutXHat], 2e-5, `dbeta, dgamma of column ${j}`);
+      const scale = 1 / Math.sqrt(ref.variance[j]) / n;
+      const want = Array.from({ length: n }, (_, r) => scale * (n * dout[r * d + j] - sumDout - xHat[r * d + j] * sumDoutXHat));
+      expectRelClose(Array.from({ length: n }, (_, r) => dx[r * d + j]), want, 2e-5, `dx of column ${j}`);
+    }
+  });
+
+  test("float32 channels first (N, C, H, W): a channel with spread 1e19 next to ones of spread 1", () => {
+    initSync({ backend });
+    const [N, C, S] = [6, 3, 25];
+    const x = Float32Array.from(randn(23, N * C * S), (v, i) => (Math.floor(i / S) % C === 1 ? 1e19 : 1) * (v + 3));
+    const { out, cache } = spatialBatchnormForward(x, new Float32Array(C).fill(1), new Float32Array(C), { mode: "train", eps: 0 }, [N, C, 5, 5]);
+    const channelMajor = Float64Array.from({ length: N * C * S }, (_, k) => {
+      const [c, rest] = [Math.floor(k / (N * S)), k % (N * S)];
+      return x[(Math.floor(rest / S) * C + c) * S + (rest % S)];
+    });
+    for (let c = 0; c < C; c++) {
+      let mean = 0;
+      for (let k = 0; k < N * S; k++) mean += channelMajor[c * N * S + k] / (N * S);
+      let variance = 0;
+      for (let k = 0; k < N * S; k++) variance += (channelMajor[c * N * S + k] - mean) ** 2 / (N * S);
+      expect(Math.abs(cache!.variance[c] / variance - 1), `variance of channel ${c}`).toBeLessThan(2e-5);
+      for (let k = 0; k < N * S; k++) {
+        const i = (Math.floor(k / S) * C + c) * S + (k % S);
+        expect(Math.abs(out[i] - (x[i] - mean) / Math.sqrt(variance))).toBeLessThan(5e-5);
+      }
+    }
   });
 
   test.each(["float32", "float64"] as const)("%s: NaN and Infinity stay in their own column", (dtype) => {
