@@ -6,16 +6,15 @@ import { columnMeanVar } from "./statistics";
 import { planeAffine } from "./planes";
 
 /**
- * SIMD over groups of E values. In cache, four groups per load of the constants; beyond
- * (stream), one group after another, so that the reads and writes stream through memory in
- * order (four interleaved rows halve the bandwidth of an (8192, 1024) batch).
+ * Strips of `strip` narrow groups from group g on (see NARROW_GROUP_BYTES), two vectors wide
+ * with their constants in registers; returns the first group left. Inlined with a constant
+ * strip (see backwardApplyStrips in backward.ts).
  */
-function affineGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, sPat: usize, bPat: usize, out: usize, stream: bool): void {
+// @ts-ignore: decorator
+@inline function affineStrips<T>(x: usize, g: i32, groups: i32, E: i32, cPat: usize, sPat: usize, bPat: usize, out: usize, strip: i32): i32 {
   const P = E / lanes<T>();
   const groupBytes = <usize>E * sizeof<T>();
-  let g = 0;
-  // Narrow groups: strips (see NARROW_GROUP_BYTES).
-  for (; !stream && groupBytes <= NARROW_GROUP_BYTES && g + STRIP_GROUPS <= groups; g += STRIP_GROUPS) {
+  for (; g + strip <= groups; g += strip) {
     const base = <usize>g * groupBytes;
     for (let k = 0; k < P; k += 2) {
       const off = <usize>k << 4;
@@ -24,11 +23,30 @@ function affineGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, sPat: usize
       const c1 = two ? v128.load(cPat + off, 16) : c0, s1 = two ? v128.load(sPat + off, 16) : s0;
       const b1 = two ? v128.load(bPat + off, 16) : b0;
       let px = x + base + off, po = out + base + off;
-      for (let r = 0; r < STRIP_GROUPS; r++, px += groupBytes, po += groupBytes) {
+      for (let r = 0; r < strip; r++, px += groupBytes, po += groupBytes) {
         v128.store(po, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px), c0), s0), b0));
         if (two) v128.store(po, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px, 16), c1), s1), b1), 16);
       }
     }
+  }
+  return g;
+}
+
+/**
+ * SIMD over groups of E values. Narrow groups in strips; other groups in cache four per load
+ * of the constants; beyond (stream), one group after another, so that the reads and writes
+ * stream through memory in order (four interleaved rows halve the bandwidth of an (8192, 1024)
+ * batch). `rowsPerGroup` = E / d.
+ */
+function affineGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, sPat: usize, bPat: usize, out: usize, stream: bool, rowsPerGroup: i32): void {
+  const P = E / lanes<T>();
+  const groupBytes = <usize>E * sizeof<T>();
+  let g = 0;
+  if (!stream && groupBytes <= NARROW_GROUP_BYTES) {
+    // Groups of several rows (d = 1, 3, …) in strips of twice the height, as in backward.ts.
+    g = rowsPerGroup > 1
+      ? affineStrips<T>(x, g, groups, E, cPat, sPat, bPat, out, 2 * STRIP_GROUPS)
+      : affineStrips<T>(x, g, groups, E, cPat, sPat, bPat, out, STRIP_GROUPS);
   }
   for (; !stream && g + 4 <= groups; g += 4) {
     const base = <usize>g * groupBytes;
@@ -78,7 +96,7 @@ export function affineColumns<T>(
       const cPat = patternOf<T>(center, d, E, scratch);
       const sPat = patternOf<T>(scale, d, E, after(scratch, patBytes));
       const bPat = patternOf<T>(bias, d, E, after(scratch, 2 * patBytes));
-      affineGroups<T>(x, groups, E, cPat, sPat, bPat, out, streams<T>(n, d));
+      affineGroups<T>(x, groups, E, cPat, sPat, bPat, out, streams<T>(n, d), E / d);
       r0 = groups * (E / d);
     }
   }
