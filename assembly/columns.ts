@@ -30,8 +30,9 @@ const MIN_BLOCK: i32 = 4;
 
 /**
  * Groups up to this size are "narrow" for the elementwise maps (normalize, backward apply):
- * those walk strips of two vectors down STRIP_GROUPS groups with the strip's constants in
- * registers (measured 17% and 29% faster at (16384, 16); slower for 2 KiB rows and wider).
+ * those walk strips of two vectors down STRIP_GROUPS groups (twice as many when a group spans
+ * several rows) with the strip's constants in registers (measured 17% and 29% faster at
+ * (16384, 16); slower for 2 KiB rows and wider).
  */
 export const NARROW_GROUP_BYTES: usize = 1024;
 export const STRIP_GROUPS: i32 = 8;

@@ -155,11 +155,6 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
 
   const gammaPtr = stat(STATS.gamma);
   if (!step) {
-    if (rowsAtOnce === n) {
-      block.set(x, o + at.x);
-      kernels.forwardTest(dtype, ptr(at.x), n, d, S, gammaPtr, ptr(at.beta), eps, ptr(at.runMean), ptr(at.runVar), ptr(at.out), 0, ptr(at.work));
-      return { out: copyOf(block, o + at.out, size), cache: null };
-    }
     const out = x instanceof Float64Array ? new Float64Array(size) : new Float32Array(size);
     const row = d * S;
     for (let r = 0; r < n; r += rowsAtOnce) {
