@@ -137,14 +137,37 @@ export function affineColumns<T>(
 }
 
 /**
- * inv[j] = 1 / sqrt(v[j] + eps) in f64, for v of T. Two columns per instruction in the SIMD
- * build: square root and division are the slow part of the per-column work.
+ * inv[j] = 1 / sqrt(v[j] + eps) in f64, for v of T. Square root and division are the slow
+ * part of the per-column work. With `estimate` (results that will be rounded to f32), four
+ * columns at a time take an f32 estimate (error ≤ 2e-7) and one Newton step in f64 (error
+ * ~3e-14, far below f32 rounding); otherwise, and from the first column outside f32's
+ * comfortable range on, f64 throughout.
  */
-function inverseSqrt<T>(v: usize, d: i32, eps: f64, inv: usize): void {
+function inverseSqrt<T>(v: usize, d: i32, eps: f64, inv: usize, estimate: bool): void {
   let j = 0;
   if (ASC_FEATURE_SIMD) {
     const e = f64x2.splat(eps);
     const one = f64x2.splat(1.0);
+    if (estimate) {
+      const low = f64x2.splat(1e-30);
+      const high = f64x2.splat(1e30);
+      const oneF32 = f32x4.splat(1.0);
+      const threeHalves = f64x2.splat(1.5);
+      const half = f64x2.splat(0.5);
+      for (; j + 4 <= d; j += 4) {
+        const a0 = f64x2.add(loadTwo<T>(at<T>(v, j)), e);
+        const a1 = f64x2.add(loadTwo<T>(at<T>(v, j + 2)), e);
+        // The rest in f64 from the first column out of range (NaN included).
+        if (!i64x2.all_true(v128.and(v128.and(f64x2.ge(a0, low), f64x2.le(a0, high)), v128.and(f64x2.ge(a1, low), f64x2.le(a1, high))))) break;
+        const a = v128.shuffle<i64>(f32x4.demote_f64x2_zero(a0), f32x4.demote_f64x2_zero(a1), 0, 2);
+        const y = f32x4.div(oneF32, f32x4.sqrt(a));
+        const y0 = f64x2.promote_low_f32x4(y);
+        const y1 = f64x2.promote_low_f32x4(v128.shuffle<i64>(y, y, 1, 0));
+        // y·(3/2 − a·y²/2)
+        v128.store(at<f64>(inv, j), f64x2.mul(y0, f64x2.sub(threeHalves, f64x2.mul(f64x2.mul(half, a0), f64x2.mul(y0, y0)))));
+        v128.store(at<f64>(inv, j + 2), f64x2.mul(y1, f64x2.sub(threeHalves, f64x2.mul(f64x2.mul(half, a1), f64x2.mul(y1, y1)))));
+      }
+    }
     for (; j + 2 <= d; j += 2) {
       v128.store(at<f64>(inv, j), f64x2.div(one, f64x2.sqrt(f64x2.add(loadTwo<T>(at<T>(v, j)), e))));
     }
@@ -187,7 +210,7 @@ export function trainConstants<T>(
   const mean64 = momentsOf<T>(work, d);
   const var64 = after(mean64, <usize>d << 3);
   const inv64 = after(var64, <usize>d << 3);
-  inverseSqrt<f64>(var64, d, eps, inv64);
+  inverseSqrt<f64>(var64, d, eps, inv64, sizeof<T>() == 4);
   let j = 0;
   if (ASC_FEATURE_SIMD) {
     // The loop below two columns at a time: it is bound by conversions between f64 and T.
@@ -262,7 +285,7 @@ export function testConstants<T>(d: i32, gamma: usize, beta: usize, eps: f64, ru
   memory.copy(work, runMean, bytes);
   if (beta) memory.copy(bias, beta, bytes);
   else memory.fill(bias, 0, bytes);
-  inverseSqrt<T>(runVar, d, eps, inv64);
+  inverseSqrt<T>(runVar, d, eps, inv64, sizeof<T>() == 4);
   let j = 0;
   if (ASC_FEATURE_SIMD) {
     const one = f64x2.splat(1.0);
