@@ -37,7 +37,7 @@ if (process.argv[2] === undefined && existsSync(nativeFile)) {
   console.log(`\nNative comparison, measured ${native.machine.date.slice(0, 10)} (gcc ${native.machine.gcc} -O3, Node ${native.machine.node}); ns per element (× SOL):\n`);
   console.log(`| shape | op | SOL | package (WASM SIMD) | ${builds.join(" | ")} |`);
   console.log(`|---|---|---:|---:|${builds.map(() => "---:").join("|")}|`);
-  const cell = (ns, sol) => `${fmt(ns)} (${(ns / sol).toFixed(2)}×)`;
+  const cell = (ns, sol) => (ns === null ? "— (not on this CPU)" : `${fmt(ns)} (${(ns / sol).toFixed(2)}×)`);
   for (const r of native.results) {
     console.log(`| ${r.shape} | ${r.op} | ${fmt(r.solNsPerElem)} | ${cell(r.wasm, r.solNsPerElem)} | ${builds.map((b) => cell(r.native[b], r.solNsPerElem)).join(" | ")} |`);
   }

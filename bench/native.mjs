@@ -6,7 +6,7 @@
 // bench/ops.mjs. Each result is checked against float64 batch norm once before timing.
 // Needs gcc; writes DIR/native.json (default bench/results).
 import { execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { BatchNorm, initSync, reference } from "../dist/index.js";
 import { createProbe } from "./bandwidth.mjs";
@@ -24,11 +24,13 @@ for (let i = 2; i < process.argv.length; i++) {
   }
 }
 const SHAPES = args.shapes.length ? args.shapes : [[64, 256], [256, 1024], [1024, 1024], [8192, 1024]];
+// Each build needs its CPU flags (x86-64 Linux); a CPU without them gets "—" for that build.
+const cpuFlags = existsSync("/proc/cpuinfo") ? new Set(readFileSync("/proc/cpuinfo", "utf8").match(/^flags\s*:(.*)$/m)?.[1].split(/\s+/)) : new Set();
 const NATIVE = [
-  { name: "gcc 128-bit", flags: ["-DW=4", "-mavx", "-ffp-contract=off"] },
-  { name: "gcc AVX2", flags: ["-DW=8", "-mavx2", "-ffp-contract=off"] },
-  { name: "gcc AVX2+FMA", flags: ["-DW=8", "-mavx2", "-mfma", "-ffp-contract=fast"] },
-];
+  { name: "gcc 128-bit", flags: ["-DW=4", "-mavx", "-ffp-contract=off"], needs: ["avx"] },
+  { name: "gcc AVX2", flags: ["-DW=8", "-mavx2", "-ffp-contract=off"], needs: ["avx2"] },
+  { name: "gcc AVX2+FMA", flags: ["-DW=8", "-mavx2", "-mfma", "-ffp-contract=fast"], needs: ["avx2", "fma"] },
+].map((build) => ({ ...build, runs: build.needs.every((flag) => cpuFlags.has(flag)) }));
 const TIMINGS = 15;
 
 function medianNsPerElem(run, elements) {
@@ -88,7 +90,8 @@ console.log(`${os.cpus()[0]?.model ?? "unknown CPU"}, Node ${process.version}; n
 console.log("shape      op        SOL    package WASM  " + NATIVE.map((v) => v.name.padStart(16)).join(""));
 for (const [n, d] of SHAPES) {
   const wasm = packageTimes(n, d);
-  const native = NATIVE.map(({ name }) => {
+  const native = NATIVE.map(({ name, runs }) => {
+    if (!runs) return { name, train: null, backward: null };
     // Exits non-zero (and execFileSync throws) if its result differs from float64 batch norm.
     const out = execFileSync(`build/native/${name.replace(/\W+/g, "-")}`, [String(n), String(d)]).toString();
     const [, train, backward] = out.match(/train ([\d.]+) backward ([\d.]+)/).map(Number);
@@ -99,7 +102,7 @@ for (const [n, d] of SHAPES) {
     const sol = spec.bytes / probe.bandwidth(spec.arrays * n * d * 4)[spec.loop];
     const row = { shape: `${n}x${d}`, op, solNsPerElem: sol, wasm: wasm[op], native: Object.fromEntries(native.map((v) => [v.name, v[op]])) };
     results.push(row);
-    const cell = (ns) => `${ns.toFixed(3)} (${(ns / sol).toFixed(2)}×)`.padStart(16);
+    const cell = (ns) => (ns === null ? "—" : `${ns.toFixed(3)} (${(ns / sol).toFixed(2)}×)`).padStart(16);
     console.log(`${row.shape.padEnd(10)} ${op.padEnd(9)} ${sol.toFixed(3)} ${cell(row.wasm)}${native.map((v) => cell(v[op])).join("")}`);
   }
 }

@@ -32,7 +32,9 @@ test("npm run bench:native compiles the native kernels, checks every result and 
     expect(r.solNsPerElem).toBeGreaterThan(0);
     expect(r.wasm).toBeGreaterThan(0);
     expect(Object.keys(r.native)).toEqual(["gcc 128-bit", "gcc AVX2", "gcc AVX2+FMA"]);
-    for (const ns of Object.values(r.native)) expect(ns).toBeGreaterThan(0);
+    // 128-bit AVX is on every x86-64 CPU of this kind; the 256-bit builds run where the CPU has them.
+    expect(r.native["gcc 128-bit"]).toBeGreaterThan(0);
+    for (const ns of Object.values(r.native)) if (ns !== null) expect(ns).toBeGreaterThan(0);
   }
 }, 120_000);
 
