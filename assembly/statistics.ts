@@ -195,20 +195,27 @@ const RESHIFT_RATIO: f64 = 3.0;
 ): void {
   // Initial shift: the mean of the first values of each column, themselves shifted by the first.
   if (rows) {
+    // c = x₀ + mean of (x − x₀) over the first rows, in T: any value near the mean will do.
     const head = min(n, HEAD_ROWS);
-    shiftedSums<T>(x, head, d, x, mean, variance, scratch);
-    // Any value near the mean will do: a product, not a division per column.
-    const invHead = 1.0 / <f64>head;
+    const rowBytes = <usize>d * sizeof<T>();
+    const invHead = <T>(1.0 / <f64>head);
     let j = 0;
     if (ASC_FEATURE_SIMD) {
-      // Two columns at a time here and below: these loops are bound by f64/T conversions.
-      const h = f64x2.splat(invHead);
-      for (; j + 2 <= d; j += 2) {
-        storeTwo<T>(at<T>(c, j), f64x2.add(loadTwo<T>(at<T>(x, j)), f64x2.mul(v128.load(at<f64>(mean, j)), h)));
+      const h = v128.splat<T>(invHead);
+      for (; j + lanes<T>() <= d; j += lanes<T>()) {
+        const first = at<T>(x, j);
+        const x0 = v128.load(first);
+        let sum = v128.splat<T>(<T>0);
+        for (let r = 1, p = first + rowBytes; r < head; r++, p += rowBytes) sum = v128.add<T>(sum, v128.sub<T>(v128.load(p), x0));
+        v128.store(at<T>(c, j), v128.add<T>(x0, v128.mul<T>(sum, h)));
       }
     }
     for (; j < d; j++) {
-      store<T>(at<T>(c, j), <T>(<f64>load<T>(at<T>(x, j)) + load<f64>(at<f64>(mean, j)) * invHead));
+      const first = at<T>(x, j);
+      const x0 = load<T>(first);
+      let sum: T = 0;
+      for (let r = 1, p = first + rowBytes; r < head; r++, p += rowBytes) sum += load<T>(p) - x0;
+      store<T>(at<T>(c, j), x0 + sum * invHead);
     }
   } else {
     const head = min(S, ROW_BLOCK);
