@@ -80,6 +80,7 @@ describe.each(backends)("%s backend", (backend) => {
     ["float32", [200, 1024], "NCHW"],
     ["float64", [100, 1024], "NCHW"],
     ["float32", [10, 16, 40, 40], "NCHW"],
+    ["float32", [3, 64, 40, 40], "NCHW"], // an item larger than a part: one item per part
     ["float32", [6, 16, 40, 40], "NHWC"],
   ] as const)("test mode in parts: %s %j %s matches the float64 formula", (dtype, shape, layout) => {
     initSync({ backend });
