@@ -7,13 +7,11 @@
 // the graph form goes through dx̂, dvar and dmean node by node; the compact form uses
 // dx = (γ·invStd / N)·(N·dout − dβ − x̂·dγ). Centring dout before scaling keeps the
 // cancellation in N·dout − Σdout exact for N = 1.
-import { ROW_BLOCK, NARROW_GROUP_BYTES, STRIP_GROUPS, blockGroups, lanes, at, addToF64, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams, loadTwo, storeTwo } from "./columns";
+import { ROW_BLOCK, NARROW_GROUP_BYTES, STRIP_GROUPS, blockGroups, lanes, at, addToF64, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, columnArray, streams, loadTwo, storeTwo } from "./columns";
 import { planeBackwardSums, planeBackwardApply } from "./planes";
 
-/** SIMD: p0[e] = Σ_g dout[g, e], p1[e] = Σ_g dout[g, e]·(x[g, e] − cPat[e]) over groups of E values. */
+/** SIMD: p0[e] += Σ_g dout[g, e], p1[e] += Σ_g dout[g, e]·(x[g, e] − cPat[e]) over groups of E values. */
 function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat: usize, p0: usize, p1: usize): void {
-  zeroF64(p0, E);
-  zeroF64(p1, E);
   const L = lanes<T>();
   const P = E / L;
   const groupBytes = <usize>E * sizeof<T>();
@@ -87,8 +85,6 @@ function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
  * shiftedSumsStream in statistics.ts.
  */
 function backwardSumsStream<T>(dout: usize, x: usize, groups: i32, E: i32, cPat: usize, t0: usize, t1: usize, p0: usize, p1: usize): void {
-  zeroF64(p0, E);
-  zeroF64(p1, E);
   const accBytes = <usize>lanes<T>() << 3;
   const groupBytes = <usize>E * sizeof<T>();
   let p: usize = 0;
@@ -215,19 +211,8 @@ function backwardApplyGroups<T>(
   }
 }
 
-/** The map dx = a·((dout − m) − b·(x − mean)) at the start of the work area: a, m, b. */
-// @ts-ignore: decorator
-@inline function mOf<T>(work: usize, d: i32): usize {
-  return after(work, <usize>d * sizeof<T>());
-}
-// @ts-ignore: decorator
-@inline function bOf<T>(work: usize, d: i32): usize {
-  return after(mOf<T>(work, d), <usize>d * sizeof<T>());
-}
-// @ts-ignore: decorator
-@inline function restOf<T>(work: usize, d: i32): usize {
-  return after(bOf<T>(work, d), <usize>d * sizeof<T>());
-}
+/** The map dx = a·((dout − m) − b·(x − mean)) at the start of the work area (columnArray): a, m, b. */
+const A = 0, M = 1, B = 2, MAP_ARRAYS = 3;
 
 export const GRAPH_FORM = 0;
 export const COMPACT_FORM = 1;
@@ -247,13 +232,13 @@ export const EVAL_FORM = 2;
   form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32, rows: bool,
   gamma: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
-  const sDout = restOf<T>(work, d);
+  const sDout = columnArray<T>(work, d, MAP_ARRAYS);
   const sDoutX = after(sDout, <usize>d << 3);
   const scratch = after(sDoutX, <usize>d << 3);
-  zeroF64(sDout, d);
-  zeroF64(sDoutX, d);
   if (!rows) planeBackwardSums<T>(dout, x, n, d, S, mean, sDout, sDoutX);
   else {
+    zeroF64(sDout, d);
+    zeroF64(sDoutX, d);
     const E = groupLength<T>(d);
     const groups = ASC_FEATURE_SIMD ? <i32>((<i64>n * d) / E) : 0;
     if (groups > 0) {
@@ -286,9 +271,9 @@ function backwardMap<T>(
   form: i32, N: f64, d: i32, gamma: usize, meanLo: usize, invStd: usize,
   sDout: usize, sDoutX: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
-  const a = work;
-  const m = mOf<T>(work, d);
-  const b = bOf<T>(work, d);
+  const a = columnArray<T>(work, d, A);
+  const m = columnArray<T>(work, d, M);
+  const b = columnArray<T>(work, d, B);
   const invN = 1.0 / N;
   let j = 0;
   if (ASC_FEATURE_SIMD) {
@@ -369,9 +354,9 @@ function backwardMap<T>(
 
 /** Backward, second half: dx = a·((dout − m) − b·(x − mean)) with the map at the start of work. */
 export function backwardApply<T>(dout: usize, x: usize, n: i32, d: i32, S: i32, mean: usize, dx: usize, work: usize): void {
-  const a = work;
-  const m = mOf<T>(work, d);
-  const b = bOf<T>(work, d);
+  const a = columnArray<T>(work, d, A);
+  const m = columnArray<T>(work, d, M);
+  const b = columnArray<T>(work, d, B);
   if (S > 1) {
     planeBackwardApply<T>(dout, x, n, d, S, mean, a, m, b, dx);
     return;
@@ -381,7 +366,7 @@ export function backwardApply<T>(dout: usize, x: usize, n: i32, d: i32, S: i32, 
   const r0 = groups * (E / d);
   if (groups > 0) {
     const patBytes = <usize>E * sizeof<T>();
-    const rest = restOf<T>(work, d);
+    const rest = columnArray<T>(work, d, MAP_ARRAYS);
     const cPat = patternOf<T>(mean, d, E, rest);
     const aPat = patternOf<T>(a, d, E, after(rest, patBytes));
     const mPat = patternOf<T>(m, d, E, after(rest, 2 * patBytes));

@@ -90,10 +90,14 @@ export function patternOf<T>(column: usize, d: i32, E: i32, into: usize): usize 
   return into;
 }
 
-/** Where E partial sums (f64) of d columns go: the column sums themselves when E = d, else scratch. */
-// @ts-ignore: decorator
-@inline export function partialsOf(column: usize, d: i32, E: i32, scratch: usize): usize {
-  return E == d ? column : scratch;
+/**
+ * Where E partial sums (f64) of d columns go, starting at zero: the column sums themselves when
+ * E = d (the caller has zeroed them), else scratch, zeroed here.
+ */
+export function partialsOf(column: usize, d: i32, E: i32, scratch: usize): usize {
+  if (E == d) return column;
+  zeroF64(scratch, E);
+  return scratch;
 }
 
 /** column[e % d] += partial[e] for e < length (f64); nothing to do when partial is column. */
@@ -136,6 +140,16 @@ export function foldPattern(partial: usize, length: i32, d: i32, column: usize):
 /** Sets count f64 values at p to zero. */
 export function zeroF64(p: usize, count: i32): void {
   memory.fill(p, 0, <usize>count << 3);
+}
+
+/**
+ * Array k of the per-column arrays (d values of T each, 16-byte aligned) at the start of a work
+ * area: the map a forward or backward kernel leaves for the next one; k = the number of
+ * arrays gives the rest of the work area.
+ */
+// @ts-ignore: decorator
+@inline export function columnArray<T>(work: usize, d: i32, k: i32): usize {
+  return work + <usize>k * ((<usize>d * sizeof<T>() + 15) & ~(<usize>15));
 }
 
 /** The address `bytes` (rounded up to 16) past p: carves a work area into pieces. */

@@ -1,7 +1,7 @@
 // Forward pass: batch statistics, running-statistics update, and the per-column affine map
 // out = (x − center) · scale + bias that both train and test mode reduce to. Each mode is
 // a few kernels (moments, constants, normalize), so that each module stays small.
-import { NARROW_GROUP_BYTES, STRIP_GROUPS, lanes, at, groupLength, patternOf, after, streams, loadTwo, storeTwo, roundTo } from "./columns";
+import { NARROW_GROUP_BYTES, STRIP_GROUPS, lanes, at, groupLength, patternOf, after, columnArray, streams, loadTwo, storeTwo, roundTo } from "./columns";
 import { columnMeanVar } from "./statistics";
 import { planeAffine } from "./planes";
 
@@ -112,29 +112,12 @@ export function affineColumns<T>(
 }
 
 /**
- * The per-column affine map of a forward, kept at the start of the work area between the
- * kernels that compute it (trainConstants, testConstants) and the one that applies it
- * (normalize): center, scale and bias, d values of T each.
+ * The per-column affine map of a forward, kept at the start of the work area (columnArray)
+ * between the kernels that compute it (trainConstants, testConstants) and the one that applies
+ * it (normalize): center, scale and bias. After it, trainMoments leaves the f64 mean and
+ * variance for trainConstants.
  */
-// @ts-ignore: decorator
-@inline function scaleOf<T>(work: usize, d: i32): usize {
-  return after(work, <usize>d * sizeof<T>());
-}
-// @ts-ignore: decorator
-@inline function biasOf<T>(work: usize, d: i32): usize {
-  return after(scaleOf<T>(work, d), <usize>d * sizeof<T>());
-}
-/** The rest of the work area, after the map. */
-// @ts-ignore: decorator
-@inline function restOf<T>(work: usize, d: i32): usize {
-  return after(biasOf<T>(work, d), <usize>d * sizeof<T>());
-}
-
-/** Where trainMoments leaves the f64 mean and variance for trainConstants: after the map. */
-// @ts-ignore: decorator
-@inline function momentsOf<T>(work: usize, d: i32): usize {
-  return restOf<T>(work, d);
-}
+const CENTER = 0, SCALE = 1, BIAS = 2, MAP_ARRAYS = 3;
 
 /**
  * inv[j] = 1 / sqrt(v[j] + eps) in f64, for v of T. Square root and division are the slow
@@ -182,7 +165,7 @@ function inverseSqrt<T>(v: usize, d: i32, eps: f64, inv: usize, estimate: bool):
  */
 // @ts-ignore: decorator
 @inline export function trainMoments<T>(x: usize, n: i32, d: i32, S: i32, rows: bool, work: usize): void {
-  const mean64 = momentsOf<T>(work, d);
+  const mean64 = columnArray<T>(work, d, MAP_ARRAYS);
   const var64 = after(mean64, <usize>d << 3);
   columnMeanVar<T>(x, n, d, S, rows, mean64, var64, work, after(var64, <usize>d << 3));
 }
@@ -204,10 +187,10 @@ export function trainConstants<T>(
   d: i32, gamma: usize, beta: usize, eps: f64, momentum: f64, runVarScale: f64,
   runMean: usize, runVar: usize, mean: usize, meanLo: usize, variance: usize, invStd: usize, work: usize,
 ): void {
-  const center = work;
-  const scale = scaleOf<T>(work, d);
-  const bias = biasOf<T>(work, d);
-  const mean64 = momentsOf<T>(work, d);
+  const center = columnArray<T>(work, d, CENTER);
+  const scale = columnArray<T>(work, d, SCALE);
+  const bias = columnArray<T>(work, d, BIAS);
+  const mean64 = columnArray<T>(work, d, MAP_ARRAYS);
   const var64 = after(mean64, <usize>d << 3);
   const inv64 = after(var64, <usize>d << 3);
   inverseSqrt<f64>(var64, d, eps, inv64, sizeof<T>() == 4);
@@ -278,11 +261,12 @@ export function trainConstants<T>(
  * statistics of an eval-mode backward).
  */
 export function testConstants<T>(d: i32, gamma: usize, beta: usize, eps: f64, runMean: usize, runVar: usize, invStd: usize, work: usize): void {
-  const scale = scaleOf<T>(work, d);
-  const bias = biasOf<T>(work, d);
-  const inv64 = restOf<T>(work, d);
+  const center = columnArray<T>(work, d, CENTER);
+  const scale = columnArray<T>(work, d, SCALE);
+  const bias = columnArray<T>(work, d, BIAS);
+  const inv64 = columnArray<T>(work, d, MAP_ARRAYS);
   const bytes = <usize>d * sizeof<T>();
-  memory.copy(work, runMean, bytes);
+  memory.copy(center, runMean, bytes);
   if (beta) memory.copy(bias, beta, bytes);
   else memory.fill(bias, 0, bytes);
   inverseSqrt<T>(runVar, d, eps, inv64, sizeof<T>() == 4);
@@ -305,5 +289,8 @@ export function testConstants<T>(d: i32, gamma: usize, beta: usize, eps: f64, ru
 
 /** Second half of either mode: out = (x − center)·scale + bias with the map at the start of work. */
 export function normalize<T>(x: usize, n: i32, d: i32, S: i32, work: usize, out: usize): void {
-  affineColumns<T>(x, n, d, S, work, scaleOf<T>(work, d), biasOf<T>(work, d), out, restOf<T>(work, d));
+  affineColumns<T>(
+    x, n, d, S, columnArray<T>(work, d, CENTER), columnArray<T>(work, d, SCALE), columnArray<T>(work, d, BIAS), out,
+    columnArray<T>(work, d, MAP_ARRAYS),
+  );
 }

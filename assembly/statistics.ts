@@ -14,10 +14,8 @@
 import { ROW_BLOCK, blockGroups, lanes, at, addToF64, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams, loadTwo, storeTwo } from "./columns";
 import { planeShiftedSums } from "./planes";
 
-/** SIMD: p1[e] = Σ_g (x[g, e] − cPat[e]), p2[e] = Σ_g (x[g, e] − cPat[e])² over `groups` groups of E values. */
+/** SIMD: p1[e] += Σ_g (x[g, e] − cPat[e]), p2[e] += Σ_g (x[g, e] − cPat[e])² over `groups` groups of E values. */
 function shiftedSumsGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, p1: usize, p2: usize): void {
-  zeroF64(p1, E);
-  zeroF64(p2, E);
   const L = lanes<T>();
   const P = E / L;
   const groupBytes = <usize>E * sizeof<T>();
@@ -91,8 +89,6 @@ function shiftedSumsGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, p1: us
  * reads over ROW_BLOCK pages at once.
  */
 function shiftedSumsStream<T>(x: usize, groups: i32, E: i32, cPat: usize, t1: usize, t2: usize, p1: usize, p2: usize): void {
-  zeroF64(p1, E);
-  zeroF64(p2, E);
   const accBytes = <usize>lanes<T>() << 3;
   const groupBytes = <usize>E * sizeof<T>();
   let p = x;
@@ -195,7 +191,7 @@ const RESHIFT_RATIO: f64 = 3.0;
 ): void {
   // Initial shift: the mean of the first values of each column, themselves shifted by the first.
   if (rows) {
-    // c = x₀ + mean of (x − x₀) over the first rows, in T: any value near the mean will do.
+    // In T: any value near the mean will do.
     const head = min(n, HEAD_ROWS);
     const rowBytes = <usize>d * sizeof<T>();
     const invHead = <T>(1.0 / <f64>head);

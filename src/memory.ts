@@ -193,4 +193,3 @@ export function layout<K extends string>(parts: Record<K, [Dtype, number]>): { o
   }
   return { offsets, bytes };
 }
-
