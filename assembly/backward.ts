@@ -7,75 +7,95 @@
 // the graph form goes through dx̂, dvar and dmean node by node; the compact form uses
 // dx = (γ·invStd / N)·(N·dout − dβ − x̂·dγ). Centring dout before scaling keeps the
 // cancellation in N·dout − Σdout exact for N = 1.
-import { ROW_BLOCK, NARROW_GROUP_BYTES, STRIP_GROUPS, blockGroups, lanes, at, addToF64, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, columnArray, streams, loadTwo, storeTwo } from "./columns";
+import { ROW_BLOCK, NARROW_GROUP_BYTES, STRIP_GROUPS, blockGroups, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, columnArray, streams, loadTwo, storeTwo } from "./columns";
 import { planeBackwardSums, planeBackwardApply } from "./planes";
 
-/** SIMD: p0[e] += Σ_g dout[g, e], p1[e] += Σ_g dout[g, e]·(x[g, e] − cPat[e]) over groups of E values. */
-function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat: usize, p0: usize, p1: usize): void {
+/**
+ * The sums of backwardSumsGroups over `rows` groups from byte `block` on, added into f64
+ * accumulators s0, s1 (toT false) or into partial sums in T (toT true).
+ */
+// @ts-ignore: decorator
+@inline function backwardSumsBlock<T>(dout: usize, x: usize, block: usize, rows: i32, P: i32, groupBytes: usize, cPat: usize, s0: usize, s1: usize, toT: bool): void {
   const L = lanes<T>();
-  const P = E / L;
-  const groupBytes = <usize>E * sizeof<T>();
   const accBytes = <usize>L << 3;
-  const zero = v128.splat<T>(<T>0);
-  const blockRows = blockGroups(groupBytes, 2);
-  for (let g0 = 0; g0 < groups; g0 += blockRows) {
-    const rows = min(blockRows, groups - g0);
-    const block = <usize>g0 * groupBytes;
-    let k = 0;
-    // Two vectors of two rows per step, the rows added pairwise before they reach the
-    // accumulators: four of them (eight, as in shiftedSumsGroups, made V8 keep three on
-    // the stack, since the dout vectors are live too).
-    const pairs = rows >> 1;
-    for (; k + 2 <= P; k += 2) {
-      const off = <usize>k << 4;
-      const c0 = v128.load(cPat + off);
-      const c1 = v128.load(cPat + off, 16);
-      let a0 = zero, a1 = zero;
-      let b0 = zero, b1 = zero;
-      let p = block + off;
-      for (let r = 0; r < pairs; r++, p += 2 * groupBytes) {
-        const q = p + groupBytes;
-        const g0v = v128.load(dout + p);
-        const g1v = v128.load(dout + p, 16);
-        const g2v = v128.load(dout + q);
-        const g3v = v128.load(dout + q, 16);
-        a0 = v128.add<T>(a0, v128.add<T>(g0v, g2v));
-        a1 = v128.add<T>(a1, v128.add<T>(g1v, g3v));
-        const t0 = v128.mul<T>(g0v, v128.sub<T>(v128.load(x + p), c0));
-        const t2 = v128.mul<T>(g2v, v128.sub<T>(v128.load(x + q), c0));
-        b0 = v128.add<T>(b0, v128.add<T>(t0, t2));
-        const t1 = v128.mul<T>(g1v, v128.sub<T>(v128.load(x + p, 16), c1));
-        const t3 = v128.mul<T>(g3v, v128.sub<T>(v128.load(x + q, 16), c1));
-        b1 = v128.add<T>(b1, v128.add<T>(t1, t3));
-      }
-      if (rows & 1) {
-        const g0v = v128.load(dout + p);
-        const g1v = v128.load(dout + p, 16);
-        a0 = v128.add<T>(a0, g0v);
-        a1 = v128.add<T>(a1, g1v);
-        b0 = v128.add<T>(b0, v128.mul<T>(g0v, v128.sub<T>(v128.load(x + p), c0)));
-        b1 = v128.add<T>(b1, v128.mul<T>(g1v, v128.sub<T>(v128.load(x + p, 16), c1)));
-      }
-      const q0 = at<f64>(p0, k * L);
-      const q1 = at<f64>(p1, k * L);
+  // Two vectors per step (groupLength makes their count even); the first row starts the sums,
+  // the others come two at a time, added pairwise before they reach the accumulators: four
+  // of them (eight, as in shiftedSumsGroups, made V8 keep three on the stack, since the dout
+  // vectors are live too).
+  const pairs = (rows - 1) >> 1;
+  for (let k = 0; k < P; k += 2) {
+    const off = <usize>k << 4;
+    const c0 = v128.load(cPat + off);
+    const c1 = v128.load(cPat + off, 16);
+    let p = block + off;
+    let a0 = v128.load(dout + p);
+    let a1 = v128.load(dout + p, 16);
+    let b0 = v128.mul<T>(a0, v128.sub<T>(v128.load(x + p), c0));
+    let b1 = v128.mul<T>(a1, v128.sub<T>(v128.load(x + p, 16), c1));
+    p += groupBytes;
+    for (let r = 0; r < pairs; r++, p += 2 * groupBytes) {
+      const q = p + groupBytes;
+      const g0v = v128.load(dout + p);
+      const g1v = v128.load(dout + p, 16);
+      const g2v = v128.load(dout + q);
+      const g3v = v128.load(dout + q, 16);
+      a0 = v128.add<T>(a0, v128.add<T>(g0v, g2v));
+      a1 = v128.add<T>(a1, v128.add<T>(g1v, g3v));
+      const t0 = v128.mul<T>(g0v, v128.sub<T>(v128.load(x + p), c0));
+      const t2 = v128.mul<T>(g2v, v128.sub<T>(v128.load(x + q), c0));
+      b0 = v128.add<T>(b0, v128.add<T>(t0, t2));
+      const t1 = v128.mul<T>(g1v, v128.sub<T>(v128.load(x + p, 16), c1));
+      const t3 = v128.mul<T>(g3v, v128.sub<T>(v128.load(x + q, 16), c1));
+      b1 = v128.add<T>(b1, v128.add<T>(t1, t3));
+    }
+    if (!(rows & 1)) {
+      const g0v = v128.load(dout + p);
+      const g1v = v128.load(dout + p, 16);
+      a0 = v128.add<T>(a0, g0v);
+      a1 = v128.add<T>(a1, g1v);
+      b0 = v128.add<T>(b0, v128.mul<T>(g0v, v128.sub<T>(v128.load(x + p), c0)));
+      b1 = v128.add<T>(b1, v128.mul<T>(g1v, v128.sub<T>(v128.load(x + p, 16), c1)));
+    }
+    if (toT) {
+      v128.store(s0 + off, v128.add<T>(v128.load(s0 + off), a0));
+      v128.store(s0 + off, v128.add<T>(v128.load(s0 + off, 16), a1), 16);
+      v128.store(s1 + off, v128.add<T>(v128.load(s1 + off), b0));
+      v128.store(s1 + off, v128.add<T>(v128.load(s1 + off, 16), b1), 16);
+    } else {
+      const q0 = at<f64>(s0, k * L);
+      const q1 = at<f64>(s1, k * L);
       addToF64<T>(q0, a0);
       addToF64<T>(q0 + accBytes, a1);
       addToF64<T>(q1, b0);
       addToF64<T>(q1 + accBytes, b1);
     }
-    for (; k < P; k++) {
-      const off = <usize>k << 4;
-      const c0 = v128.load(cPat + off);
-      let a0 = zero, b0 = zero;
-      let p = block + off;
-      for (let r = 0; r < rows; r++, p += groupBytes) {
-        const g0v = v128.load(dout + p);
-        a0 = v128.add<T>(a0, g0v);
-        b0 = v128.add<T>(b0, v128.mul<T>(g0v, v128.sub<T>(v128.load(x + p), c0)));
-      }
-      addToF64<T>(at<f64>(p0, k * L), a0);
-      addToF64<T>(at<f64>(p1, k * L), b0);
+  }
+}
+
+/**
+ * SIMD: p0[e] += Σ_g dout[g, e], p1[e] += Σ_g dout[g, e]·(x[g, e] − cPat[e]) over groups of E
+ * values, in blocks of groups that L1 holds together (blockGroups). Where a block is shorter
+ * than ROW_BLOCK (rows of 4 KiB, which all fall in one set of L1), ROW_BLOCK groups are first
+ * summed in T, in t0, t1 (E values each): a fold into f64 every 4 rows cost 8–10%.
+ */
+function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat: usize, t0: usize, t1: usize, p0: usize, p1: usize): void {
+  const P = E / lanes<T>();
+  const groupBytes = <usize>E * sizeof<T>();
+  const blockRows = blockGroups(groupBytes, 2);
+  if (blockRows >= ROW_BLOCK) {
+    for (let g = 0; g < groups; g += blockRows) {
+      backwardSumsBlock<T>(dout, x, <usize>g * groupBytes, min(blockRows, groups - g), P, groupBytes, cPat, p0, p1, false);
     }
+    return;
+  }
+  for (let g0 = 0; g0 < groups; g0 += ROW_BLOCK) {
+    const end = min(g0 + ROW_BLOCK, groups);
+    memory.fill(t0, 0, groupBytes);
+    memory.fill(t1, 0, groupBytes);
+    for (let g = g0; g < end; g += blockRows) {
+      backwardSumsBlock<T>(dout, x, <usize>g * groupBytes, min(blockRows, end - g), P, groupBytes, cPat, t0, t1, true);
+    }
+    foldPartials<T>(t0, t1, groupBytes, p0, p1);
   }
 }
 
@@ -85,7 +105,6 @@ function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
  * shiftedSumsStream in statistics.ts.
  */
 function backwardSumsStream<T>(dout: usize, x: usize, groups: i32, E: i32, cPat: usize, t0: usize, t1: usize, p0: usize, p1: usize): void {
-  const accBytes = <usize>lanes<T>() << 3;
   const groupBytes = <usize>E * sizeof<T>();
   let p: usize = 0;
   for (let g0 = 0; g0 < groups; g0 += ROW_BLOCK) {
@@ -104,10 +123,7 @@ function backwardSumsStream<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
         v128.store(t1 + off, v128.add<T>(v128.load(t1 + off, 16), v128.mul<T>(g1v, v1)), 16);
       }
     }
-    for (let off: usize = 0, acc: usize = 0; off < groupBytes; off += 16, acc += accBytes) {
-      addToF64<T>(p0 + acc, v128.load(t0 + off));
-      addToF64<T>(p1 + acc, v128.load(t1 + off));
-    }
+    foldPartials<T>(t0, t1, groupBytes, p0, p1);
   }
 }
 
@@ -135,8 +151,8 @@ function backwardSumsRows<T>(dout: usize, x: usize, r0: i32, n: i32, d: i32, c: 
 
 /**
  * Strips of `strip` narrow groups from group g on (see NARROW_GROUP_BYTES), two vectors wide
- * with their constants in registers; returns the first group left. Inlined with a constant
- * strip: as a variable, V8 kept the loop slower.
+ * (groupLength makes a group's count even) with their constants in registers; returns the
+ * first group left. Inlined with a constant strip: as a variable, V8 kept the loop slower.
  */
 // @ts-ignore: decorator
 @inline function backwardApplyStrips<T>(
@@ -148,14 +164,13 @@ function backwardSumsRows<T>(dout: usize, x: usize, r0: i32, n: i32, d: i32, c: 
     const base = <usize>g * groupBytes;
     for (let k = 0; k < P; k += 2) {
       const off = <usize>k << 4;
-      const two = k + 2 <= P;
       const c0 = v128.load(cPat + off), a0 = v128.load(aPat + off), m0 = v128.load(mPat + off), b0 = v128.load(bPat + off);
-      const c1 = two ? v128.load(cPat + off, 16) : c0, a1 = two ? v128.load(aPat + off, 16) : a0;
-      const m1 = two ? v128.load(mPat + off, 16) : m0, b1 = two ? v128.load(bPat + off, 16) : b0;
+      const c1 = v128.load(cPat + off, 16), a1 = v128.load(aPat + off, 16);
+      const m1 = v128.load(mPat + off, 16), b1 = v128.load(bPat + off, 16);
       let pd = dout + base + off, px = x + base + off, po = dx + base + off;
       for (let r = 0; r < strip; r++, pd += groupBytes, px += groupBytes, po += groupBytes) {
         v128.store(po, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(v128.load(pd), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(px), c0)))));
-        if (two) v128.store(po, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(v128.load(pd, 16), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(px, 16), c1)))), 16);
+        v128.store(po, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(v128.load(pd, 16), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(px, 16), c1)))), 16);
       }
     }
   }
@@ -248,13 +263,11 @@ export const EVAL_FORM = 2;
       const q1 = after(q0, <usize>E << 3);
       const p0 = partialsOf(sDout, d, E, q0);
       const p1 = partialsOf(sDoutX, d, E, q1);
+      const t0 = after(q1, <usize>E << 3);
       // Large inputs stream unless their groups are narrow (see shiftedSums in statistics.ts).
-      if (streams<T>(n, d) && patBytes >= 256 && (E / lanes<T>()) % 2 == 0) {
-        const t0 = after(q1, <usize>E << 3);
-        backwardSumsStream<T>(dout, x, groups, E, cPat, t0, after(t0, patBytes), p0, p1);
-      } else {
-        backwardSumsGroups<T>(dout, x, groups, E, cPat, p0, p1);
-      }
+      const t1 = after(t0, patBytes);
+      if (streams<T>(n, d) && patBytes >= 256) backwardSumsStream<T>(dout, x, groups, E, cPat, t0, t1, p0, p1);
+      else backwardSumsGroups<T>(dout, x, groups, E, cPat, t0, t1, p0, p1);
       foldPattern(p0, E, d, sDout);
       foldPattern(p1, E, d, sDoutX);
     }

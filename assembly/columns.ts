@@ -60,12 +60,13 @@ function gcd(a: i32, b: i32): i32 {
 
 /**
  * Values per group for d columns: the smallest multiple of both d and lanes, widened to at
- * least 4 vectors so that the inner loops always have 4 independent accumulators.
+ * least 4 vectors so that the inner loops always have 4 independent accumulators, and to an
+ * even number of vectors, which the column sums take two at a time.
  */
 export function groupLength<T>(d: i32): i32 {
   const L = lanes<T>();
   const p = d / gcd(d, L); // vectors in lcm(d, L)
-  const vectors = p >= 4 ? p : p == 3 ? 12 : 4; // lcm(p, 4) for p = 1, 2, 3
+  const vectors = p < 4 ? (p == 3 ? 12 : 4) : p & 1 ? 2 * p : p; // lcm(p, 4) for p = 1, 2, 3
   return vectors * L;
 }
 
@@ -118,6 +119,15 @@ export function foldPattern(partial: usize, length: i32, d: i32, column: usize):
     v128.store(acc, f64x2.add(v128.load(acc, 16), f64x2.promote_low_f32x4(high)), 16);
   } else {
     v128.store(acc, f64x2.add(v128.load(acc), v));
+  }
+}
+
+/** Adds the partial sums in T t0, t1 (`bytes` each) into the f64 accumulators p0, p1. */
+export function foldPartials<T>(t0: usize, t1: usize, bytes: usize, p0: usize, p1: usize): void {
+  const accBytes = <usize>lanes<T>() << 3;
+  for (let off: usize = 0, acc: usize = 0; off < bytes; off += 16, acc += accBytes) {
+    addToF64<T>(p0 + acc, v128.load(t0 + off));
+    addToF64<T>(p1 + acc, v128.load(t1 + off));
   }
 }
 

@@ -7,8 +7,8 @@ import { planeAffine } from "./planes";
 
 /**
  * Strips of `strip` narrow groups from group g on (see NARROW_GROUP_BYTES), two vectors wide
- * with their constants in registers; returns the first group left. Inlined with a constant
- * strip (see backwardApplyStrips in backward.ts).
+ * (groupLength makes a group's count even) with their constants in registers; returns the
+ * first group left. Inlined with a constant strip (see backwardApplyStrips in backward.ts).
  */
 // @ts-ignore: decorator
 @inline function affineStrips<T>(x: usize, g: i32, groups: i32, E: i32, cPat: usize, sPat: usize, bPat: usize, out: usize, strip: i32): i32 {
@@ -18,14 +18,12 @@ import { planeAffine } from "./planes";
     const base = <usize>g * groupBytes;
     for (let k = 0; k < P; k += 2) {
       const off = <usize>k << 4;
-      const two = k + 2 <= P;
       const c0 = v128.load(cPat + off), s0 = v128.load(sPat + off), b0 = v128.load(bPat + off);
-      const c1 = two ? v128.load(cPat + off, 16) : c0, s1 = two ? v128.load(sPat + off, 16) : s0;
-      const b1 = two ? v128.load(bPat + off, 16) : b0;
+      const c1 = v128.load(cPat + off, 16), s1 = v128.load(sPat + off, 16), b1 = v128.load(bPat + off, 16);
       let px = x + base + off, po = out + base + off;
       for (let r = 0; r < strip; r++, px += groupBytes, po += groupBytes) {
         v128.store(po, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px), c0), s0), b0));
-        if (two) v128.store(po, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px, 16), c1), s1), b1), 16);
+        v128.store(po, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px, 16), c1), s1), b1), 16);
       }
     }
   }

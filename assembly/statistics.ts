@@ -11,7 +11,7 @@
 // - var = S2/n − (S1/n)² then cancels only (mean − c)² against var; if that ratio is large
 //   for any column (c was a poor guess, e.g. sorted data), a second pass with c = mean
 //   makes it negligible. Typical data needs one pass over memory.
-import { ROW_BLOCK, blockGroups, lanes, at, addToF64, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams, loadTwo, storeTwo } from "./columns";
+import { ROW_BLOCK, blockGroups, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams, loadTwo, storeTwo } from "./columns";
 import { planeShiftedSums } from "./planes";
 
 /** SIMD: p1[e] += Σ_g (x[g, e] − cPat[e]), p2[e] += Σ_g (x[g, e] − cPat[e])² over `groups` groups of E values. */
@@ -25,11 +25,11 @@ function shiftedSumsGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, p1: us
   for (let g0 = 0; g0 < groups; g0 += blockRows) {
     const rows = min(blockRows, groups - g0);
     const block = x + <usize>g0 * groupBytes;
-    let k = 0;
-    // Two vectors of two rows per step: four independent chains and no more than 14 live
-    // vector registers (x64 has 16; one more and V8 keeps an accumulator on the stack).
+    // Two vectors (groupLength makes their count even) of two rows per step: four independent
+    // chains and no more than 14 live vector registers (x64 has 16; one more and V8 keeps an
+    // accumulator on the stack).
     const pairs = rows >> 1;
-    for (; k + 2 <= P; k += 2) {
+    for (let k = 0; k < P; k += 2) {
       const off = <usize>k << 4;
       const c0 = v128.load(cPat + off);
       const c1 = v128.load(cPat + off, 16);
@@ -66,19 +66,6 @@ function shiftedSumsGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, p1: us
       addToF64<T>(q2, v128.add<T>(b0, b2));
       addToF64<T>(q2 + accBytes, v128.add<T>(b1, b3));
     }
-    for (; k < P; k++) {
-      const off = <usize>k << 4;
-      const c0 = v128.load(cPat + off);
-      let a0 = zero, b0 = zero;
-      let p = block + off;
-      for (let r = 0; r < rows; r++, p += groupBytes) {
-        const v0 = v128.sub<T>(v128.load(p), c0);
-        a0 = v128.add<T>(a0, v0);
-        b0 = v128.add<T>(b0, v128.mul<T>(v0, v0));
-      }
-      addToF64<T>(at<f64>(p1, k * L), a0);
-      addToF64<T>(at<f64>(p2, k * L), b0);
-    }
   }
 }
 
@@ -89,7 +76,6 @@ function shiftedSumsGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, p1: us
  * reads over ROW_BLOCK pages at once.
  */
 function shiftedSumsStream<T>(x: usize, groups: i32, E: i32, cPat: usize, t1: usize, t2: usize, p1: usize, p2: usize): void {
-  const accBytes = <usize>lanes<T>() << 3;
   const groupBytes = <usize>E * sizeof<T>();
   let p = x;
   for (let g0 = 0; g0 < groups; g0 += ROW_BLOCK) {
@@ -106,10 +92,7 @@ function shiftedSumsStream<T>(x: usize, groups: i32, E: i32, cPat: usize, t1: us
         v128.store(t2 + off, v128.add<T>(v128.load(t2 + off, 16), v128.mul<T>(v1, v1)), 16);
       }
     }
-    for (let off: usize = 0, acc: usize = 0; off < groupBytes; off += 16, acc += accBytes) {
-      addToF64<T>(p1 + acc, v128.load(t1 + off));
-      addToF64<T>(p2 + acc, v128.load(t2 + off));
-    }
+    foldPartials<T>(t1, t2, groupBytes, p1, p2);
   }
 }
 
@@ -153,10 +136,9 @@ function shiftedSums<T>(x: usize, n: i32, d: i32, c: usize, s1: usize, s2: usize
       const q2 = after(q1, <usize>E << 3);
       const p1 = partialsOf(s1, d, E, q1);
       const p2 = partialsOf(s2, d, E, q2);
-      // Stream wide groups only: a block of narrow groups is contiguous already, and the
-      // streaming loop takes two vectors at a time (odd counts stay blocked). The width
+      // Stream wide groups only: a block of narrow groups is contiguous already. The width
       // thresholds here and in backward.ts were measured (NHWC 32x64x32x32, (131072, 16)).
-      if (streams<T>(n, d) && patBytes >= 1024 && (E / lanes<T>()) % 2 == 0) {
+      if (streams<T>(n, d) && patBytes >= 1024) {
         const t1 = after(q2, <usize>E << 3);
         shiftedSumsStream<T>(x, groups, E, cPat, t1, after(t1, patBytes), p1, p2);
       } else {

@@ -13,6 +13,26 @@ function columnStats(x: ArrayLike<number>, n: number, d: number) {
   return { mean, variance };
 }
 
+/**
+ * Compact-form gradients of the package (γ = 1, random dout) against the same formula in
+ * float64 from the oracle's statistics, column by column.
+ */
+function expectGradientsOfOracle(x: Float32Array, n: number, d: number, eps: number, cache: Parameters<typeof batchnormBackwardAlt>[1]) {
+  const ref = columnStats(x, n, d);
+  const xHat = Float64Array.from(x, (v, i) => (v - ref.mean[i % d]) / Math.sqrt(ref.variance[i % d] + eps));
+  const dout = Float32Array.from(randn(22, n * d));
+  const { dx, dgamma, dbeta } = batchnormBackwardAlt(dout, cache);
+  for (let j = 0; j < d; j++) {
+    let sumDout = 0;
+    let sumDoutXHat = 0;
+    for (let r = 0; r < n; r++) (sumDout += dout[r * d + j]), (sumDoutXHat += dout[r * d + j] * xHat[r * d + j]);
+    expectRelClose([dbeta[j], dgamma[j]], [sumDout, sumDoutXHat], 2e-5, `dbeta, dgamma of column ${j}`);
+    const scale = 1 / Math.sqrt(ref.variance[j] + eps) / n;
+    const want = Array.from({ length: n }, (_, r) => scale * (n * dout[r * d + j] - sumDout - xHat[r * d + j] * sumDoutXHat));
+    expectRelClose(Array.from({ length: n }, (_, r) => dx[r * d + j]), want, 2e-5, `dx of column ${j}`);
+  }
+}
+
 /** What a naive one-pass float32 kernel would compute: E[x²] − E[x]² with float32 sums. */
 function naiveFloat32Variance(x: Float32Array, n: number, d: number): Float32Array {
   const s1 = new Float32Array(d);
@@ -73,18 +93,23 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     }
     const xHat = Float64Array.from(x, (v, i) => (v - ref.mean[i % d]) / Math.sqrt(ref.variance[i % d]));
     expectClose(out, xHat, 5e-5, "out");
-    // Compact-form gradients in float64 from the oracle's statistics, column by column.
-    const dout = Float32Array.from(randn(22, n * d));
-    const { dx, dgamma, dbeta } = batchnormBackwardAlt(dout, cache!);
-    for (let j = 0; j < d; j++) {
-      let sumDout = 0;
-      let sumDoutXHat = 0;
-      for (let r = 0; r < n; r++) (sumDout += dout[r * d + j]), (sumDoutXHat += dout[r * d + j] * xHat[r * d + j]);
-      expectRelClose([dbeta[j], dgamma[j]], [sumDout, sumDoutXHat], 2e-5, `dbeta, dgamma of column ${j}`);
-      const scale = 1 / Math.sqrt(ref.variance[j]) / n;
-      const want = Array.from({ length: n }, (_, r) => scale * (n * dout[r * d + j] - sumDout - xHat[r * d + j] * sumDoutXHat));
-      expectRelClose(Array.from({ length: n }, (_, r) => dx[r * d + j]), want, 2e-5, `dx of column ${j}`);
-    }
+    expectGradientsOfOracle(x, n, d, 0, cache!);
+  });
+
+  // Rows of 4 KiB fall in one set of L1, so the SIMD gradient sums take them a few at a time
+  // into float32 partial sums (assembly/backward.ts); 1031 columns make groups of 8 rows.
+  test.each([
+    [1024, 1000],
+    [1031, 333],
+  ])("float32, mean 1e4, std 1, D = %i, N = %i: statistics, out and gradients", (d, n) => {
+    initSync({ backend });
+    const x = Float32Array.from(randn(d + n, n * d, 1e4, 1));
+    const ref = columnStats(x, n, d);
+    const { out, cache } = batchnormForward(x, new Float32Array(d).fill(1), new Float32Array(d), { mode: "train" });
+    expectRelClose(cache!.variance, ref.variance, 2e-5, "variance");
+    const xHat = Float64Array.from(x, (v, i) => (v - ref.mean[i % d]) / Math.sqrt(ref.variance[i % d] + 1e-5));
+    expectClose(out, xHat, 5e-5, "out");
+    expectGradientsOfOracle(x, n, d, 1e-5, cache!);
   });
 
   test("float32 channels first (N, C, H, W): a channel with spread 1e19 next to ones of spread 1", () => {
