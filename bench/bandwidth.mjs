@@ -1,6 +1,8 @@
 // Single-thread memory bandwidth at a given working-set size, measured with the WASM SIMD
 // loops of bench/assembly/bandwidth.ts. The speed of light (SOL) of an operation is the
 // bytes it must move divided by the bandwidth of the matching loop at its working-set size.
+// The same module measures how fast the floating-point adders take f32x4 additions: the
+// adder floor of an operation is its vector additions and subtractions at that rate.
 import { readFileSync } from "node:fs";
 
 const PAGE = 65536;
@@ -54,5 +56,20 @@ export function createProbe() {
     };
   }
 
-  return { bandwidth };
+  /** Median nanoseconds per f32x4 addition, independent ones back to back (throughput). */
+  function vectorAddNanoseconds(seconds = 0.3) {
+    const iterations = 1 << 18; // × 32 additions
+    e.addChains(iterations);
+    const times = [];
+    const stop = performance.now() + seconds * 1000;
+    while (times.length < 5 || (performance.now() < stop && times.length < 200)) {
+      const t0 = performance.now();
+      e.addChains(iterations);
+      times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    return (times[times.length >> 1] * 1e6) / (iterations * 32);
+  }
+
+  return { bandwidth, vectorAddNanoseconds };
 }

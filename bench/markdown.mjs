@@ -11,8 +11,8 @@ const fmt = (v) => (v >= 10 ? v.toFixed(1) : v >= 1 ? v.toFixed(2) : v.toFixed(3
 console.log(`Measured ${machine.date.slice(0, 10)} on ${machine.cpu} (${machine.cores} cores), Node ${machine.node}, one thread, float32; medians, ns per element (lower is better).\n`);
 for (const op of ["train", "test", "backward"]) {
   console.log(`**${op}**\n`);
-  console.log(`| shape | SOL | ${impls.join(" | ")} | zero-copy ×SOL | zero-copy vs plain JS |`);
-  console.log(`|---|---:|${impls.map(() => "---:").join("|")}|---:|---:|`);
+  console.log(`| shape | SOL | adder floor | ${impls.join(" | ")} | zero-copy ×SOL | zero-copy vs plain JS |`);
+  console.log(`|---|---:|---:|${impls.map(() => "---:").join("|")}|---:|---:|`);
   for (const shape of shapes) {
     const row = results.filter((r) => r.op === op && r.shape === shape);
     if (!row.length) continue;
@@ -22,7 +22,8 @@ for (const op of ["train", "test", "backward"]) {
       const r = row.find((q) => q.implementation === name);
       return r ? fmt(r.nsPerElem) : "—";
     });
-    console.log(`| ${shape} | ${fmt(row[0].solNsPerElem)} | ${cells.join(" | ")} | ${ours ? ours.xSol.toFixed(2) + "×" : "—"} | ${ours && plain ? (plain.nsPerElem / ours.nsPerElem).toFixed(1) + "×" : "—"} |`);
+    const floor = row[0].addFloorNsPerElem;
+    console.log(`| ${shape} | ${fmt(row[0].solNsPerElem)} | ${floor ? fmt(floor) : "—"} | ${cells.join(" | ")} | ${ours ? ours.xSol.toFixed(2) + "×" : "—"} | ${ours && plain ? (plain.nsPerElem / ours.nsPerElem).toFixed(1) + "×" : "—"} |`);
   }
   console.log("");
 }

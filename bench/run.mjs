@@ -129,6 +129,9 @@ function bandwidthAt(bytes) {
   return bandwidthCache.get(bytes);
 }
 
+// The adders' rate, once: an operation's adder floor is its vector additions at this rate.
+const vectorAddNs = probe.vectorAddNanoseconds(args.quick ? 0.1 : 0.3);
+
 const impls = await implementations({ quick: args.quick });
 const results = [];
 const rows = [];
@@ -140,6 +143,7 @@ for (const { shape: dims, layout, label: shape } of SHAPES) {
     const workingSet = spec.arrays * elements * 4;
     const gbps = bandwidthAt(workingSet)[spec.loop];
     const sol = spec.bytes / gbps; // ns per element
+    const addFloor = (spec.adds * vectorAddNs) / 4; // ns per element
     let plainNs = null;
     for (const impl of impls) {
       if (impl.kind === "peer" && op === "backward-graph") continue;
@@ -159,6 +163,7 @@ for (const { shape: dims, layout, label: shape } of SHAPES) {
       const r = {
         op, shape, dims, layout, implementation: impl.name, kind: impl.kind, nsPerElem, rme: t.rme, samples: t.samples,
         gbPerS: spec.bytes / nsPerElem, solNsPerElem: sol, xSol: nsPerElem / sol, bandwidthGBs: gbps, loop: spec.loop,
+        addFloorNsPerElem: addFloor, xAddFloor: nsPerElem / addFloor,
         checkError: error,
       };
       results.push(r);
@@ -168,7 +173,7 @@ for (const { shape: dims, layout, label: shape } of SHAPES) {
       r.speedupVsPlainJs = plainNs ? plainNs / r.nsPerElem : null;
       console.log(
         `${r.op.padEnd(15)} ${r.shape.padEnd(17)} ${r.implementation.padEnd(22)} ${r.nsPerElem.toFixed(3).padStart(9)} ns/elem ±${r.rme.toFixed(1).padStart(4)}%  ` +
-          `${r.gbPerS.toFixed(1).padStart(6)} GB/s  ${r.xSol.toFixed(2).padStart(6)}× SOL  ` +
+          `${r.gbPerS.toFixed(1).padStart(6)} GB/s  ${r.xSol.toFixed(2).padStart(6)}× SOL  ${r.xAddFloor.toFixed(2).padStart(6)}× adder floor  ` +
           `${r.speedupVsPlainJs ? (r.speedupVsPlainJs.toFixed(1) + "× plain JS").padStart(16) : ""}`,
       );
     }
@@ -200,8 +205,10 @@ for (const b of bandwidth) {
   console.log(`  ${(b.workingSetBytes / 2 ** 20).toFixed(2).padStart(8)} MiB  read ${b.read.toFixed(1)}  copy ${b.copy.toFixed(1)}  triad ${b.triad.toFixed(1)}`);
 }
 
+console.log(`adders: ${vectorAddNs.toFixed(4)} ns per f32x4 addition, independent ones back to back`);
+
 mkdirSync(args.out, { recursive: true });
-const report = { machine, quick: args.quick, tfjs: tf.version.tfjs, ops: OPS, bandwidth, fixedCost, results };
+const report = { machine, quick: args.quick, tfjs: tf.version.tfjs, ops: OPS, bandwidth, vectorAddNanoseconds: vectorAddNs, fixedCost, results };
 writeFileSync(`${args.out}/latest.json`, JSON.stringify(report, null, 1) + "\n");
 const caption = `${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, one thread, float32, ${machine.date.slice(0, 10)}${args.quick ? " (--quick)" : ""}`;
 writeFileSync(

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, test } from "vitest";
 
-test("npm run bench -- --quick --filter … writes a table, JSON with SOL ratios and an SVG chart", () => {
+test("npm run bench -- --quick --filter … writes a table, JSON with SOL and adder-floor ratios and an SVG chart", () => {
   const out = mkdtempSync(join(tmpdir(), "bn-bench-"));
   const script = new URL("../bench/run.mjs", import.meta.url).pathname;
   const stdout = execFileSync(process.execPath, [script, "--quick", "--filter", "^train 64x256 (simd zero-copy|plain JS)$", "--out", out], { encoding: "utf8" });
@@ -15,9 +15,13 @@ test("npm run bench -- --quick --filter … writes a table, JSON with SOL ratios
   for (const r of report.results) {
     expect(r.nsPerElem).toBeGreaterThan(0);
     expect(r.xSol).toBeCloseTo(r.nsPerElem / r.solNsPerElem, 9);
+    // Train: five vector additions per four elements at the measured rate.
+    expect(r.addFloorNsPerElem).toBeCloseTo((5 * report.vectorAddNanoseconds) / 4, 9);
+    expect(r.xAddFloor).toBeCloseTo(r.nsPerElem / r.addFloorNsPerElem, 9);
     expect(r.checkError).toBeLessThan(1e-4);
   }
   expect(report.bandwidth[0].triad).toBeGreaterThan(0);
+  expect(report.vectorAddNanoseconds).toBeGreaterThan(0);
   expect(readFileSync(join(out, "chart.svg"), "utf8")).toMatch(/^<svg[\s\S]*simd zero-copy[\s\S]*<\/svg>\s*$/);
 });
 

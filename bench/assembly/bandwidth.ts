@@ -1,5 +1,5 @@
-// Memory-bandwidth probe for the benchmarks: the fastest streaming loops WebAssembly SIMD
-// can run (read-sum, copy, triad), four vectors per iteration. n is a multiple of 16.
+// Probes for the benchmarks: the fastest streaming loops WebAssembly SIMD can run (read-sum,
+// copy, triad), four vectors per iteration, n a multiple of 16; and the adders' throughput.
 
 export function heapBase(): usize {
   return __heap_base;
@@ -38,4 +38,27 @@ export function triad(a: usize, b: usize, c: usize, s: f32, n: i32): void {
     v128.store(a, f32x4.add(v128.load(b, 32), f32x4.mul(sv, v128.load(c, 32))), 32);
     v128.store(a, f32x4.add(v128.load(b, 48), f32x4.mul(sv, v128.load(c, 48))), 48);
   }
+}
+
+/**
+ * `iterations` × 32 f32x4 additions in eight independent chains, nothing else: the rate at which
+ * the floating-point adders take vector additions and subtractions.
+ */
+export function addChains(iterations: i32): f32 {
+  const one = f32x4.splat(1e-7);
+  let a0 = one, a1 = one, a2 = one, a3 = one, a4 = one, a5 = one, a6 = one, a7 = one;
+  for (let i = 0; i < iterations; i++) {
+    for (let u = 0; u < 4; u++) {
+      a0 = f32x4.add(a0, one);
+      a1 = f32x4.add(a1, one);
+      a2 = f32x4.add(a2, one);
+      a3 = f32x4.add(a3, one);
+      a4 = f32x4.add(a4, one);
+      a5 = f32x4.add(a5, one);
+      a6 = f32x4.add(a6, one);
+      a7 = f32x4.add(a7, one);
+    }
+  }
+  const s = f32x4.add(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)), f32x4.add(f32x4.add(a4, a5), f32x4.add(a6, a7)));
+  return f32x4.extract_lane(s, 0);
 }
