@@ -35,6 +35,11 @@ const MIN_BLOCK: i32 = 4;
  * (16384, 16); slower for 2 KiB rows and wider).
  */
 export const NARROW_GROUP_BYTES: usize = 1024;
+/**
+ * Groups above this size have per-column constants too large to stay in L1 next to streaming
+ * data (rows of 8 KiB: the backward's four arrays of constants take 32 KiB).
+ */
+export const WIDE_GROUP_BYTES: usize = 4096;
 export const STRIP_GROUPS: i32 = 8;
 
 /** Number of T values in one v128. */

@@ -4,9 +4,9 @@
 //
 // assembly/ compiles twice (SIMD and scalar, see asconfig.json). Each build is then split by
 // its exports into small modules, one per element type and step (statistics and gradient sums,
-// each for rows and for channels-first runs; normalize; backprop), each under 4 KiB: browsers
-// may refuse to compile a larger module synchronously on the main thread, which initSync()
-// does. The modules import one shared memory.
+// each for rows and for channels-first runs; the forward's per-column constants; normalize;
+// backprop), each under 4 KiB: browsers may refuse to compile a larger module synchronously on
+// the main thread, which initSync() does. The modules import one shared memory.
 import asc from "assemblyscript/asc";
 import binaryen from "binaryen";
 import { createHash } from "node:crypto";
@@ -15,13 +15,15 @@ import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "nod
 export const PARTS = {
   "f32-statistics": ["trainMomentsF32"],
   "f32-plane-statistics": ["trainPlaneMomentsF32"],
-  "f32-normalize": ["trainConstantsF32", "testConstantsF32", "normalizeF32", "workBytesF32"],
+  "f32-constants": ["trainConstantsF32", "testConstantsF32", "workBytesF32"],
+  "f32-normalize": ["normalizeF32"],
   "f32-gradients": ["backwardConstantsF32"],
   "f32-plane-gradients": ["backwardPlaneConstantsF32"],
   "f32-backprop": ["backwardApplyF32"],
   "f64-statistics": ["trainMomentsF64"],
   "f64-plane-statistics": ["trainPlaneMomentsF64"],
-  "f64-normalize": ["trainConstantsF64", "testConstantsF64", "normalizeF64", "workBytesF64"],
+  "f64-constants": ["trainConstantsF64", "testConstantsF64", "workBytesF64"],
+  "f64-normalize": ["normalizeF64"],
   "f64-gradients": ["backwardConstantsF64"],
   "f64-plane-gradients": ["backwardPlaneConstantsF64"],
   "f64-backprop": ["backwardApplyF64"],

@@ -92,6 +92,9 @@ describe.each([
   ["float32", 2048, 1024],
   ["float64", 1024, 1024],
   ["float32", 8192, 260],
+  // Rows of 8 KiB and more stream two at a time, half the batch apart; an odd count leaves one.
+  ["float32", 1025, 2048],
+  ["float64", 513, 2048],
 ] as [Dtype, number, number][])("%s (%i, %i): streamed through memory", (dtype, n, d) => {
   test("SIMD and scalar agree with the plain-JS backend", () => {
     const x = typed(dtype, randn(n + d, n * d, 100, 3));

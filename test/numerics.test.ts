@@ -46,15 +46,16 @@ function naiveFloat32Variance(x: Float32Array, n: number, d: number): Float32Arr
 
 describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => {
   test.each([
-    ["N = 8192, mean 1e4, std 1", 1e4, 1, false, 6],
-    ["N = 8192, mean 1e4, std 1, each column sorted (a poor first shift)", 1e4, 1, true, 6],
-    ["N = 8192, mean -5e5, std 30", -5e5, 30, false, 6],
+    ["N = 8192, mean 1e4, std 1", 1e4, 1, false, 6, 8192],
+    ["N = 8192, mean 1e4, std 1, each column sorted (a poor first shift)", 1e4, 1, true, 6, 8192],
+    ["N = 8192, mean -5e5, std 30", -5e5, 30, false, 6, 8192],
     // D = 1 and 6: narrow groups, summed in blocks of 32 (assembly/columns.ts); 1024: one row per group.
-    ["N = 8192, mean 1e4, std 1, D = 1", 1e4, 1, false, 1],
-    ["mean 1e4, std 1, D = 1024 (N = 256)", 1e4, 1, false, 1024],
-  ] as const)("float32, %s", (_, loc, scale, sorted, d) => {
+    ["N = 8192, mean 1e4, std 1, D = 1", 1e4, 1, false, 1, 8192],
+    ["mean 1e4, std 1, D = 1024 (N = 256)", 1e4, 1, false, 1024, 256],
+    // 8 MiB and more stream through memory, two rows half the batch apart at a time (odd N: one left).
+    ["mean 1e4, std 1, D = 2048, N = 1025 (streamed)", 1e4, 1, false, 2048, 1025],
+  ] as const)("float32, %s", (_, loc, scale, sorted, d, n) => {
     initSync({ backend });
-    const n = d === 1024 ? 256 : 8192;
     const x = Float32Array.from(randn(11, n * d, loc, scale));
     if (sorted) {
       for (let j = 0; j < d; j++) {
