@@ -101,13 +101,15 @@ function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
 
 /**
  * SIMD, for inputs too large for cache (streams()): the sums of backwardSumsGroups in memory
- * order, the block's partial sums in T kept in memory (t0, t1: E values each), two groups about
- * half the input apart at a time, two vectors of each per step; see shiftedSumsStream in
- * statistics.ts (here 3% slower at (8192, 1024), 35% faster at (2048, 4096)).
+ * order, the block's partial sums in T kept in memory (t0, t1: E values each); see
+ * shiftedSumsStream in statistics.ts. Two groups about half the input apart at a time, two
+ * vectors of each per step: against one group, 3% slower at (8192, 1024), 35% faster at
+ * (2048, 4096), whose rows of partial sums did not stay in L1.
  */
 function backwardSumsStream<T>(dout: usize, x: usize, groups: i32, E: i32, cPat: usize, t0: usize, t1: usize, p0: usize, p1: usize): void {
   const groupBytes = <usize>E * sizeof<T>();
-  const half = (groups - 1) >> 1; // pairs; lead = groups − half
+  // Pairs (g, g + lead), lead = groups − half; the one or two groups left go alone.
+  const half = (groups - 1) >> 1;
   const far = <usize>(groups - half) * groupBytes;
   const dout2 = dout + far, x2 = x + far;
   for (let g0 = 0; g0 < half; g0 += ROW_BLOCK >> 1) {
@@ -227,7 +229,7 @@ function backwardApplyGroups<T>(
   let end = groups;
   if (stream && groupBytes > WIDE_GROUP_BYTES) {
     // Groups whose four arrays of constants, with the data streaming past, do not stay in L1
-    // go in pairs (g, g + lead) as in shiftedSumsStream: one load of the constants for two
+    // go in pairs (g, g + lead) as in backwardSumsStream: one load of the constants for two
     // (35–40% faster at (2048, 4096); 25% slower in a test with rows of 4 KiB, whose
     // constants stay in L1); the one or two groups left go alone.
     const half = (groups - 1) >> 1;

@@ -70,36 +70,42 @@ function shiftedSumsGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, p1: us
 }
 
 /**
- * SIMD, for inputs too large for cache (streams()): the same sums as shiftedSumsGroups,
- * walking the groups in memory order with the block's partial sums in T kept in memory (t1,
- * t2: E values each), instead of visiting ROW_BLOCK rows chunk by chunk, which spreads the
- * reads over ROW_BLOCK pages at once. Two groups about half the input apart go together (g
- * and g + lead): one load of the shift and of the partial sums serves both, and the two
- * streams share no pages (17% faster at (8192, 1024), 33% at (2048, 4096), whose rows of
- * partial sums did not stay in L1; two adjacent rows together were slower). lead is not half
- * the input exactly, whose power-of-two distances may put both streams in one bank of DRAM;
- * the one or two groups left go through shiftedSumsGroups.
+ * SIMD, for inputs too large for cache (streams()), and for groups too wide for blocks of
+ * them to stay in L1: the same sums as shiftedSumsGroups, walking the groups in memory order
+ * with the block's partial sums in T kept in memory (t1, t2: E values each), instead of
+ * visiting ROW_BLOCK rows chunk by chunk, which spreads the reads over ROW_BLOCK pages at
+ * once. Four groups a quarter of the input apart go together (g, g + q, g + 2q, g + 3q): one
+ * load of the shift and of the partial sums serves four. Measured: two groups (half the input
+ * apart) were 17% faster than one at (8192, 1024) and 33% at (2048, 4096), whose rows of
+ * partial sums did not stay in L1; four are faster than two by 8–10% in cache ((256, 1024) to
+ * (1024, 1031)) and 30% at (2048, 4096), and 2–5% slower at (8192, 1024). Two adjacent rows
+ * together were slower. The one to three groups left go through shiftedSumsGroups.
  */
 function shiftedSumsStream<T>(x: usize, groups: i32, E: i32, cPat: usize, t1: usize, t2: usize, p1: usize, p2: usize): void {
   const groupBytes = <usize>E * sizeof<T>();
-  const half = (groups - 1) >> 1; // pairs; lead = groups − half
-  const far = <usize>(groups - half) * groupBytes;
-  for (let g0 = 0; g0 < half; g0 += ROW_BLOCK >> 1) {
-    const end = x + <usize>min(g0 + (ROW_BLOCK >> 1), half) * groupBytes;
+  const quads = groups >> 2;
+  const far = <usize>quads * groupBytes;
+  for (let g0 = 0; g0 < quads; g0 += ROW_BLOCK >> 2) {
+    const end = x + <usize>min(g0 + (ROW_BLOCK >> 2), quads) * groupBytes;
     memory.fill(t1, 0, groupBytes);
     memory.fill(t2, 0, groupBytes);
     for (let p = x + <usize>g0 * groupBytes; p < end; p += groupBytes) {
       for (let off: usize = 0; off < groupBytes; off += 16) {
         const c = v128.load(cPat + off);
-        const v0 = v128.sub<T>(v128.load(p + off), c);
-        const v1 = v128.sub<T>(v128.load(p + far + off), c);
-        v128.store(t1 + off, v128.add<T>(v128.load(t1 + off), v128.add<T>(v0, v1)));
-        v128.store(t2 + off, v128.add<T>(v128.load(t2 + off), v128.add<T>(v128.mul<T>(v0, v0), v128.mul<T>(v1, v1))));
+        const q = p + off;
+        const v0 = v128.sub<T>(v128.load(q), c);
+        const v1 = v128.sub<T>(v128.load(q + far), c);
+        const v2 = v128.sub<T>(v128.load(q + 2 * far), c);
+        const v3 = v128.sub<T>(v128.load(q + 3 * far), c);
+        v128.store(t1 + off, v128.add<T>(v128.load(t1 + off), v128.add<T>(v128.add<T>(v0, v1), v128.add<T>(v2, v3))));
+        const s01 = v128.add<T>(v128.mul<T>(v0, v0), v128.mul<T>(v1, v1));
+        const s23 = v128.add<T>(v128.mul<T>(v2, v2), v128.mul<T>(v3, v3));
+        v128.store(t2 + off, v128.add<T>(v128.load(t2 + off), v128.add<T>(s01, s23)));
       }
     }
     foldPartials<T>(t1, t2, groupBytes, p1, p2);
   }
-  shiftedSumsGroups<T>(x + <usize>half * groupBytes, groups - 2 * half, E, cPat, p1, p2);
+  shiftedSumsGroups<T>(x + 4 * far, groups - 4 * quads, E, cPat, p1, p2);
 }
 
 /** Row by row: adds Σ (x[r, j] − c[j]) and Σ (x[r, j] − c[j])² over rows [r0, n) into s1[j], s2[j]. */
@@ -145,9 +151,9 @@ function shiftedSums<T>(x: usize, n: i32, d: i32, c: usize, s1: usize, s2: usize
       // Stream wide groups only: a block of narrow groups is contiguous already. The width
       // thresholds here and in backward.ts were measured (NHWC 32x64x32x32, (131072, 16)).
       // Groups of 4 KiB and more stream in cache too, since L1 holds only 4 to 8 of them in a
-      // block (blockGroups): 8–12% faster at (256, 1024) and (1024, 1024), 25% at (1024,
-      // 1031) and (256, 2048); slower for groups of 1 and 2 KiB. (The gradient sums were
-      // 7–15% slower streamed in cache.)
+      // block (blockGroups): 15–20% faster at (256, 1024) and (1024, 1024), 30% at (1024,
+      // 1031) and (256, 2048); slower for groups of 1 and 2 KiB. (The gradient sums, two
+      // groups at a time, were 7–15% slower streamed in cache.)
       if ((streams<T>(n, d) && patBytes >= 1024) || patBytes >= 4096) {
         const t1 = after(q2, <usize>E << 3);
         shiftedSumsStream<T>(x, groups, E, cPat, t1, after(t1, patBytes), p1, p2);
