@@ -63,23 +63,25 @@ function affineGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, sPat: usize
       v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c), s), b));
     }
   }
-  let end = groups;
   if (stream && groupBytes > WIDE_GROUP_BYTES) {
-    // In pairs of groups, as in backwardApplyGroups (45% faster at (2048, 4096)).
-    const half = (groups - 1) >> 1;
-    const far = <usize>(groups - half) * groupBytes;
-    for (; g < half; g++) {
+    // Four groups a quarter of the input apart at a time, as in backwardApplyGroups: at
+    // (2048, 4096) 45% faster with two, 10–15% more with four.
+    const quads = groups >> 2;
+    const far = <usize>quads * groupBytes;
+    for (; g < quads; g++) {
       const base = <usize>g * groupBytes;
       for (let off: usize = 0; off < groupBytes; off += 16) {
         const c = v128.load(cPat + off), sc = v128.load(sPat + off), b = v128.load(bPat + off);
-        const p = base + off, q = p + far;
+        const p = base + off, q = p + far, r = q + far, t = r + far;
         v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c), sc), b));
         v128.store(out + q, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + q), c), sc), b));
+        v128.store(out + r, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + r), c), sc), b));
+        v128.store(out + t, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + t), c), sc), b));
       }
     }
-    end = groups - half;
+    g = 4 * quads;
   }
-  for (; g < end; g++) {
+  for (; g < groups; g++) {
     const base = <usize>g * groupBytes;
     for (let off: usize = 0; off < groupBytes; off += 16) {
       const p = base + off;
