@@ -1,7 +1,9 @@
 // The package's float32 algorithms compiled natively, to tell apart what the algorithm costs
 // on this CPU from what WebAssembly and V8 add. Same structure as assembly/: the shift from
-// the first rows, v = x − c and v² summed in f32 over blocks of 8 rows and folded into f64,
-// then out = (x − c)·s + b; backward sums Σdout and Σdout·(x − c), then
+// the first rows, v = x − c and v² summed in f32 over blocks of 8 rows and folded into f64 (for
+// rows of 4 KiB and more, and for inputs of 8 MiB and more, K rows a K-th of the input apart at
+// a time into f32 partial sums of 16 rows, as the package's streaming loops do), then
+// out = (x − c)·s + b; backward sums Σdout and Σdout·(x − c), then
 // dx = a·((dout − m) − b·(x − c)). Vector width W (floats) is set at compile time: 4 is
 // WebAssembly SIMD's 128 bits; 8 is AVX2, which WebAssembly does not have.
 // Usage: kernels N D → "train <ns/elem> backward <ns/elem> error <e>" (medians of 15), after
@@ -24,10 +26,8 @@ static void fold(double *acc, vf v) {
   for (int i = 0; i < W; i++) acc[i] += v[i];
 }
 
-/** s1 = Σ (x − c), s2 = Σ (x − c)² per column; d a multiple of 2W. */
-static void shiftedSums(const float *x, int n, int d, const float *c, double *s1, double *s2) {
-  memset(s1, 0, d * sizeof(double));
-  memset(s2, 0, d * sizeof(double));
+/** s1 += Σ (x − c), s2 += Σ (x − c)² per column over blocks of rows; d a multiple of 2W. */
+static void blockedSums(const float *x, int n, int d, const float *c, double *s1, double *s2) {
   for (int r0 = 0; r0 < n; r0 += BLOCK) {
     const int rows = n - r0 < BLOCK ? n - r0 : BLOCK;
     for (int k = 0; k < d; k += 2 * W) {
@@ -49,11 +49,44 @@ static void shiftedSums(const float *x, int n, int d, const float *c, double *s1
   }
 }
 
-static void train(const float *x, int n, int d, float *c, float *s, float *b, double *s1, double *s2, float *out) {
+/** The sums of blockedSums, four rows a quarter of the input apart at a time (the rows left: blocked). */
+static void spreadSums(const float *x, int n, int d, const float *c, double *s1, double *s2, float *t1, float *t2) {
+  const int runs = n / 4;
+  const size_t far = (size_t)runs * d;
+  for (int g0 = 0; g0 < runs; g0 += 4) {
+    const int end = g0 + 4 < runs ? g0 + 4 : runs;
+    memset(t1, 0, d * sizeof(float));
+    memset(t2, 0, d * sizeof(float));
+    for (int r = g0; r < end; r++) {
+      const float *p = x + (size_t)r * d;
+      for (int k = 0; k < d; k += W) {
+        const vf ck = AT(c + k);
+        const vf v0 = AT(p + k) - ck, v1 = AT(p + far + k) - ck, v2 = AT(p + 2 * far + k) - ck, v3 = AT(p + 3 * far + k) - ck;
+        PUT(t1 + k, AT(t1 + k) + ((v0 + v1) + (v2 + v3)));
+        PUT(t2 + k, AT(t2 + k) + ((v0 * v0 + v1 * v1) + (v2 * v2 + v3 * v3)));
+      }
+    }
+    for (int k = 0; k < d; k++) s1[k] += t1[k], s2[k] += t2[k];
+  }
+  blockedSums(x + 4 * far, n - 4 * runs, d, c, s1, s2);
+}
+
+/** s1 = Σ (x − c), s2 = Σ (x − c)² per column, the loop the package takes for this shape. */
+static void shiftedSums(const float *x, int n, int d, const float *c, double *s1, double *s2, float *t1, float *t2) {
+  memset(s1, 0, d * sizeof(double));
+  memset(s2, 0, d * sizeof(double));
+  const size_t rowBytes = (size_t)d * sizeof(float), bytes = (size_t)n * rowBytes;
+  if (rowBytes >= 4096 || (bytes >= (8 << 20) && rowBytes >= 1024)) spreadSums(x, n, d, c, s1, s2, t1, t2);
+  else blockedSums(x, n, d, c, s1, s2);
+}
+
+static void train(const float *x, int n, int d, float *c, float *s, float *b, double *s1, double *s2, float *t1, float *t2, float *out) {
   const int head = n < HEAD ? n : HEAD;
-  shiftedSums(x, head, d, x, s1, s2);
+  memset(s1, 0, d * sizeof(double));
+  memset(s2, 0, d * sizeof(double));
+  blockedSums(x, head, d, x, s1, s2);
   for (int j = 0; j < d; j++) c[j] = (float)(x[j] + s1[j] / head);
-  shiftedSums(x, n, d, c, s1, s2);
+  shiftedSums(x, n, d, c, s1, s2, t1, t2);
   for (int j = 0; j < d; j++) {
     const double m = s1[j] / n, var = fmax(s2[j] / n - m * m, 0.0);
     c[j] = (float)(c[j] + m);
@@ -67,11 +100,8 @@ static void train(const float *x, int n, int d, float *c, float *s, float *b, do
   }
 }
 
-/** Compact-form dx for gamma = 1, with c and invStd as train left them. */
-static void backward(const float *g, const float *x, int n, int d, const float *c, const float *invStd, float *A, float *M, float *B,
-                     double *s1, double *s2, float *dx) {
-  memset(s1, 0, d * sizeof(double));
-  memset(s2, 0, d * sizeof(double));
+/** s1 += Σ dout, s2 += Σ dout·(x − c) per column over blocks of rows. */
+static void blockedGradientSums(const float *g, const float *x, int n, int d, const float *c, double *s1, double *s2) {
   for (int r0 = 0; r0 < n; r0 += BLOCK) {
     const int rows = n - r0 < BLOCK ? n - r0 : BLOCK;
     for (int k = 0; k < d; k += 2 * W) {
@@ -93,6 +123,45 @@ static void backward(const float *g, const float *x, int n, int d, const float *
       fold(s1 + k, a0), fold(s1 + k + W, a1), fold(s2 + k, b0), fold(s2 + k + W, b1);
     }
   }
+}
+
+/** The sums of blockedGradientSums, K = 2 or 4 rows a K-th of the input apart at a time. */
+static inline void spreadGradientSums(const float *g, const float *x, int n, int d, const float *c, double *s1, double *s2, float *t1,
+                                      float *t2, const int K) {
+  const int runs = n / K;
+  const size_t far = (size_t)runs * d;
+  for (int g0 = 0; g0 < runs; g0 += 16 / K) {
+    const int end = g0 + 16 / K < runs ? g0 + 16 / K : runs;
+    memset(t1, 0, d * sizeof(float));
+    memset(t2, 0, d * sizeof(float));
+    for (int r = g0; r < end; r++) {
+      const size_t p = (size_t)r * d;
+      for (int k = 0; k < d; k += W) {
+        const vf ck = AT(c + k), g0v = AT(g + p + k), g1v = AT(g + p + far + k);
+        vf a = g0v + g1v, b = g0v * (AT(x + p + k) - ck) + g1v * (AT(x + p + far + k) - ck);
+        if (K == 4) {
+          const size_t q = p + 2 * far;
+          const vf g2v = AT(g + q + k), g3v = AT(g + q + far + k);
+          a += g2v + g3v, b += g2v * (AT(x + q + k) - ck) + g3v * (AT(x + q + far + k) - ck);
+        }
+        PUT(t1 + k, AT(t1 + k) + a), PUT(t2 + k, AT(t2 + k) + b);
+      }
+    }
+    for (int k = 0; k < d; k++) s1[k] += t1[k], s2[k] += t2[k];
+  }
+  blockedGradientSums(g + K * far, x + K * far, n - K * runs, d, c, s1, s2);
+}
+
+/** Compact-form dx for gamma = 1, with c and invStd as train left them; the sums as the package takes them. */
+static void backward(const float *g, const float *x, int n, int d, const float *c, const float *invStd, float *A, float *M, float *B,
+                     double *s1, double *s2, float *t1, float *t2, float *dx) {
+  memset(s1, 0, d * sizeof(double));
+  memset(s2, 0, d * sizeof(double));
+  const size_t rowBytes = (size_t)d * sizeof(float);
+  const int stream = (size_t)n * rowBytes >= (8 << 20);
+  if ((!stream && rowBytes >= 4096) || rowBytes > 4096) spreadGradientSums(g, x, n, d, c, s1, s2, t1, t2, 4);
+  else if (stream && rowBytes >= 256) spreadGradientSums(g, x, n, d, c, s1, s2, t1, t2, 2);
+  else blockedGradientSums(g, x, n, d, c, s1, s2);
   for (int j = 0; j < d; j++) {
     const double inv = invStd[j];
     A[j] = (float)inv, M[j] = (float)(s1[j] / n), B[j] = (float)(s2[j] * inv * inv / n);
@@ -151,11 +220,12 @@ int main(int argc, char **argv) {
   const size_t nd = (size_t)n * d;
   float *x = array(nd, 0), *g = array(nd, 1088), *out = array(nd, 2176), *dx = array(nd, 3264);
   float *c = array(d, 0), *s = array(d, 0), *b = array(d, 0), *A = array(d, 0), *M = array(d, 0), *B = array(d, 0);
+  float *p1 = array(d, 0), *p2 = array(d, 0);
   double *s1 = malloc(d * sizeof(double)), *s2 = malloc(d * sizeof(double));
   srand(1);
   for (size_t i = 0; i < nd; i++) x[i] = 3.0f * rand() / RAND_MAX + 1.0f, g[i] = (float)rand() / RAND_MAX;
-  train(x, n, d, c, s, b, s1, s2, out);
-  backward(g, x, n, d, c, s, A, M, B, s1, s2, dx);
+  train(x, n, d, c, s, b, s1, s2, p1, p2, out);
+  backward(g, x, n, d, c, s, A, M, B, s1, s2, p1, p2, dx);
   const double err = check(x, g, out, dx, n, d);
   if (!(err < 1e-3)) {
     fprintf(stderr, "result differs from the float64 reference by %g\n", err);
@@ -165,9 +235,9 @@ int main(int argc, char **argv) {
   double t[2][15];
   for (int k = 0; k < 15; k++) {
     const double t0 = now();
-    for (int i = 0; i < reps; i++) train(x, n, d, c, s, b, s1, s2, out);
+    for (int i = 0; i < reps; i++) train(x, n, d, c, s, b, s1, s2, p1, p2, out);
     const double t1 = now();
-    for (int i = 0; i < reps; i++) backward(g, x, n, d, c, s, A, M, B, s1, s2, dx);
+    for (int i = 0; i < reps; i++) backward(g, x, n, d, c, s, A, M, B, s1, s2, p1, p2, dx);
     const double t2 = now();
     t[0][k] = (t1 - t0) / reps / nd;
     t[1][k] = (t2 - t1) / reps / nd;
