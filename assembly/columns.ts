@@ -17,8 +17,10 @@ export const ROW_BLOCK: i32 = 16;
  * bytes, e.g. d = 1 or 3), whose fold into f64 would otherwise cost a tenth of the loop; fewer
  * for wide groups. The loops read a cache line in two halves, in consecutive column steps,
  * and the second half comes from L1 only while the block (`arrays` arrays of it) fits there:
- * within 32 KiB. Measured for the f32 statistics of (256, 1024): 0.145 ns per value with
- * blocks of 8 rows, 0.160 with 16.
+ * within 32 KiB, and for rows of 4 KiB, which all fall in one set of L1, within its ways
+ * (measured for the f32 statistics of (256, 1024): 0.145 ns per value with blocks of 8 rows,
+ * 0.160 with 16). The column sums now take groups of 4 KiB and more through their streaming
+ * loops instead (statistics.ts, backward.ts).
  */
 export function blockGroups(groupBytes: usize, arrays: i32): i32 {
   let rows = groupBytes <= 256 ? 2 * ROW_BLOCK : ROW_BLOCK;
