@@ -7,7 +7,7 @@
 // - v and v² are summed in T over blocks of ROW_BLOCK rows or groups (full SIMD width for
 //   f32; 32 narrow groups, see blockGroups; groups of 4 KiB and more through the streaming
 //   loop, 16 per block), and each block's partial sums are added into f64 accumulators, so
-//   the rounding error is that of at most 32 terms in T plus n/16 terms in f64;
+//   the rounding error is that of at most 32 terms in T plus n/8 terms in f64;
 // - var = S2/n − (S1/n)² then cancels only (mean − c)² against var; if that ratio is large
 //   for any column (c was a poor guess, e.g. sorted data), a second pass with c = mean
 //   makes it negligible. Typical data needs one pass over memory.
