@@ -7,7 +7,7 @@
 // the graph form goes through dx̂, dvar and dmean node by node; the compact form uses
 // dx = (γ·invStd / N)·(N·dout − dβ − x̂·dγ). Centring dout before scaling keeps the
 // cancellation in N·dout − Σdout exact for N = 1.
-import { ROW_BLOCK, NARROW_GROUP_BYTES, WIDE_GROUP_BYTES, STRIP_GROUPS, blockGroups, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, columnArray, streams, loadTwo, storeTwo } from "./columns";
+import { ROW_BLOCK, NARROW_GROUP_BYTES, WIDE_GROUP_BYTES, SPREAD_SUM_BYTES, STRIP_GROUPS, blockGroups, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, columnArray, streams, loadTwo, storeTwo } from "./columns";
 import { planeBackwardSums, planeBackwardApply } from "./planes";
 
 /**
@@ -193,9 +193,39 @@ function backwardSumsRows<T>(dout: usize, x: usize, r0: i32, n: i32, d: i32, c: 
 }
 
 /**
+ * dx of groups g.. four at a time, a quarter of the rest apart, one load of the constants for
+ * four; returns the first of the one to three groups left. Streaming, backwardApplyGroups
+ * calls it only for groups whose four arrays of constants, with the data streaming past, do
+ * not stay in L1: at (2048, 4096) 35–40% faster with two groups than one, 20–25% more with
+ * four; for rows of 4 KiB, whose constants stay in L1, two were 25% slower in a test. In
+ * cache, 11–23% faster at (256, 1024) and (1024, 1024) than four adjacent groups.
+ */
+function backwardApplyQuarters<T>(
+  dout: usize, x: usize, g: i32, groups: i32, groupBytes: usize, cPat: usize, aPat: usize, mPat: usize, bPat: usize, dx: usize,
+): i32 {
+  const quads = (groups - g) >> 2;
+  const stride = <usize>quads * groupBytes;
+  for (let base = <usize>g * groupBytes, end = <usize>(g + quads) * groupBytes; base < end; base += groupBytes) {
+    for (let off: usize = 0; off < groupBytes; off += 16) {
+      const c = v128.load(cPat + off), a = v128.load(aPat + off), m = v128.load(mPat + off), b = v128.load(bPat + off);
+      // Written out four times: as a loop, V8 kept its counter and a stack check per vector.
+      let p = base + off;
+      v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
+      p += stride;
+      v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
+      p += stride;
+      v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
+      p += stride;
+      v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
+    }
+  }
+  return g + 4 * quads;
+}
+
+/**
  * SIMD over groups: dx = a·((dout − m) − b·(x − c)); narrow groups in strips, others four
- * groups per load of the constants in cache, one after another when streaming (see
- * affineGroups in normalize.ts). `rowsPerGroup` = E / d.
+ * groups per load of the constants, or one after another when streaming groups whose
+ * constants stay in L1 (see affineGroups in normalize.ts). `rowsPerGroup` = E / d.
  */
 function backwardApplyGroups<T>(
   dout: usize, x: usize, groups: i32, E: i32, cPat: usize, aPat: usize, mPat: usize, bPat: usize, dx: usize, stream: bool, rowsPerGroup: i32,
@@ -210,49 +240,7 @@ function backwardApplyGroups<T>(
       ? backwardApplyStrips<T>(dout, x, g, groups, E, cPat, aPat, mPat, bPat, dx, 2 * STRIP_GROUPS)
       : backwardApplyStrips<T>(dout, x, g, groups, E, cPat, aPat, mPat, bPat, dx, STRIP_GROUPS);
   }
-  for (; !stream && g + 4 <= groups; g += 4) {
-    const base = <usize>g * groupBytes;
-    for (let k = 0; k < P; k++) {
-      const off = <usize>k << 4;
-      const c = v128.load(cPat + off);
-      const a = v128.load(aPat + off);
-      const m = v128.load(mPat + off);
-      const b = v128.load(bPat + off);
-      // Written out four times: as a loop, V8 kept its counter and a stack check per vector.
-      let p = base + off;
-      v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
-      p += groupBytes;
-      v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
-      p += groupBytes;
-      v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
-      p += groupBytes;
-      v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
-    }
-  }
-  if (stream && groupBytes > WIDE_GROUP_BYTES) {
-    // Groups whose four arrays of constants, with the data streaming past, do not stay in L1
-    // go four at a time, a quarter of the input apart (see shiftedSumsStream): one load of the
-    // constants for four. At (2048, 4096) 35–40% faster with two, 20–25% more with four; for
-    // rows of 4 KiB, whose constants stay in L1, two were 25% slower in a test. The one to
-    // three groups left go alone.
-    const quads = groups >> 2;
-    const far = <usize>quads * groupBytes;
-    for (; g < quads; g++) {
-      const base = <usize>g * groupBytes;
-      for (let off: usize = 0; off < groupBytes; off += 16) {
-        const c = v128.load(cPat + off), a = v128.load(aPat + off), m = v128.load(mPat + off), b = v128.load(bPat + off);
-        let p = base + off;
-        v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
-        p += far;
-        v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
-        p += far;
-        v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
-        p += far;
-        v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
-      }
-    }
-    g = 4 * quads;
-  }
+  if (!stream || groupBytes > WIDE_GROUP_BYTES) g = backwardApplyQuarters<T>(dout, x, g, groups, groupBytes, cPat, aPat, mPat, bPat, dx);
   for (; g < groups; g++) {
     const base = <usize>g * groupBytes;
     for (let k = 0; k < P; k++) {
@@ -303,10 +291,11 @@ export const EVAL_FORM = 2;
       const p0 = partialsOf(sDout, d, E, q0);
       const p1 = partialsOf(sDoutX, d, E, q1);
       const t0 = after(q1, <usize>E << 3);
-      // Large inputs stream unless their groups are narrow (see shiftedSums in statistics.ts).
       const t1 = after(t0, patBytes);
+      // Large inputs stream unless their groups are narrow, and wide groups in cache too (see
+      // shiftedSums in statistics.ts).
       const stream = streams<T>(n, d);
-      if ((stream && patBytes >= 256) || patBytes >= 4096) backwardSumsStream<T>(dout, x, groups, E, cPat, t0, t1, p0, p1, !stream || patBytes > 4096);
+      if ((stream && patBytes >= 256) || patBytes >= SPREAD_SUM_BYTES) backwardSumsStream<T>(dout, x, groups, E, cPat, t0, t1, p0, p1, !stream || patBytes > WIDE_GROUP_BYTES);
       else backwardSumsGroups<T>(dout, x, groups, E, cPat, t0, t1, p0, p1);
       foldPattern(p0, E, d, sDout);
       foldPattern(p1, E, d, sDoutX);

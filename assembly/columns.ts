@@ -43,6 +43,11 @@ export const NARROW_GROUP_BYTES: usize = 1024;
  */
 export const WIDE_GROUP_BYTES: usize = 4096;
 export const STRIP_GROUPS: i32 = 8;
+/**
+ * Groups of this size and more go through the column sums' streaming loops in cache too: a
+ * block of them holds 4 to 8 rows (blockGroups), all in one set of L1 for rows of 4 KiB.
+ */
+export const SPREAD_SUM_BYTES: usize = 4096;
 
 /** Number of T values in one v128. */
 // @ts-ignore: decorator

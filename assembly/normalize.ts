@@ -31,10 +31,35 @@ import { planeAffine } from "./planes";
 }
 
 /**
- * SIMD over groups of E values. Narrow groups in strips; other groups in cache four per load
- * of the constants; beyond (stream), one group after another, so that the reads and writes
- * stream through memory in order (four interleaved rows halve the bandwidth of an (8192, 1024)
- * batch). `rowsPerGroup` = E / d.
+ * Groups g.. four at a time, a quarter of the rest apart, one load of the constants for four, as
+ * in backwardApplyQuarters (streaming (2048, 4096): 45% faster with two groups than one, 10–15%
+ * more with four; in cache 4–19% faster at (256, 1024) and (1024, 1024) than four adjacent
+ * groups); returns the first of the one to three groups left.
+ */
+function affineQuarters<T>(x: usize, g: i32, groups: i32, groupBytes: usize, cPat: usize, sPat: usize, bPat: usize, out: usize): i32 {
+  const quads = (groups - g) >> 2;
+  const stride = <usize>quads * groupBytes;
+  for (let base = <usize>g * groupBytes, end = <usize>(g + quads) * groupBytes; base < end; base += groupBytes) {
+    for (let off: usize = 0; off < groupBytes; off += 16) {
+      const c = v128.load(cPat + off), s = v128.load(sPat + off), b = v128.load(bPat + off);
+      let p = base + off;
+      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c), s), b));
+      p += stride;
+      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c), s), b));
+      p += stride;
+      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c), s), b));
+      p += stride;
+      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c), s), b));
+    }
+  }
+  return g + 4 * quads;
+}
+
+/**
+ * SIMD over groups of E values. Narrow groups in strips; other groups four per load of the
+ * constants, a quarter of the rest apart; streaming groups whose constants stay in L1, one
+ * after another, so that the reads and writes stream through memory in order (four
+ * interleaved rows halved the bandwidth of an (8192, 1024) batch). `rowsPerGroup` = E / d.
  */
 function affineGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, sPat: usize, bPat: usize, out: usize, stream: bool, rowsPerGroup: i32): void {
   const P = E / lanes<T>();
@@ -46,41 +71,7 @@ function affineGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, sPat: usize
       ? affineStrips<T>(x, g, groups, E, cPat, sPat, bPat, out, 2 * STRIP_GROUPS)
       : affineStrips<T>(x, g, groups, E, cPat, sPat, bPat, out, STRIP_GROUPS);
   }
-  for (; !stream && g + 4 <= groups; g += 4) {
-    const base = <usize>g * groupBytes;
-    for (let k = 0; k < P; k++) {
-      const off = <usize>k << 4;
-      const c = v128.load(cPat + off);
-      const s = v128.load(sPat + off);
-      const b = v128.load(bPat + off);
-      let p = base + off;
-      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c), s), b));
-      p += groupBytes;
-      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c), s), b));
-      p += groupBytes;
-      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c), s), b));
-      p += groupBytes;
-      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c), s), b));
-    }
-  }
-  if (stream && groupBytes > WIDE_GROUP_BYTES) {
-    // Four groups a quarter of the input apart at a time, as in backwardApplyGroups: at
-    // (2048, 4096) 45% faster with two, 10–15% more with four.
-    const quads = groups >> 2;
-    const far = <usize>quads * groupBytes;
-    for (; g < quads; g++) {
-      const base = <usize>g * groupBytes;
-      for (let off: usize = 0; off < groupBytes; off += 16) {
-        const c = v128.load(cPat + off), sc = v128.load(sPat + off), b = v128.load(bPat + off);
-        const p = base + off, q = p + far, r = q + far, t = r + far;
-        v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c), sc), b));
-        v128.store(out + q, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + q), c), sc), b));
-        v128.store(out + r, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + r), c), sc), b));
-        v128.store(out + t, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + t), c), sc), b));
-      }
-    }
-    g = 4 * quads;
-  }
+  if (!stream || groupBytes > WIDE_GROUP_BYTES) g = affineQuarters<T>(x, g, groups, groupBytes, cPat, sPat, bPat, out);
   for (; g < groups; g++) {
     const base = <usize>g * groupBytes;
     for (let off: usize = 0; off < groupBytes; off += 16) {

@@ -11,7 +11,7 @@
 // - var = S2/n − (S1/n)² then cancels only (mean − c)² against var; if that ratio is large
 //   for any column (c was a poor guess, e.g. sorted data), a second pass with c = mean
 //   makes it negligible. Typical data needs one pass over memory.
-import { ROW_BLOCK, blockGroups, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams, loadTwo, storeTwo } from "./columns";
+import { ROW_BLOCK, SPREAD_SUM_BYTES, blockGroups, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams, loadTwo, storeTwo } from "./columns";
 import { planeShiftedSums } from "./planes";
 
 /** SIMD: p1[e] += Σ_g (x[g, e] − cPat[e]), p2[e] += Σ_g (x[g, e] − cPat[e])² over `groups` groups of E values. */
@@ -154,7 +154,7 @@ function shiftedSums<T>(x: usize, n: i32, d: i32, c: usize, s1: usize, s2: usize
       // block (blockGroups): 15–20% faster at (256, 1024) and (1024, 1024), 30% at (1024,
       // 1031) and (256, 2048); slower for groups of 1 and 2 KiB. (The gradient sums, two
       // groups at a time, were 7–15% slower streamed in cache.)
-      if ((streams<T>(n, d) && patBytes >= 1024) || patBytes >= 4096) {
+      if ((streams<T>(n, d) && patBytes >= 1024) || patBytes >= SPREAD_SUM_BYTES) {
         const t1 = after(q2, <usize>E << 3);
         shiftedSumsStream<T>(x, groups, E, cPat, t1, after(t1, patBytes), p1, p2);
       } else {
