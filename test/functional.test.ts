@@ -103,6 +103,42 @@ describe.each(backends)("%s backend", (backend) => {
     expectClose(out, want, tolerance(dtype).abs * 4, "out");
   });
 
+  // Large outputs come from memory that is not zeroed first (src/dtype.ts, unfilled): each must
+  // still be a whole array of its own, every element written (checked against float64 here).
+  test.each(["float32", "float64"] as const)("%s: large outputs own their whole buffer, every element written", (dtype) => {
+    initSync({ backend });
+    const [N, D] = [97, 1031];
+    const x = typed(dtype, randn(13, N * D, 5, 2));
+    const gamma = typed(dtype, randn(14, D, 1, 0.5));
+    const beta = typed(dtype, randn(15, D));
+    const dout = typed(dtype, randn(16, N * D));
+    const param: BNParam = { mode: "train" };
+    const { out, cache } = batchnormForward(x, gamma, beta, param);
+    const { dx } = batchnormBackward(dout, cache!);
+    const { out: testOut } = batchnormForward(x, gamma, beta, { ...param, mode: "test" });
+    const want = { out: new Float64Array(N * D), dx: new Float64Array(N * D), testOut: new Float64Array(N * D) };
+    for (let j = 0; j < D; j++) {
+      const col = (a: ArrayLike<number>) => Array.from({ length: N }, (_, i) => a[i * D + j]);
+      const sum = (v: number[]) => v.reduce((s, e) => s + e, 0);
+      const xs = col(x);
+      const mean = sum(xs) / N;
+      const inv = 1 / Math.sqrt(sum(xs.map((v) => (v - mean) ** 2)) / N + 1e-5);
+      const xHat = xs.map((v) => (v - mean) * inv);
+      const dy = col(dout);
+      const [dbeta, dgamma] = [sum(dy), sum(dy.map((g, i) => g * xHat[i]))];
+      const testScale = gamma[j] / Math.sqrt(param.runningVar![j] + 1e-5);
+      for (let i = 0; i < N; i++) {
+        want.out[i * D + j] = gamma[j] * xHat[i] + beta[j];
+        want.dx[i * D + j] = (gamma[j] * inv / N) * (N * dy[i] - dbeta - xHat[i] * dgamma);
+        want.testOut[i * D + j] = (xs[i] - param.runningMean![j]) * testScale + beta[j];
+      }
+    }
+    for (const [name, a] of Object.entries({ out, dx, testOut })) {
+      expect([a.length, a.byteOffset, a.buffer.byteLength], name).toEqual([N * D, 0, a.byteLength]);
+      expectClose(a, want[name as keyof typeof want], tolerance(dtype).abs * 4, name);
+    }
+  });
+
   test("test mode on a 64 MiB batch leaves the engine's memory under 16 MiB", () => {
     initSync({ backend });
     const D = 1024;
