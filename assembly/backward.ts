@@ -7,7 +7,7 @@
 // the graph form goes through dx̂, dvar and dmean node by node; the compact form uses
 // dx = (γ·invStd / N)·(N·dout − dβ − x̂·dγ). Centring dout before scaling keeps the
 // cancellation in N·dout − Σdout exact for N = 1.
-import { ROW_BLOCK, NARROW_GROUP_BYTES, WIDE_GROUP_BYTES, SPREAD_SUM_BYTES, STRIP_GROUPS, blockGroups, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, columnArray, streams, loadTwo, storeTwo } from "./columns";
+import { ROW_BLOCK, PARTIALS_BLOCK, NARROW_GROUP_BYTES, WIDE_GROUP_BYTES, SPREAD_SUM_BYTES, STRIP_GROUPS, blockGroups, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, columnArray, streams, loadTwo, storeTwo } from "./columns";
 import { planeBackwardSums, planeBackwardApply } from "./planes";
 
 /**
@@ -75,8 +75,8 @@ import { planeBackwardSums, planeBackwardApply } from "./planes";
 /**
  * SIMD: p0[e] += Σ_g dout[g, e], p1[e] += Σ_g dout[g, e]·(x[g, e] − cPat[e]) over groups of E
  * values, in blocks of groups that L1 holds together (blockGroups). Where a block is shorter
- * than ROW_BLOCK (groups of 2 KiB and more), ROW_BLOCK groups are first summed in T, in t0, t1
- * (E values each): a fold into f64 every 4 rows of 4 KiB cost 8–10%.
+ * than ROW_BLOCK (groups of 2 KiB and more), PARTIALS_BLOCK groups are first summed in T, in
+ * t0, t1 (E values each): a fold into f64 every 4 rows of 4 KiB cost 8–10%.
  */
 function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat: usize, t0: usize, t1: usize, p0: usize, p1: usize): void {
   const P = E / lanes<T>();
@@ -88,8 +88,8 @@ function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
     }
     return;
   }
-  for (let g0 = 0; g0 < groups; g0 += ROW_BLOCK) {
-    const end = min(g0 + ROW_BLOCK, groups);
+  for (let g0 = 0; g0 < groups; g0 += PARTIALS_BLOCK) {
+    const end = min(g0 + PARTIALS_BLOCK, groups);
     memory.fill(t0, 0, groupBytes);
     memory.fill(t1, 0, groupBytes);
     for (let g = g0; g < end; g += blockRows) {
@@ -113,8 +113,8 @@ function backwardSumsStream<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
   const K = quad ? 4 : 2;
   const runs = groups / K;
   const far = <usize>runs * groupBytes;
-  for (let g0 = 0; g0 < runs; g0 += ROW_BLOCK / K) {
-    const end = <usize>min(g0 + ROW_BLOCK / K, runs) * groupBytes;
+  for (let g0 = 0; g0 < runs; g0 += PARTIALS_BLOCK / K) {
+    const end = <usize>min(g0 + PARTIALS_BLOCK / K, runs) * groupBytes;
     memory.fill(t0, 0, groupBytes);
     memory.fill(t1, 0, groupBytes);
     for (let p = <usize>g0 * groupBytes; p < end; p += groupBytes) {

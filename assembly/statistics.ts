@@ -6,12 +6,13 @@
 // - c starts as the mean of the first HEAD_ROWS rows, so |mean − c| is a fraction of a std;
 // - v and v² are summed in T over blocks of ROW_BLOCK rows or groups (full SIMD width for
 //   f32; 32 narrow groups, see blockGroups; groups of 4 KiB and more through the streaming
-//   loop, 16 per block), and each block's partial sums are added into f64 accumulators, so
-//   the rounding error is that of at most 32 terms in T plus n/8 terms in f64;
+//   loop, PARTIALS_BLOCK = 32 per block, eight additions of four), and each block's partial
+//   sums are added into f64 accumulators, so the rounding error is that of at most 32 terms
+//   in T plus n/8 terms in f64;
 // - var = S2/n − (S1/n)² then cancels only (mean − c)² against var; if that ratio is large
 //   for any column (c was a poor guess, e.g. sorted data), a second pass with c = mean
 //   makes it negligible. Typical data needs one pass over memory.
-import { ROW_BLOCK, SPREAD_SUM_BYTES, blockGroups, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams, loadTwo, storeTwo } from "./columns";
+import { ROW_BLOCK, PARTIALS_BLOCK, SPREAD_SUM_BYTES, blockGroups, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams, loadTwo, storeTwo } from "./columns";
 import { planeShiftedSums } from "./planes";
 
 /** SIMD: p1[e] += Σ_g (x[g, e] − cPat[e]), p2[e] += Σ_g (x[g, e] − cPat[e])² over `groups` groups of E values. */
@@ -85,8 +86,8 @@ function shiftedSumsStream<T>(x: usize, groups: i32, E: i32, cPat: usize, t1: us
   const groupBytes = <usize>E * sizeof<T>();
   const quads = groups >> 2;
   const far = <usize>quads * groupBytes;
-  for (let g0 = 0; g0 < quads; g0 += ROW_BLOCK >> 2) {
-    const end = x + <usize>min(g0 + (ROW_BLOCK >> 2), quads) * groupBytes;
+  for (let g0 = 0; g0 < quads; g0 += PARTIALS_BLOCK >> 2) {
+    const end = x + <usize>min(g0 + (PARTIALS_BLOCK >> 2), quads) * groupBytes;
     memory.fill(t1, 0, groupBytes);
     memory.fill(t2, 0, groupBytes);
     for (let p = x + <usize>g0 * groupBytes; p < end; p += groupBytes) {

@@ -2,7 +2,7 @@
 // on this CPU from what WebAssembly and V8 add. Same structure as assembly/: the shift from
 // the first rows, v = x − c and v² summed in f32 over blocks of 8 rows and folded into f64 (for
 // rows of 4 KiB and more, and for inputs of 8 MiB and more, K rows a K-th of the input apart at
-// a time into f32 partial sums of 16 rows, as the package's streaming loops do), then
+// a time into f32 partial sums of 32 rows, as the package's streaming loops do), then
 // out = (x − c)·s + b; backward sums Σdout and Σdout·(x − c), then
 // dx = a·((dout − m) − b·(x − c)). Vector width W (floats) is set at compile time: 4 is
 // WebAssembly SIMD's 128 bits; 8 is AVX2, which WebAssembly does not have.
@@ -20,7 +20,7 @@
 typedef float vf __attribute__((vector_size(W * 4), aligned(4)));
 #define AT(p) (*(const vf *)(p))
 #define PUT(p, v) (*(vf *)(p) = (v))
-enum { BLOCK = 8, HEAD = 8 };
+enum { BLOCK = 8, HEAD = 8, PARTIALS_BLOCK = 32 };  // PARTIALS_BLOCK as in assembly/columns.ts
 
 static void fold(double *acc, vf v) {
   for (int i = 0; i < W; i++) acc[i] += v[i];
@@ -53,8 +53,8 @@ static void blockedSums(const float *x, int n, int d, const float *c, double *s1
 static void spreadSums(const float *x, int n, int d, const float *c, double *s1, double *s2, float *t1, float *t2) {
   const int runs = n / 4;
   const size_t far = (size_t)runs * d;
-  for (int g0 = 0; g0 < runs; g0 += 4) {
-    const int end = g0 + 4 < runs ? g0 + 4 : runs;
+  for (int g0 = 0; g0 < runs; g0 += PARTIALS_BLOCK / 4) {
+    const int end = g0 + PARTIALS_BLOCK / 4 < runs ? g0 + PARTIALS_BLOCK / 4 : runs;
     memset(t1, 0, d * sizeof(float));
     memset(t2, 0, d * sizeof(float));
     for (int r = g0; r < end; r++) {
@@ -130,8 +130,8 @@ static inline void spreadGradientSums(const float *g, const float *x, int n, int
                                       float *t2, const int K) {
   const int runs = n / K;
   const size_t far = (size_t)runs * d;
-  for (int g0 = 0; g0 < runs; g0 += 16 / K) {
-    const int end = g0 + 16 / K < runs ? g0 + 16 / K : runs;
+  for (int g0 = 0; g0 < runs; g0 += PARTIALS_BLOCK / K) {
+    const int end = g0 + PARTIALS_BLOCK / K < runs ? g0 + PARTIALS_BLOCK / K : runs;
     memset(t1, 0, d * sizeof(float));
     memset(t2, 0, d * sizeof(float));
     for (int r = g0; r < end; r++) {
