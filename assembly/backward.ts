@@ -198,7 +198,8 @@ function backwardSumsRows<T>(dout: usize, x: usize, r0: i32, n: i32, d: i32, c: 
  * calls it only for groups whose four arrays of constants, with the data streaming past, do
  * not stay in L1: at (2048, 4096) 35–40% faster with two groups than one, 20–25% more with
  * four; for rows of 4 KiB, whose constants stay in L1, two were 25% slower in a test. In
- * cache, 11–23% faster at (256, 1024) and (1024, 1024) than four adjacent groups.
+ * cache, 11–23% faster at (256, 1024) and (1024, 1024) than four adjacent groups. Two
+ * vectors per step, as affineQuarters (here −1–6%: the data come from L2 and L3).
  */
 function backwardApplyQuarters<T>(
   dout: usize, x: usize, g: i32, groups: i32, groupBytes: usize, cPat: usize, aPat: usize, mPat: usize, bPat: usize, dx: usize,
@@ -206,17 +207,22 @@ function backwardApplyQuarters<T>(
   const quads = (groups - g) >> 2;
   const stride = <usize>quads * groupBytes;
   for (let base = <usize>g * groupBytes, end = <usize>(g + quads) * groupBytes; base < end; base += groupBytes) {
-    for (let off: usize = 0; off < groupBytes; off += 16) {
-      const c = v128.load(cPat + off), a = v128.load(aPat + off), m = v128.load(mPat + off), b = v128.load(bPat + off);
+    for (let off: usize = 0; off < groupBytes; off += 32) {
+      const c0 = v128.load(cPat + off), a0 = v128.load(aPat + off), m0 = v128.load(mPat + off), b0 = v128.load(bPat + off);
+      const c1 = v128.load(cPat + off, 16), a1 = v128.load(aPat + off, 16), m1 = v128.load(mPat + off, 16), b1 = v128.load(bPat + off, 16);
       // Written out four times: as a loop, V8 kept its counter and a stack check per vector.
       let p = base + off;
-      v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
+      v128.store(dx + p, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(x + p), c0)))));
+      v128.store(dx + p, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(v128.load(dout + p, 16), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(x + p, 16), c1)))), 16);
       p += stride;
-      v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
+      v128.store(dx + p, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(x + p), c0)))));
+      v128.store(dx + p, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(v128.load(dout + p, 16), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(x + p, 16), c1)))), 16);
       p += stride;
-      v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
+      v128.store(dx + p, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(x + p), c0)))));
+      v128.store(dx + p, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(v128.load(dout + p, 16), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(x + p, 16), c1)))), 16);
       p += stride;
-      v128.store(dx + p, v128.mul<T>(a, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m), v128.mul<T>(b, v128.sub<T>(v128.load(x + p), c)))));
+      v128.store(dx + p, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(x + p), c0)))));
+      v128.store(dx + p, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(v128.load(dout + p, 16), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(x + p, 16), c1)))), 16);
     }
   }
   return g + 4 * quads;
