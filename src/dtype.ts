@@ -35,6 +35,8 @@ export function copyOf<A extends FloatArray>(a: A, from = 0, n = a.length - from
 const nodeBuffer = (globalThis as { Buffer?: { allocUnsafeSlow?: (bytes: number) => Uint8Array } }).Buffer;
 /** Below this, zeroing is a small part of a fresh array's cost. */
 const UNFILLED_BYTES = 64 << 10;
+/** Buffer's size limit is 2 or 4 GiB, by Node version; typed arrays go beyond it. */
+const BUFFER_MAX_BYTES = 2 ** 31 - 1;
 
 /**
  * A new Float64Array (f64) or Float32Array of n elements, for a caller that writes every element
@@ -45,7 +47,7 @@ const UNFILLED_BYTES = 64 << 10;
  */
 export function unfilled(f64: boolean, n: number): FloatArray {
   const bytes = n * (f64 ? 8 : 4);
-  if (bytes >= UNFILLED_BYTES && nodeBuffer?.allocUnsafeSlow) {
+  if (bytes >= UNFILLED_BYTES && bytes <= BUFFER_MAX_BYTES && nodeBuffer?.allocUnsafeSlow) {
     const b = nodeBuffer.allocUnsafeSlow(bytes);
     if (b.byteOffset === 0 && b.buffer.byteLength === bytes) return f64 ? new Float64Array(b.buffer) : new Float32Array(b.buffer);
   }
