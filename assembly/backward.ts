@@ -7,7 +7,7 @@
 // the graph form goes through dx̂, dvar and dmean node by node; the compact form uses
 // dx = (γ·invStd / N)·(N·dout − dβ − x̂·dγ). Centring dout before scaling keeps the
 // cancellation in N·dout − Σdout exact for N = 1.
-import { ROW_BLOCK, PARTIALS_BLOCK, NARROW_GROUP_BYTES, WIDE_GROUP_BYTES, SPREAD_SUM_BYTES, STRIP_GROUPS, blockGroups, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, columnArray, streams, loadTwo, storeTwo } from "./columns";
+import { ROW_BLOCK, STREAM_BLOCK, NARROW_GROUP_BYTES, WIDE_GROUP_BYTES, SPREAD_SUM_BYTES, STRIP_GROUPS, blockGroups, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, columnArray, streams, loadTwo, storeTwo } from "./columns";
 import { planeBackwardSums, planeBackwardApply } from "./planes";
 
 /**
@@ -75,8 +75,8 @@ import { planeBackwardSums, planeBackwardApply } from "./planes";
 /**
  * SIMD: p0[e] += Σ_g dout[g, e], p1[e] += Σ_g dout[g, e]·(x[g, e] − cPat[e]) over groups of E
  * values, in blocks of groups that L1 holds together (blockGroups). Where a block is shorter
- * than ROW_BLOCK (groups of 2 KiB and more), PARTIALS_BLOCK groups are first summed in T, in
- * t0, t1 (E values each): a fold into f64 every 4 rows of 4 KiB cost 8–10%.
+ * than ROW_BLOCK (groups of 2 KiB and more), ROW_BLOCK groups are first summed in T, in t0, t1
+ * (E values each): a fold into f64 every 4 rows of 4 KiB cost 8–10%.
  */
 function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat: usize, t0: usize, t1: usize, p0: usize, p1: usize): void {
   const P = E / lanes<T>();
@@ -88,8 +88,8 @@ function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
     }
     return;
   }
-  for (let g0 = 0; g0 < groups; g0 += PARTIALS_BLOCK) {
-    const end = min(g0 + PARTIALS_BLOCK, groups);
+  for (let g0 = 0; g0 < groups; g0 += ROW_BLOCK) {
+    const end = min(g0 + ROW_BLOCK, groups);
     memory.fill(t0, 0, groupBytes);
     memory.fill(t1, 0, groupBytes);
     for (let g = g0; g < end; g += blockRows) {
@@ -105,16 +105,17 @@ function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
  * (t0, t1: E values each), with K groups a K-th of the input apart at a time (see
  * shiftedSumsStream in statistics.ts). K = 4 (`quad`) in cache and for groups over 4 KiB:
  * against the blocked loop 12–16% faster at (256, 1024) and (1024, 1024), and against K = 2,
- * 13% at (2048, 4096). K = 2 when streaming smaller groups: at (8192, 1024) 3–5% slower than
- * one group at a time, K = 4 15% slower.
+ * 13% at (2048, 4096). K = 2 when streaming smaller groups: at (8192, 1024), with blocks of
+ * 32 groups, 12% faster than one group at a time (3–5% slower with 16) and 21% faster than
+ * K = 4. `block`: groups per fold into f64, as in shiftedSumsStream.
  */
-function backwardSumsStream<T>(dout: usize, x: usize, groups: i32, E: i32, cPat: usize, t0: usize, t1: usize, p0: usize, p1: usize, quad: bool): void {
+function backwardSumsStream<T>(dout: usize, x: usize, groups: i32, E: i32, cPat: usize, t0: usize, t1: usize, p0: usize, p1: usize, quad: bool, block: i32): void {
   const groupBytes = <usize>E * sizeof<T>();
   const K = quad ? 4 : 2;
   const runs = groups / K;
   const far = <usize>runs * groupBytes;
-  for (let g0 = 0; g0 < runs; g0 += PARTIALS_BLOCK / K) {
-    const end = <usize>min(g0 + PARTIALS_BLOCK / K, runs) * groupBytes;
+  for (let g0 = 0; g0 < runs; g0 += block / K) {
+    const end = <usize>min(g0 + block / K, runs) * groupBytes;
     memory.fill(t0, 0, groupBytes);
     memory.fill(t1, 0, groupBytes);
     for (let p = <usize>g0 * groupBytes; p < end; p += groupBytes) {
@@ -301,7 +302,7 @@ export const EVAL_FORM = 2;
       // Large inputs stream unless their groups are narrow, and wide groups in cache too (see
       // shiftedSums in statistics.ts).
       const stream = streams<T>(n, d);
-      if ((stream && patBytes >= 256) || patBytes >= SPREAD_SUM_BYTES) backwardSumsStream<T>(dout, x, groups, E, cPat, t0, t1, p0, p1, !stream || patBytes > WIDE_GROUP_BYTES);
+      if ((stream && patBytes >= 256) || patBytes >= SPREAD_SUM_BYTES) backwardSumsStream<T>(dout, x, groups, E, cPat, t0, t1, p0, p1, !stream || patBytes > WIDE_GROUP_BYTES, stream ? STREAM_BLOCK : ROW_BLOCK);
       else backwardSumsGroups<T>(dout, x, groups, E, cPat, t0, t1, p0, p1);
       foldPattern(p0, E, d, sDout);
       foldPattern(p1, E, d, sDoutX);

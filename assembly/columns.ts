@@ -12,13 +12,15 @@
 /** Groups (or rows) summed in T before their partial sums are added into f64 accumulators. */
 export const ROW_BLOCK: i32 = 16;
 /**
- * The same for the sum loops whose partial sums in T live in memory (the streaming loops, and
- * the gradient sums of 2 KiB groups): there the fold into f64 and the zeroing after it took
- * about a fifth of the loop at 16 groups. Measured against 16, (256, 1024) to (8192, 1024):
- * statistics 7–22% faster, gradient sums 2–10% (7–8% for groups of 2 KiB); the sums' error,
- * against u·Σ|term|, 10–25% larger on average (worst seen 1.6 u·Σ|term|, was 1.1).
+ * The same for the streaming sum loops (inputs of STREAM_BYTES and more), whose partial sums in
+ * T live in memory: there the fold into f64 and the zeroing after it took about a fifth of the
+ * loop at 16 groups, and 32 made statistics 13–22% and gradient sums 4–11% faster at
+ * (8192, 1024). Longer blocks add larger partial sums in T, so the sums' error grows (by half
+ * at 32, against u·Σ|term|); with the many blocks of a large input it averages out (variance
+ * of (8192, 1024): worst 1.25 ulp either way), while in cache, at (256, 1024), the worst
+ * variance went from 1.03 to 1.44 ulp, so in cache the blocks stay at ROW_BLOCK.
  */
-export const PARTIALS_BLOCK: i32 = 32;
+export const STREAM_BLOCK: i32 = 32;
 
 /**
  * Groups per block in the blocked loops: ROW_BLOCK; twice that for narrow groups (up to 256

@@ -6,13 +6,13 @@
 // - c starts as the mean of the first HEAD_ROWS rows, so |mean − c| is a fraction of a std;
 // - v and v² are summed in T over blocks of ROW_BLOCK rows or groups (full SIMD width for
 //   f32; 32 narrow groups, see blockGroups; groups of 4 KiB and more through the streaming
-//   loop, PARTIALS_BLOCK = 32 per block, eight additions of four), and each block's partial
-//   sums are added into f64 accumulators, so the rounding error is that of at most 32 terms
-//   in T plus n/8 terms in f64;
+//   loop, 16 per block, 32 for inputs beyond the caches (STREAM_BLOCK), in additions of
+//   four), and each block's partial sums are added into f64 accumulators, so the rounding
+//   error is that of at most 32 terms in T plus n/8 terms in f64;
 // - var = S2/n − (S1/n)² then cancels only (mean − c)² against var; if that ratio is large
 //   for any column (c was a poor guess, e.g. sorted data), a second pass with c = mean
 //   makes it negligible. Typical data needs one pass over memory.
-import { ROW_BLOCK, PARTIALS_BLOCK, SPREAD_SUM_BYTES, blockGroups, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams, loadTwo, storeTwo } from "./columns";
+import { ROW_BLOCK, STREAM_BLOCK, SPREAD_SUM_BYTES, blockGroups, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams, loadTwo, storeTwo } from "./columns";
 import { planeShiftedSums } from "./planes";
 
 /** SIMD: p1[e] += Σ_g (x[g, e] − cPat[e]), p2[e] += Σ_g (x[g, e] − cPat[e])² over `groups` groups of E values. */
@@ -80,14 +80,15 @@ function shiftedSumsGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, p1: us
  * apart) were 17% faster than one at (8192, 1024) and 33% at (2048, 4096), whose rows of
  * partial sums did not stay in L1; four are faster than two by 8–10% in cache ((256, 1024) to
  * (1024, 1031)) and 30% at (2048, 4096), and 2–5% slower at (8192, 1024). Two adjacent rows
- * together were slower. The one to three groups left go through shiftedSumsGroups.
+ * together were slower. The one to three groups left go through shiftedSumsGroups. `block`:
+ * groups per fold into f64 (ROW_BLOCK, or STREAM_BLOCK beyond the caches).
  */
-function shiftedSumsStream<T>(x: usize, groups: i32, E: i32, cPat: usize, t1: usize, t2: usize, p1: usize, p2: usize): void {
+function shiftedSumsStream<T>(x: usize, groups: i32, E: i32, cPat: usize, t1: usize, t2: usize, p1: usize, p2: usize, block: i32): void {
   const groupBytes = <usize>E * sizeof<T>();
   const quads = groups >> 2;
   const far = <usize>quads * groupBytes;
-  for (let g0 = 0; g0 < quads; g0 += PARTIALS_BLOCK >> 2) {
-    const end = x + <usize>min(g0 + (PARTIALS_BLOCK >> 2), quads) * groupBytes;
+  for (let g0 = 0; g0 < quads; g0 += block >> 2) {
+    const end = x + <usize>min(g0 + (block >> 2), quads) * groupBytes;
     memory.fill(t1, 0, groupBytes);
     memory.fill(t2, 0, groupBytes);
     for (let p = x + <usize>g0 * groupBytes; p < end; p += groupBytes) {
@@ -155,9 +156,10 @@ function shiftedSums<T>(x: usize, n: i32, d: i32, c: usize, s1: usize, s2: usize
       // block (blockGroups): 15–20% faster at (256, 1024) and (1024, 1024), 30% at (1024,
       // 1031) and (256, 2048); slower for groups of 1 and 2 KiB. (The gradient sums, two
       // groups at a time, were 7–15% slower streamed in cache.)
-      if ((streams<T>(n, d) && patBytes >= 1024) || patBytes >= SPREAD_SUM_BYTES) {
+      const stream = streams<T>(n, d);
+      if ((stream && patBytes >= 1024) || patBytes >= SPREAD_SUM_BYTES) {
         const t1 = after(q2, <usize>E << 3);
-        shiftedSumsStream<T>(x, groups, E, cPat, t1, after(t1, patBytes), p1, p2);
+        shiftedSumsStream<T>(x, groups, E, cPat, t1, after(t1, patBytes), p1, p2, stream ? STREAM_BLOCK : ROW_BLOCK);
       } else {
         shiftedSumsGroups<T>(x, groups, E, cPat, p1, p2);
       }

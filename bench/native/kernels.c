@@ -2,7 +2,7 @@
 // on this CPU from what WebAssembly and V8 add. Same structure as assembly/: the shift from
 // the first rows, v = x − c and v² summed in f32 over blocks of 8 rows and folded into f64 (for
 // rows of 4 KiB and more, and for inputs of 8 MiB and more, K rows a K-th of the input apart at
-// a time into f32 partial sums of 32 rows, as the package's streaming loops do), then
+// a time into f32 partial sums of 16 rows, 32 beyond 8 MiB, as the package's loops do), then
 // out = (x − c)·s + b; backward sums Σdout and Σdout·(x − c), then
 // dx = a·((dout − m) − b·(x − c)). Vector width W (floats) is set at compile time: 4 is
 // WebAssembly SIMD's 128 bits; 8 is AVX2, which WebAssembly does not have.
@@ -20,7 +20,7 @@
 typedef float vf __attribute__((vector_size(W * 4), aligned(4)));
 #define AT(p) (*(const vf *)(p))
 #define PUT(p, v) (*(vf *)(p) = (v))
-enum { BLOCK = 8, HEAD = 8, PARTIALS_BLOCK = 32 };  // PARTIALS_BLOCK as in assembly/columns.ts
+enum { BLOCK = 8, HEAD = 8, ROW_BLOCK = 16, STREAM_BLOCK = 32 };  // as in assembly/columns.ts
 
 static void fold(double *acc, vf v) {
   for (int i = 0; i < W; i++) acc[i] += v[i];
@@ -50,11 +50,11 @@ static void blockedSums(const float *x, int n, int d, const float *c, double *s1
 }
 
 /** The sums of blockedSums, four rows a quarter of the input apart at a time (the rows left: blocked). */
-static void spreadSums(const float *x, int n, int d, const float *c, double *s1, double *s2, float *t1, float *t2) {
+static void spreadSums(const float *x, int n, int d, const float *c, double *s1, double *s2, float *t1, float *t2, const int block) {
   const int runs = n / 4;
   const size_t far = (size_t)runs * d;
-  for (int g0 = 0; g0 < runs; g0 += PARTIALS_BLOCK / 4) {
-    const int end = g0 + PARTIALS_BLOCK / 4 < runs ? g0 + PARTIALS_BLOCK / 4 : runs;
+  for (int g0 = 0; g0 < runs; g0 += block / 4) {
+    const int end = g0 + block / 4 < runs ? g0 + block / 4 : runs;
     memset(t1, 0, d * sizeof(float));
     memset(t2, 0, d * sizeof(float));
     for (int r = g0; r < end; r++) {
@@ -76,7 +76,8 @@ static void shiftedSums(const float *x, int n, int d, const float *c, double *s1
   memset(s1, 0, d * sizeof(double));
   memset(s2, 0, d * sizeof(double));
   const size_t rowBytes = (size_t)d * sizeof(float), bytes = (size_t)n * rowBytes;
-  if (rowBytes >= 4096 || (bytes >= (8 << 20) && rowBytes >= 1024)) spreadSums(x, n, d, c, s1, s2, t1, t2);
+  const int block = bytes >= (8 << 20) ? STREAM_BLOCK : ROW_BLOCK;
+  if (rowBytes >= 4096 || (bytes >= (8 << 20) && rowBytes >= 1024)) spreadSums(x, n, d, c, s1, s2, t1, t2, block);
   else blockedSums(x, n, d, c, s1, s2);
 }
 
@@ -127,11 +128,11 @@ static void blockedGradientSums(const float *g, const float *x, int n, int d, co
 
 /** The sums of blockedGradientSums, K = 2 or 4 rows a K-th of the input apart at a time. */
 static inline void spreadGradientSums(const float *g, const float *x, int n, int d, const float *c, double *s1, double *s2, float *t1,
-                                      float *t2, const int K) {
+                                      float *t2, const int K, const int block) {
   const int runs = n / K;
   const size_t far = (size_t)runs * d;
-  for (int g0 = 0; g0 < runs; g0 += PARTIALS_BLOCK / K) {
-    const int end = g0 + PARTIALS_BLOCK / K < runs ? g0 + PARTIALS_BLOCK / K : runs;
+  for (int g0 = 0; g0 < runs; g0 += block / K) {
+    const int end = g0 + block / K < runs ? g0 + block / K : runs;
     memset(t1, 0, d * sizeof(float));
     memset(t2, 0, d * sizeof(float));
     for (int r = g0; r < end; r++) {
@@ -159,8 +160,9 @@ static void backward(const float *g, const float *x, int n, int d, const float *
   memset(s2, 0, d * sizeof(double));
   const size_t rowBytes = (size_t)d * sizeof(float);
   const int stream = (size_t)n * rowBytes >= (8 << 20);
-  if ((!stream && rowBytes >= 4096) || rowBytes > 4096) spreadGradientSums(g, x, n, d, c, s1, s2, t1, t2, 4);
-  else if (stream && rowBytes >= 256) spreadGradientSums(g, x, n, d, c, s1, s2, t1, t2, 2);
+  const int block = stream ? STREAM_BLOCK : ROW_BLOCK;
+  if ((!stream && rowBytes >= 4096) || rowBytes > 4096) spreadGradientSums(g, x, n, d, c, s1, s2, t1, t2, 4, block);
+  else if (stream && rowBytes >= 256) spreadGradientSums(g, x, n, d, c, s1, s2, t1, t2, 2, block);
   else blockedGradientSums(g, x, n, d, c, s1, s2);
   for (int j = 0; j < d; j++) {
     const double inv = invStd[j];
