@@ -186,3 +186,27 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     }
   });
 });
+
+// How close the float32 variance comes to the float64 value, in units in the last place of
+// float32: the plain-JS backend sums in float64 and rounds once; the SIMD kernels sum blocks of
+// rows in float32 first (assembly/statistics.ts), whose rounding is bounded here so that a
+// change of the blocks (longer ones, say) that costs accuracy shows.
+describe("float32 variance in ulps of the float64 value, mean 1e4, std 1", () => {
+  const ulp = (v: number) => 2 ** (Math.floor(Math.log2(Math.abs(Math.fround(v)))) - 23);
+  test.each([
+    ["simd", 256, 1024, 1.25],
+    ["simd", 1003, 1024, 1.25],
+    ["simd", 333, 1031, 1.25],
+    ["simd", 1025, 2048, 1.25], // 8 MiB: streamed, blocks of 32 rows
+    ["js", 256, 1024, 0.5 + 1e-6],
+    ["js", 1025, 2048, 0.5 + 1e-6],
+  ] as const)("%s backend, (%i, %i): within %f ulp", (backend, n, d, bound) => {
+    initSync({ backend: backend as Backend });
+    const x = Float32Array.from(randn(n + d, n * d, 1e4, 1));
+    const ref = columnStats(x, n, d);
+    const { cache } = batchnormForward(x, new Float32Array(d).fill(1), new Float32Array(d), { mode: "train" });
+    let worst = 0;
+    for (let j = 0; j < d; j++) worst = Math.max(worst, Math.abs(cache!.variance[j] - ref.variance[j]) / ulp(ref.variance[j]));
+    expect(worst).toBeLessThanOrEqual(bound);
+  });
+});
