@@ -7,7 +7,7 @@
 // the graph form goes through dx̂, dvar and dmean node by node; the compact form uses
 // dx = (γ·invStd / N)·(N·dout − dβ − x̂·dγ). Centring dout before scaling keeps the
 // cancellation in N·dout − Σdout exact for N = 1.
-import { ROW_BLOCK, STREAM_BLOCK, NARROW_GROUP_BYTES, WIDE_GROUP_BYTES, SPREAD_SUM_BYTES, STRIP_GROUPS, blockGroups, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, columnArray, streams, loadTwo, storeTwo } from "./columns";
+import { ROW_BLOCK, NARROW_GROUP_BYTES, WIDE_GROUP_BYTES, SPREAD_SUM_BYTES, STRIP_GROUPS, blockGroups, foldBlock, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, columnArray, streams, loadTwo, storeTwo } from "./columns";
 import { planeBackwardSums, planeBackwardApply } from "./planes";
 
 /**
@@ -302,7 +302,7 @@ export const EVAL_FORM = 2;
       // Large inputs stream unless their groups are narrow, and wide groups in cache too (see
       // shiftedSums in statistics.ts).
       const stream = streams<T>(n, d);
-      if ((stream && patBytes >= 256) || patBytes >= SPREAD_SUM_BYTES) backwardSumsStream<T>(dout, x, groups, E, cPat, t0, t1, p0, p1, !stream || patBytes > WIDE_GROUP_BYTES, stream ? STREAM_BLOCK : ROW_BLOCK);
+      if ((stream && patBytes >= 256) || patBytes >= SPREAD_SUM_BYTES) backwardSumsStream<T>(dout, x, groups, E, cPat, t0, t1, p0, p1, !stream || patBytes > WIDE_GROUP_BYTES, foldBlock(stream));
       else backwardSumsGroups<T>(dout, x, groups, E, cPat, t0, t1, p0, p1);
       foldPattern(p0, E, d, sDout);
       foldPattern(p1, E, d, sDoutX);

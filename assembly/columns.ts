@@ -12,15 +12,21 @@
 /** Groups (or rows) summed in T before their partial sums are added into f64 accumulators. */
 export const ROW_BLOCK: i32 = 16;
 /**
- * The same for the streaming sum loops (inputs of STREAM_BYTES and more), whose partial sums in
- * T live in memory: there the fold into f64 and the zeroing after it took about a fifth of the
- * loop at 16 groups, and 32 made statistics 13–22% and gradient sums 4–11% faster at
- * (8192, 1024). Longer blocks add larger partial sums in T, so the sums' error grows (by half
- * at 32, against u·Σ|term|); with the many blocks of a large input it averages out (variance
- * of (8192, 1024): worst 1.25 ulp either way), while in cache, at (256, 1024), the worst
- * variance went from 1.03 to 1.44 ulp, so in cache the blocks stay at ROW_BLOCK.
+ * The same for the streaming sum loops beyond the caches (inputs of STREAM_BYTES and more),
+ * whose partial sums in T live in memory: there the fold into f64 and the zeroing after it
+ * took about a fifth of the loop at 16 groups, and 32 made statistics 15–22% and gradient sums
+ * 10–11% faster at (8192, 1024). Longer blocks add larger partial sums in T, so the sums'
+ * error grows; with the many blocks of a large input it averages out (variance of
+ * (8192, 1024): worst 1.25 ulp either way), while in cache, at (256, 1024), the worst variance
+ * went from 1.03 to 1.44 ulp, so in cache the blocks stay at ROW_BLOCK (see foldBlock).
  */
 export const STREAM_BLOCK: i32 = 32;
+
+/** Groups per fold into f64 in the column sums' streaming loops: STREAM_BLOCK when `stream`. */
+// @ts-ignore: decorator
+@inline export function foldBlock(stream: bool): i32 {
+  return stream ? STREAM_BLOCK : ROW_BLOCK;
+}
 
 /**
  * Groups per block in the blocked loops: ROW_BLOCK; twice that for narrow groups (up to 256

@@ -69,7 +69,6 @@ function affineQuarters<T>(x: usize, g: i32, groups: i32, groupBytes: usize, cPa
  * interleaved rows halved the bandwidth of an (8192, 1024) batch). `rowsPerGroup` = E / d.
  */
 function affineGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, sPat: usize, bPat: usize, out: usize, stream: bool, rowsPerGroup: i32): void {
-  const P = E / lanes<T>();
   const groupBytes = <usize>E * sizeof<T>();
   let g = 0;
   if (!stream && groupBytes <= NARROW_GROUP_BYTES) {

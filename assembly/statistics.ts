@@ -12,7 +12,7 @@
 // - var = S2/n − (S1/n)² then cancels only (mean − c)² against var; if that ratio is large
 //   for any column (c was a poor guess, e.g. sorted data), a second pass with c = mean
 //   makes it negligible. Typical data needs one pass over memory.
-import { ROW_BLOCK, STREAM_BLOCK, SPREAD_SUM_BYTES, blockGroups, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams, loadTwo, storeTwo } from "./columns";
+import { ROW_BLOCK, SPREAD_SUM_BYTES, blockGroups, foldBlock, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams, loadTwo, storeTwo } from "./columns";
 import { planeShiftedSums } from "./planes";
 
 /** SIMD: p1[e] += Σ_g (x[g, e] − cPat[e]), p2[e] += Σ_g (x[g, e] − cPat[e])² over `groups` groups of E values. */
@@ -81,7 +81,7 @@ function shiftedSumsGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, p1: us
  * partial sums did not stay in L1; four are faster than two by 8–10% in cache ((256, 1024) to
  * (1024, 1031)) and 30% at (2048, 4096), and 2–5% slower at (8192, 1024). Two adjacent rows
  * together were slower. The one to three groups left go through shiftedSumsGroups. `block`:
- * groups per fold into f64 (ROW_BLOCK, or STREAM_BLOCK beyond the caches).
+ * groups per fold into f64 (foldBlock).
  */
 function shiftedSumsStream<T>(x: usize, groups: i32, E: i32, cPat: usize, t1: usize, t2: usize, p1: usize, p2: usize, block: i32): void {
   const groupBytes = <usize>E * sizeof<T>();
@@ -159,7 +159,7 @@ function shiftedSums<T>(x: usize, n: i32, d: i32, c: usize, s1: usize, s2: usize
       const stream = streams<T>(n, d);
       if ((stream && patBytes >= 1024) || patBytes >= SPREAD_SUM_BYTES) {
         const t1 = after(q2, <usize>E << 3);
-        shiftedSumsStream<T>(x, groups, E, cPat, t1, after(t1, patBytes), p1, p2, stream ? STREAM_BLOCK : ROW_BLOCK);
+        shiftedSumsStream<T>(x, groups, E, cPat, t1, after(t1, patBytes), p1, p2, foldBlock(stream));
       } else {
         shiftedSumsGroups<T>(x, groups, E, cPat, p1, p2);
       }

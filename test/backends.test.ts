@@ -92,7 +92,7 @@ describe.each([
   ["float32", 2048, 1024],
   ["float64", 1024, 1024],
   ["float32", 8192, 260],
-  // Rows of 8 KiB and more stream two at a time, half the batch apart; an odd count leaves one.
+  // Rows of 8 KiB and more stream four at a time, a quarter of the batch apart; N = 4k + 1 leaves one.
   ["float32", 1025, 2048],
   ["float64", 513, 2048],
 ] as [Dtype, number, number][])("%s (%i, %i): streamed through memory", (dtype, n, d) => {

@@ -52,7 +52,7 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     // D = 1 and 6: narrow groups, summed in blocks of 32 (assembly/columns.ts); 1024: one row per group.
     ["N = 8192, mean 1e4, std 1, D = 1", 1e4, 1, false, 1, 8192],
     ["mean 1e4, std 1, D = 1024 (N = 256)", 1e4, 1, false, 1024, 256],
-    // 8 MiB and more stream through memory, two rows half the batch apart at a time (odd N: one left).
+    // 8 MiB and more stream through memory, four rows a quarter of the batch apart (N = 4k + 1: one left).
     ["mean 1e4, std 1, D = 2048, N = 1025 (streamed)", 1e4, 1, false, 2048, 1025],
   ] as const)("float32, %s", (_, loc, scale, sorted, d, n) => {
     initSync({ backend });

@@ -20,7 +20,7 @@
 typedef float vf __attribute__((vector_size(W * 4), aligned(4)));
 #define AT(p) (*(const vf *)(p))
 #define PUT(p, v) (*(vf *)(p) = (v))
-enum { BLOCK = 8, HEAD = 8, ROW_BLOCK = 16, STREAM_BLOCK = 32 };  // as in assembly/columns.ts
+enum { BLOCK = 8, HEAD = 8, ROW_BLOCK = 16, STREAM_BLOCK = 32, STREAM_BYTES = 8 << 20 };  // as in assembly/columns.ts
 
 static void fold(double *acc, vf v) {
   for (int i = 0; i < W; i++) acc[i] += v[i];
@@ -76,8 +76,8 @@ static void shiftedSums(const float *x, int n, int d, const float *c, double *s1
   memset(s1, 0, d * sizeof(double));
   memset(s2, 0, d * sizeof(double));
   const size_t rowBytes = (size_t)d * sizeof(float), bytes = (size_t)n * rowBytes;
-  const int block = bytes >= (8 << 20) ? STREAM_BLOCK : ROW_BLOCK;
-  if (rowBytes >= 4096 || (bytes >= (8 << 20) && rowBytes >= 1024)) spreadSums(x, n, d, c, s1, s2, t1, t2, block);
+  const int stream = bytes >= STREAM_BYTES;
+  if (rowBytes >= 4096 || (stream && rowBytes >= 1024)) spreadSums(x, n, d, c, s1, s2, t1, t2, stream ? STREAM_BLOCK : ROW_BLOCK);
   else blockedSums(x, n, d, c, s1, s2);
 }
 
@@ -159,7 +159,7 @@ static void backward(const float *g, const float *x, int n, int d, const float *
   memset(s1, 0, d * sizeof(double));
   memset(s2, 0, d * sizeof(double));
   const size_t rowBytes = (size_t)d * sizeof(float);
-  const int stream = (size_t)n * rowBytes >= (8 << 20);
+  const int stream = (size_t)n * rowBytes >= STREAM_BYTES;
   const int block = stream ? STREAM_BLOCK : ROW_BLOCK;
   if ((!stream && rowBytes >= 4096) || rowBytes > 4096) spreadGradientSums(g, x, n, d, c, s1, s2, t1, t2, 4, block);
   else if (stream && rowBytes >= 256) spreadGradientSums(g, x, n, d, c, s1, s2, t1, t2, 2, block);
