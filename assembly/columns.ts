@@ -58,6 +58,7 @@ export const NARROW_GROUP_BYTES: usize = 1024;
  * data (rows of 8 KiB: the backward's four arrays of constants take 32 KiB).
  */
 export const WIDE_GROUP_BYTES: usize = 4096;
+/** Groups per strip; even, since the strips take two groups per step. */
 export const STRIP_GROUPS: i32 = 8;
 /**
  * Groups of this size and more go through the column sums' streaming loops in cache too: a

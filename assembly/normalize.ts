@@ -7,8 +7,9 @@ import { planeAffine } from "./planes";
 
 /**
  * Strips of `strip` narrow groups from group g on (see NARROW_GROUP_BYTES), two vectors wide
- * (groupLength makes a group's count even) with their constants in registers; returns the
- * first group left. Inlined with a constant strip (see backwardApplyStrips in backward.ts).
+ * (groupLength makes a group's count even) with their constants in registers, two groups per
+ * step (`strip` is even); returns the first group left. Inlined with a constant strip (see
+ * backwardApplyStrips in backward.ts).
  */
 // @ts-ignore: decorator
 @inline function affineStrips<T>(x: usize, g: i32, groups: i32, E: i32, cPat: usize, sPat: usize, bPat: usize, out: usize, strip: i32): i32 {
@@ -21,9 +22,11 @@ import { planeAffine } from "./planes";
       const c0 = v128.load(cPat + off), s0 = v128.load(sPat + off), b0 = v128.load(bPat + off);
       const c1 = v128.load(cPat + off, 16), s1 = v128.load(sPat + off, 16), b1 = v128.load(bPat + off, 16);
       let px = x + base + off, po = out + base + off;
-      for (let r = 0; r < strip; r++, px += groupBytes, po += groupBytes) {
+      for (let r = 0; r < strip; r += 2, px += 2 * groupBytes, po += 2 * groupBytes) {
         v128.store(po, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px), c0), s0), b0));
         v128.store(po, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px, 16), c1), s1), b1), 16);
+        v128.store(po + groupBytes, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px + groupBytes), c0), s0), b0));
+        v128.store(po + groupBytes, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px + groupBytes, 16), c1), s1), b1), 16);
       }
     }
   }
