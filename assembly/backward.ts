@@ -237,8 +237,9 @@ function backwardApplyQuarters<T>(
 
 /**
  * SIMD over groups: dx = a·((dout − m) − b·(x − c)); narrow groups in strips, others four
- * groups per load of the constants, or one after another when streaming groups whose
- * constants stay in L1 (see affineGroups in normalize.ts). `rowsPerGroup` = E / d.
+ * groups per load of the constants, or one after another, two vectors per step, when
+ * streaming groups whose constants stay in L1 (see affineGroups in normalize.ts).
+ * `rowsPerGroup` = E / d.
  */
 function backwardApplyGroups<T>(
   dout: usize, x: usize, groups: i32, E: i32, cPat: usize, aPat: usize, mPat: usize, bPat: usize, dx: usize, stream: bool, rowsPerGroup: i32,
@@ -256,12 +257,15 @@ function backwardApplyGroups<T>(
   if (!stream || groupBytes > WIDE_GROUP_BYTES) g = backwardApplyQuarters<T>(dout, x, g, groups, groupBytes, cPat, aPat, mPat, bPat, dx);
   for (; g < groups; g++) {
     const base = <usize>g * groupBytes;
-    for (let k = 0; k < P; k++) {
+    for (let k = 0; k < P; k += 2) {
       const off = <usize>k << 4;
       const p = base + off;
       const xc = v128.sub<T>(v128.load(x + p), v128.load(cPat + off));
       const t = v128.sub<T>(v128.sub<T>(v128.load(dout + p), v128.load(mPat + off)), v128.mul<T>(v128.load(bPat + off), xc));
       v128.store(dx + p, v128.mul<T>(v128.load(aPat + off), t));
+      const yc = v128.sub<T>(v128.load(x + p, 16), v128.load(cPat + off, 16));
+      const u = v128.sub<T>(v128.sub<T>(v128.load(dout + p, 16), v128.load(mPat + off, 16)), v128.mul<T>(v128.load(bPat + off, 16), yc));
+      v128.store(dx + p, v128.mul<T>(v128.load(aPat + off, 16), u), 16);
     }
   }
 }
