@@ -101,8 +101,10 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     expectGradientsOfOracle(x, n, d, 0, cache!);
   });
 
-  // Rows of 4 KiB fall in one set of L1, so the SIMD gradient sums take them a few at a time
-  // into float32 partial sums (assembly/backward.ts); 1031 columns make groups of 8 rows.
+  // Groups of 4 KiB and more take the column sums' streaming loops in cache too, four groups a
+  // quarter of the batch apart into float32 partial sums (assembly/statistics.ts, backward.ts):
+  // N = 1003 leaves three rows to the blocked loop; 1031 columns make groups of 8 rows (41 of
+  // them: one left, then 5 rows row by row).
   test.each([
     [1024, 1003],
     [1031, 333],
