@@ -22,6 +22,11 @@ export interface BNParam<A extends FloatArray = FloatArray> extends RunningStats
   numBatchesTracked?: number;
 }
 
+/** Every key of BNParam: any other is refused (see check.knownKeys). */
+const BN_PARAM_KEYS = [
+  "mode", "eps", "momentum", "momentumConvention", "runningVariance", "runningMean", "runningVar", "numBatchesTracked",
+] as const satisfies readonly (keyof BNParam)[];
+
 export const DEFAULT_EPS = 1e-5;
 export const DEFAULT_MOMENTUM = 0.9;
 
@@ -113,12 +118,13 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
   if (bnParam === null || typeof bnParam !== "object") {
     throw new TypeError(`bnParam must be an object like { mode: 'train' }, got ${bnParam === null ? "null" : typeof bnParam}`);
   }
+  check.knownKeys("bnParam", bnParam, BN_PARAM_KEYS);
   const mode = check.mode(bnParam.mode);
   const eps = check.eps(bnParam.eps ?? DEFAULT_EPS);
   const rule = runningStatsRule(bnParam, "bnParam.", DEFAULT_MOMENTUM);
   const tracked = bnParam.numBatchesTracked ?? 0;
   if (!Number.isInteger(tracked) || tracked < 0) {
-    throw new RangeError(`bnParam.numBatchesTracked must be a whole number ≥ 0, got ${String(bnParam.numBatchesTracked)}`);
+    throw new RangeError(`bnParam.numBatchesTracked must be a whole number ≥ 0, got ${check.shown(bnParam.numBatchesTracked)}`);
   }
   const runningShape = "D = gamma.length";
   if (mode === "test" && (bnParam.runningMean === undefined || bnParam.runningVar === undefined)) {
@@ -131,6 +137,12 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
     ? null
     : check.floatArrayOfLength("bnParam.runningVar", bnParam.runningVar, dtype, d, runningShape);
   const step = mode === "train" ? stepFactors(rule, tracked + 1, geo.count, geo.shape) : null;
+  const countsBatches = rule.momentum === null || bnParam.numBatchesTracked !== undefined;
+  if (step) {
+    if (!runMean) check.settable("bnParam", bnParam, "runningMean");
+    if (!runVar) check.settable("bnParam", bnParam, "runningVar");
+    if (countsBatches) check.settable("bnParam", bnParam, "numBatchesTracked");
+  }
 
   const { heap, kernels } = engine();
   const { n, S } = geo;
@@ -177,7 +189,7 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
   else bnParam.runningMean = copyOf(block, o + at.runMean, d);
   if (runVar) copyInto(runVar, 0, block, o + at.runVar, d);
   else bnParam.runningVar = copyOf(block, o + at.runVar, d);
-  if (rule.momentum === null || bnParam.numBatchesTracked !== undefined) bnParam.numBatchesTracked = tracked + 1;
+  if (countsBatches) bnParam.numBatchesTracked = tracked + 1;
   const saved = unfilled(x instanceof Float64Array, size + STATS_ROWS * d);
   saved.set(x);
   copyInto(saved, size, block, o + at.stats, STATS_ROWS * d);

@@ -29,6 +29,11 @@ export interface BatchNormOptions<D extends Dtype = Dtype> extends RunningStatsO
   dtype?: D;
 }
 
+/** Every key of BatchNormOptions: any other is refused (see check.knownKeys). */
+const OPTION_KEYS = [
+  "eps", "momentum", "momentumConvention", "runningVariance", "affine", "scale", "center", "trackRunningStats", "layout", "dtype",
+] as const satisfies readonly (keyof BatchNormOptions)[];
+
 /** PyTorch's state_dict names; Keras' weight names. Plain arrays, JSON-serializable. */
 export interface PyTorchState {
   weight?: number[];
@@ -84,6 +89,7 @@ export class BatchNorm<D extends Dtype = "float32"> {
   constructor(numFeatures: number, options: BatchNormOptions<D> = {}) {
     this.numFeatures = check.positiveInteger("numFeatures", numFeatures);
     if (options === null || typeof options !== "object") throw new TypeError("BatchNorm options must be an object");
+    check.knownKeys("BatchNorm options", options, OPTION_KEYS);
     const dtype = options.dtype ?? "float32";
     if (dtype !== "float32" && dtype !== "float64") {
       throw new TypeError(`options.dtype must be 'float32' or 'float64', got ${JSON.stringify(dtype)}`);
@@ -123,6 +129,7 @@ export class BatchNorm<D extends Dtype = "float32"> {
     num_features: number; eps?: number; momentum?: number | null; affine?: boolean; track_running_stats?: boolean; dtype?: D;
   }): BatchNorm<D> {
     if (options === null || typeof options !== "object") throw new TypeError("fromPyTorch options must be an object like { num_features: 64 }");
+    check.knownKeys("fromPyTorch options", options, ["num_features", "eps", "momentum", "affine", "track_running_stats", "dtype"]);
     return new BatchNorm<D>(options.num_features, {
       eps: options.eps ?? 1e-5, momentum: options.momentum === undefined ? 0.1 : options.momentum, momentumConvention: "pytorch",
       runningVariance: "unbiased", affine: options.affine ?? true, trackRunningStats: options.track_running_stats ?? true,
@@ -138,8 +145,9 @@ export class BatchNorm<D extends Dtype = "float32"> {
     axis?: number; momentum?: number; epsilon?: number; center?: boolean; scale?: boolean; dtype?: D;
   } = {}): BatchNorm<D> {
     if (options === null || typeof options !== "object") throw new TypeError("fromKeras options must be an object");
+    check.knownKeys("fromKeras options", options, ["axis", "momentum", "epsilon", "center", "scale", "dtype"]);
     const axis = options.axis ?? -1;
-    if (axis !== -1 && axis !== 1) throw new RangeError(`axis must be -1 (channels last) or 1 (channels first), got ${String(axis)}`);
+    if (axis !== -1 && axis !== 1) throw new RangeError(`axis must be -1 (channels last) or 1 (channels first), got ${check.shown(axis)}`);
     return new BatchNorm<D>(numFeatures, {
       eps: options.epsilon ?? 1e-3, momentum: options.momentum ?? 0.99, momentumConvention: "cs231n", runningVariance: "biased",
       center: options.center ?? true, scale: options.scale ?? true, layout: axis === -1 ? "NHWC" : "NCHW", dtype: options.dtype,
@@ -256,7 +264,7 @@ export class BatchNorm<D extends Dtype = "float32"> {
       loaded.push([this.runningMean, values(names.mean)], [this.runningVar, values(names.variance)]);
       if (names.count) {
         const c = record[names.count];
-        if (typeof c !== "number" || !Number.isInteger(c) || c < 0) throw new RangeError(`state.${names.count} must be a whole number ≥ 0, got ${String(c)}`);
+        if (typeof c !== "number" || !Number.isInteger(c) || c < 0) throw new RangeError(`state.${names.count} must be a whole number ≥ 0, got ${check.shown(c)}`);
         count = c;
       }
     }
@@ -423,11 +431,10 @@ export class BatchNormWorkspace<D extends Dtype = "float32"> {
    * forward, the running statistics are constants (fine-tuning with frozen statistics):
    * dx = dout·gamma/sqrt(runningVar + eps). Returns the live view `dx`.
    */
-  backward(options: { form?: "compact" | "graph" } = {}): ArrayOf<D> {
+  backward(options?: { form?: "compact" | "graph" }): ArrayOf<D> {
     const { layer, geo } = this;
     this.checkAlive();
-    const form = options.form ?? "compact";
-    if (form !== "compact" && form !== "graph") throw new RangeError(`options.form must be 'compact' or 'graph', got ${JSON.stringify(form)}`);
+    const form = options === undefined ? "compact" : formOf(options);
     if (this.state === "empty") throw new Error("BatchNormWorkspace.backward needs a forward() first");
     const d = layer.numFeatures;
     const dgamma = check.floatArrayOfLength("layer.dgamma", layer.dgamma, layer.dtype, d, "numFeatures");
@@ -470,4 +477,13 @@ export class BatchNormWorkspace<D extends Dtype = "float32"> {
     const length = data ? this.size : this.layer.numFeatures;
     return (this.views[key] ??= heap.view(this.layer.dtype, this.base + this.plan.offsets[key], length)) as ArrayOf<D>;
   }
+}
+
+/** The backward form that workspace.backward(options) asks for. */
+function formOf(options: { form?: "compact" | "graph" }): "compact" | "graph" {
+  if (options === null || typeof options !== "object") throw new TypeError("backward options must be an object like { form: 'graph' }");
+  check.knownKeys("backward options", options, ["form"]);
+  const form = options.form ?? "compact";
+  if (form !== "compact" && form !== "graph") throw new RangeError(`options.form must be 'compact' or 'graph', got ${check.shown(form)}`);
+  return form;
 }

@@ -4,11 +4,71 @@ import { type Dtype, type FloatArray, dtypeOf, typeName } from "./dtype.js";
 
 export type Mode = "train" | "test";
 
+/** "a Float32Array", "an Int32Array". */
+function article(noun: string): string {
+  return `${/^[aeiou]/i.test(noun) ? "an" : "a"} ${noun}`;
+}
+
 function describe(value: unknown): string {
   if (value === null) return "null";
-  if (ArrayBuffer.isView(value)) return `a ${value.constructor.name}`;
+  if (ArrayBuffer.isView(value)) return article(value.constructor.name);
   if (Array.isArray(value)) return "an Array";
-  return typeof value === "object" ? `an object (${(value as object).constructor?.name ?? "Object"})` : `a ${typeof value}`;
+  return typeof value === "object" ? `an object (${(value as object).constructor?.name ?? "Object"})` : article(typeof value);
+}
+
+/** A value as messages show it: strings quoted, so that "0.9" and 0.9 look different. */
+export function shown(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "object" && value !== null) return describe(value);
+  return String(value);
+}
+
+/** Edits (insertions, deletions, substitutions, swaps of neighbours) between a and b. */
+function editDistance(a: string, b: string): number {
+  let before: number[] = [];
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) next[j] = Math.min(next[j], before[j - 2] + 1);
+    }
+    [before, row] = [row, next];
+  }
+  return row[b.length];
+}
+
+/**
+ * The known key a misspelt one most likely meant: the same letters up to case and _ or -, an
+ * abbreviation (eps for epsilon), or the nearest within 1 edit (short keys) or 2.
+ */
+function meant(key: string, keys: readonly string[]): string | undefined {
+  const plain = (k: string) => k.toLowerCase().replace(/[_-]/g, "");
+  const same = keys.find((k) => plain(k) === plain(key));
+  if (same) return same;
+  const longer = plain(key).length >= 3 ? keys.find((k) => plain(k).startsWith(plain(key))) : undefined;
+  if (longer) return longer;
+  let best: string | undefined;
+  let bestDistance = key.length < 5 ? 2 : 3;
+  for (const k of keys) {
+    const distance = editDistance(plain(key), plain(k));
+    if (distance < bestDistance) [best, bestDistance] = [k, distance];
+  }
+  return best;
+}
+
+/**
+ * Refuses keys of an options object that are not in `keys`: a misspelt option (momentun,
+ * running_mean, eps for Keras' epsilon) would otherwise be ignored without a word.
+ */
+export function knownKeys(name: string, value: object, keys: readonly string[]): void {
+  for (const key of Object.keys(value)) {
+    if (keys.includes(key)) continue;
+    const guess = meant(key, keys);
+    throw new TypeError(
+      `${name} has no option ${JSON.stringify(key)}${guess ? ` (did you mean '${guess}'?)` : ""}; its options are ${keys.join(", ")}`,
+    );
+  }
 }
 
 /** A Float32Array or Float64Array, not detached. `dtype`, when given, must match. */
@@ -47,28 +107,35 @@ export function rowsOf(length: number, d: number, name = "x"): number {
 
 export function mode(value: unknown): Mode {
   if (value !== "train" && value !== "test") {
-    throw new RangeError(`bnParam.mode must be 'train' or 'test', got ${JSON.stringify(value) ?? String(value)}`);
+    throw new RangeError(`bnParam.mode must be 'train' or 'test', got ${shown(value)}`);
   }
   return value;
 }
 
 export function eps(value: unknown, name = "bnParam.eps"): number {
   if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
-    throw new RangeError(`${name} must be a finite number ≥ 0, got ${String(value)}`);
+    throw new RangeError(`${name} must be a finite number ≥ 0, got ${shown(value)}`);
   }
   return value;
 }
 
 export function momentum(value: unknown, name = "bnParam.momentum"): number {
   if (typeof value !== "number" || !(value >= 0 && value <= 1)) {
-    throw new RangeError(`${name} must be a number in [0, 1], got ${String(value)}`);
+    throw new RangeError(`${name} must be a number in [0, 1], got ${shown(value)}`);
   }
   return value;
 }
 
 export function positiveInteger(name: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
-    throw new RangeError(`${name} must be a positive integer, got ${String(value)}`);
+    throw new RangeError(`${name} must be a positive integer, got ${shown(value)}`);
   }
   return value;
+}
+
+/** That a call can set target[key] (a frozen or sealed bnParam cannot take new keys): checked before any change. */
+export function settable(name: string, target: object, key: string): void {
+  const own = Object.getOwnPropertyDescriptor(target, key);
+  const ok = own ? own.writable === true || own.set !== undefined : Object.isExtensible(target);
+  if (!ok) throw new TypeError(`${name}.${key} cannot be set (is ${name} frozen or sealed?); a train call sets it`);
 }

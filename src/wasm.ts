@@ -9,6 +9,7 @@ import { type WasmPart, wasmModules } from "./generated/binaries.js";
 import { type Dtype } from "./dtype.js";
 import { Heap, JsMemory } from "./memory.js";
 import * as reference from "./reference.js";
+import * as check from "./validate.js";
 
 export type Backend = "simd" | "scalar" | "js";
 export const BACKENDS: readonly Backend[] = ["simd", "scalar", "js"];
@@ -176,6 +177,7 @@ function chooseBackend(options: InitOptions | undefined): Backend {
   if (options !== undefined && (options === null || typeof options !== "object")) {
     throw new TypeError("init: options must be an object like { backend: 'simd' | 'scalar' | 'js' }");
   }
+  if (options !== undefined) check.knownKeys("init options", options, ["backend"]);
   const wanted = options?.backend;
   const supported = supportedBackends();
   if (wanted === undefined) return supported[0];

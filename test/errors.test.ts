@@ -24,7 +24,7 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
   const f32 = (n: number) => new Float32Array(n);
   const forwardCases: [string, () => unknown, ErrorConstructor, RegExp][] = [
     ["x is a plain Array", () => batchnormForward([1, 2, 3] as never, gamma(), beta(), { mode: "train" }), TypeError, /^x must be a Float32Array or Float64Array, got an Array/],
-    ["x is an Int32Array", () => batchnormForward(new Int32Array(10) as never, gamma(), beta(), { mode: "train" }), TypeError, /x must be a Float32Array or Float64Array, got a Int32Array/],
+    ["x is an Int32Array", () => batchnormForward(new Int32Array(10) as never, gamma(), beta(), { mode: "train" }), TypeError, /x must be a Float32Array or Float64Array, got an Int32Array/],
     ["x is null", () => batchnormForward(null as never, gamma(), beta(), { mode: "train" }), TypeError, /x must be .* got null/],
     ["x length not a multiple of D", () => batchnormForward(f32(21), gamma(), beta(), { mode: "train" }), RangeError, /x must have a positive multiple of D = 5 values .* got length 21/],
     ["x empty", () => batchnormForward(f32(0), gamma(), beta(), { mode: "train" }), RangeError, /x is an empty or detached array/],
@@ -39,7 +39,12 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     ["eps negative", () => batchnormForward(x(), gamma(), beta(), { mode: "train", eps: -1e-5 }), RangeError, /bnParam.eps must be a finite number ≥ 0, got -0.00001/],
     ["eps NaN", () => batchnormForward(x(), gamma(), beta(), { mode: "train", eps: NaN }), RangeError, /bnParam.eps .* got NaN/],
     ["eps Infinity", () => batchnormForward(x(), gamma(), beta(), { mode: "train", eps: Infinity }), RangeError, /bnParam.eps .* got Infinity/],
-    ["eps a string", () => batchnormForward(x(), gamma(), beta(), { mode: "train", eps: "1e-5" as never }), RangeError, /bnParam.eps/],
+    ["eps a string", () => batchnormForward(x(), gamma(), beta(), { mode: "train", eps: "1e-5" as never }), RangeError, /bnParam.eps must be a finite number ≥ 0, got "1e-5"/],
+    ["momentum a string", () => batchnormForward(x(), gamma(), beta(), { mode: "train", momentum: "0.9" as never }), RangeError, /bnParam.momentum must be a number in \[0, 1\], got "0.9"/],
+    ["numBatchesTracked a string", () => batchnormForward(x(), gamma(), beta(), { mode: "train", numBatchesTracked: "3" as never }), RangeError, /got "3"/],
+    ["bnParam in Python's names", () => batchnormForward(x(), gamma(), beta(), { mode: "train", running_mean: f32(5) } as never), TypeError, /^bnParam has no option "running_mean" \(did you mean 'runningMean'\?\); its options are mode, eps, momentum/],
+    ["a misspelt bnParam key", () => batchnormForward(x(), gamma(), beta(), { mode: "train", momentun: 0.5 } as never), TypeError, /bnParam has no option "momentun" \(did you mean 'momentum'\?\)/],
+    ["an unknown bnParam key", () => batchnormForward(x(), gamma(), beta(), { mode: "test", training: false } as never), TypeError, /bnParam has no option "training"; its options are/],
     ["momentum above 1", () => batchnormForward(x(), gamma(), beta(), { mode: "train", momentum: 1.5 }), RangeError, /bnParam.momentum must be a number in \[0, 1\], got 1.5/],
     ["momentum negative", () => batchnormForward(x(), gamma(), beta(), { mode: "train", momentum: -0.1 }), RangeError, /bnParam.momentum/],
     ["momentum NaN", () => batchnormForward(x(), gamma(), beta(), { mode: "train", momentum: NaN }), RangeError, /bnParam.momentum .* got NaN/],
@@ -64,6 +69,23 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     expect(fresh).toEqual({ mode: "train", momentum: 2 });
   });
 
+  test("a frozen or sealed bnParam that a train call must write to is refused before anything changes", () => {
+    expect(() => batchnormForward(x(), gamma(), beta(), Object.freeze({ mode: "train" as const })))
+      .toThrow(/bnParam.runningMean cannot be set \(is bnParam frozen or sealed\?\)/);
+    const runningMean = typed("float32", [1, 2, 3, 4, 5]);
+    const runningVar = typed("float32", [1, 1, 1, 1, 1]);
+    // momentum null counts batches in bnParam.numBatchesTracked, which a sealed object cannot take.
+    const sealed = Object.seal({ mode: "train" as const, momentum: null, runningMean, runningVar });
+    expect(() => batchnormForward(x(), gamma(), beta(), sealed)).toThrow(/bnParam.numBatchesTracked cannot be set/);
+    expect(Array.from(runningMean)).toEqual([1, 2, 3, 4, 5]);
+    expect(Array.from(runningVar)).toEqual([1, 1, 1, 1, 1]);
+    // Frozen with its arrays in place and nothing to add: the arrays are updated in place.
+    const frozen = Object.freeze({ mode: "train" as const, momentum: 0.5, runningMean, runningVar });
+    batchnormForward(x(), gamma(), beta(), frozen);
+    expect(runningMean[0]).not.toBe(1);
+    expectStillCorrect();
+  });
+
   test.each([
     ["graph", batchnormBackward],
     ["compact", batchnormBackwardAlt],
@@ -84,6 +106,12 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     expect(() => new BatchNorm(3, { dtype: "int8" as never })).toThrow(/options.dtype must be 'float32' or 'float64', got "int8"/);
     expect(() => new BatchNorm(3, { momentum: 2 })).toThrow(/options.momentum/);
     expect(() => new BatchNorm(3, { eps: -1 })).toThrow(/options.eps/);
+    expect(() => new BatchNorm(3, { momentun: 0.5 } as never)).toThrow(/^BatchNorm options has no option "momentun" \(did you mean 'momentum'\?\)/);
+    expect(() => new BatchNorm(3, { track_running_stats: false } as never)).toThrow(/did you mean 'trackRunningStats'/);
+    expect(() => BatchNorm.fromKeras(3, { eps: 1e-3 } as never)).toThrow(/fromKeras options has no option "eps" \(did you mean 'epsilon'\?\)/);
+    expect(() => BatchNorm.fromKeras(3, { beta_initializer: "zeros" } as never)).toThrow(/fromKeras options has no option "beta_initializer"; its options are axis, momentum/);
+    expect(() => BatchNorm.fromPyTorch({ numFeatures: 3 } as never)).toThrow(/did you mean 'num_features'/);
+    expect(() => BatchNorm.fromKeras(3, { axis: "1" as never })).toThrow(/axis must be -1 \(channels last\) or 1 \(channels first\), got "1"/);
     const bn = new BatchNorm(5);
     expect(() => bn.backward(f32(20))).toThrow(/needs a forward first/);
     expect(() => bn.forward(f32(7))).toThrow(/x must have a positive multiple of D = 5/);
@@ -100,7 +128,9 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     expect(() => bn.workspace(0)).toThrow(/batchSize must be a positive integer/);
     const ws = bn.workspace(4);
     expect(() => ws.backward()).toThrow(/needs a forward\(\) first/);
-    expect(() => ws.backward({ form: "fast" as never })).toThrow(RangeError);
+    expect(() => ws.backward({ form: "fast" as never })).toThrow(/options.form must be 'compact' or 'graph', got "fast"/);
+    expect(() => ws.backward({ from: "graph" } as never)).toThrow(/backward options has no option "from" \(did you mean 'form'\?\)/);
+    expect(() => ws.backward(null as never)).toThrow(/backward options must be an object/);
     bn.gamma.set(c.gamma);
     bn.beta.set(c.beta);
     bn.eps = c.eps;
@@ -121,6 +151,7 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
 test("init: unknown backend or options are refused", async () => {
   await expect(init({ backend: "gpu" as never })).rejects.toThrow(/backend must be 'simd', 'scalar' or 'js', got "gpu"/);
   expect(() => initSync(42 as never)).toThrow(/options must be an object/);
+  expect(() => initSync({ backends: "js" } as never)).toThrow(/init options has no option "backends" \(did you mean 'backend'\?\)/);
   expect(await init()).toBe("simd");
   expect(await init({ backend: "scalar" })).toBe("scalar");
 });
