@@ -249,11 +249,12 @@ export class BatchNorm<D extends Dtype = "float32"> {
       const v = record[key];
       const ok = (Array.isArray(v) || v instanceof Float32Array || v instanceof Float64Array) && (v as ArrayLike<unknown>).length === this.numFeatures;
       if (!ok) throw new RangeError(`state.${key} must be an array of ${this.numFeatures} numbers`);
-      const arr = Float64Array.from(v as ArrayLike<number>, (x, i) => {
-        if (typeof x !== "number") throw new TypeError(`state.${key}[${i}] must be a number, got ${typeof x}`);
+      return Float64Array.from(v as ArrayLike<number>, (x, i) => {
+        if (typeof x !== "number") throw new TypeError(`state.${key}[${i}] must be a number, got ${check.shown(x)}`);
+        // A negative or NaN variance would turn the column into NaN in eval mode.
+        if (key === names.variance && !(x >= 0)) throw new RangeError(`state.${key}[${i}] must be a variance ≥ 0, got ${x}`);
         return x;
       });
-      return arr;
     };
     // Check everything before changing anything.
     const loaded: [FloatArray, Float64Array][] = [];

@@ -139,7 +139,9 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     const before = JSON.stringify(bn.stateDict());
     const bad: [string, unknown, RegExp][] = [
       ["wrong length", { ...good, running_var: [1, 2] }, /state.running_var must be an array of 3 numbers/],
-      ["not a number", { ...good, weight: [1, "2", 3] }, /state.weight\[1\] must be a number/],
+      ["not a number", { ...good, weight: [1, "2", 3] }, /state.weight\[1\] must be a number, got "2"/],
+      ["negative variance", { ...good, running_var: [2, -1, 2] }, /state.running_var\[1\] must be a variance ≥ 0, got -1/],
+      ["NaN variance", { ...good, running_var: [2, 2, NaN] }, /state.running_var\[2\] must be a variance ≥ 0, got NaN/],
       ["missing key", { weight: good.weight, bias: good.bias, running_mean: good.running_mean, num_batches_tracked: 1 }, /missing key\(s\) in state: running_var/],
       ["extra key", { ...good, momentum: 0.1 }, /unexpected key\(s\) in state: momentum/],
       ["bad counter", { ...good, num_batches_tracked: -1 }, /num_batches_tracked must be a whole number/],
