@@ -11,6 +11,7 @@ import { type Geometry, type Layout, checkLayout, geometry } from "./shape.js";
 import * as check from "./validate.js";
 import { COMPACT_FORM, GRAPH_FORM, engine } from "./wasm.js";
 
+/** The state object of the functional API, as CS231n's bn_param; any key not declared here is refused. */
 export interface BNParam<A extends FloatArray = FloatArray> extends RunningStatsOptions {
   mode: "train" | "test";
   /** Added to the variance; default 1e-5. */

@@ -13,6 +13,7 @@ import * as check from "./validate.js";
 import { COMPACT_FORM, type Engine, EVAL_FORM, GRAPH_FORM, engine } from "./wasm.js";
 import { DEFAULT_EPS, DEFAULT_MOMENTUM } from "./functional.js";
 
+/** Options of new BatchNorm(numFeatures, options); any key not declared here is refused. */
 export interface BatchNormOptions<D extends Dtype = Dtype> extends RunningStatsOptions {
   /** default 1e-5 */
   eps?: number;
