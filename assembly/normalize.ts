@@ -178,15 +178,17 @@ function inverseSqrt<T>(v: usize, d: i32, eps: f64, inv: usize, estimate: bool):
 }
 
 /**
- * Train mode, step 1: the batch mean and biased variance (f64) of x, `rows` (n, d) with S = 1
- * or channels of (n, d, S), kept in the work area for trainConstants.
+ * Train mode, step 1: the batch mean (f64, and what its rounding lost) and biased variance
+ * (f64) of x, `rows` (n, d) with S = 1 or channels of (n, d, S), kept in the work area for
+ * trainConstants.
  * work: workBytes<T>(d), 16-byte aligned.
  */
 // @ts-ignore: decorator
 @inline export function trainMoments<T>(x: usize, n: i32, d: i32, S: i32, rows: bool, work: usize): void {
   const mean64 = columnArray<T>(work, d, MAP_ARRAYS);
   const var64 = after(mean64, <usize>d << 3);
-  columnMeanVar<T>(x, n, d, S, rows, mean64, var64, work, after(var64, <usize>d << 3));
+  const lo64 = after(var64, <usize>d << 3);
+  columnMeanVar<T>(x, n, d, S, rows, mean64, var64, lo64, work, after(lo64, <usize>d << 3));
 }
 
 /**
@@ -196,9 +198,9 @@ function inverseSqrt<T>(v: usize, d: i32, eps: f64, inv: usize, estimate: bool):
  * estimate PyTorch keeps); and the affine map for normalize() at the start of work.
  *
  * The mean is returned as two T values, mean + meanLo, because in f32 a mean of 1e4 rounds
- * by up to 5e-4, which would be a 5e-4 error in x̂ for unit-spread data. Kernels subtract
- * the exactly representable `mean` from x (exact for x near the mean) and fold meanLo into
- * the per-column constants, computed in f64.
+ * by up to 5e-4, which would be a 5e-4 error in x̂ for unit-spread data (in f64, a mean of
+ * 1e10 by up to 1e-6). Kernels subtract the exactly representable `mean` from x (exact for x
+ * near the mean) and fold meanLo into the per-column constants, computed in f64.
  *
  * gamma = 0 means gamma = 1, beta = 0 means beta = 0, runMean/runVar = 0: not updated.
  */
@@ -211,7 +213,8 @@ export function trainConstants<T>(
   const bias = columnArray<T>(work, d, BIAS);
   const mean64 = columnArray<T>(work, d, MAP_ARRAYS);
   const var64 = after(mean64, <usize>d << 3);
-  const inv64 = after(var64, <usize>d << 3);
+  const lo64 = after(var64, <usize>d << 3);
+  const inv64 = after(lo64, <usize>d << 3);
   inverseSqrt<f64>(var64, d, eps, inv64, sizeof<T>() == 4);
   let j = 0;
   if (ASC_FEATURE_SIMD) {
@@ -226,7 +229,7 @@ export function trainConstants<T>(
       const v = v128.load(at<f64>(var64, j));
       const inv = v128.load(at<f64>(inv64, j));
       const hi = roundTo<T>(mu);
-      const lo = roundTo<T>(f64x2.sub(mu, hi));
+      const lo = roundTo<T>(sizeof<T>() == 8 ? f64x2.add(f64x2.sub(mu, hi), v128.load(at<f64>(lo64, j))) : f64x2.sub(mu, hi));
       const g = gamma ? loadTwo<T>(at<T>(gamma, j)) : one;
       const b = beta ? loadTwo<T>(at<T>(beta, j)) : zero;
       const s = roundTo<T>(f64x2.mul(g, inv));
@@ -251,7 +254,7 @@ export function trainConstants<T>(
     const mu = load<f64>(at<f64>(mean64, j));
     const v = load<f64>(at<f64>(var64, j));
     const hi = <T>mu;
-    const lo = <T>(mu - <f64>hi);
+    const lo = <T>(sizeof<T>() == 8 ? (mu - <f64>hi) + load<f64>(at<f64>(lo64, j)) : mu - <f64>hi);
     const inv = load<f64>(at<f64>(inv64, j));
     const g: f64 = gamma ? <f64>load<T>(at<T>(gamma, j)) : 1.0;
     const b: f64 = beta ? <f64>load<T>(at<T>(beta, j)) : 0.0;

@@ -181,14 +181,28 @@ const HEAD_ROWS: i32 = 8;
 const RESHIFT_RATIO: f64 = 3.0;
 
 /**
+ * What a + b loses to rounding (f64, exact: Knuth's TwoSum), so that a + b and it give the sum
+ * to twice the precision.
+ */
+// @ts-ignore: decorator
+@inline function sumError(a: f64, b: f64, sum: f64): f64 {
+  const back = sum - a;
+  return (a - (sum - back)) + (b - back);
+}
+
+/**
  * mean[j] and variance[j] (f64, biased) of the columns of x: `rows` (n, d), S = 1, or
- * channels of (n, d, S) (see planes.ts); n·S ≥ 1 values per column. Each export passes
+ * channels of (n, d, S) (see planes.ts); n·S ≥ 1 values per column. The mean is shift + a
+ * small offset; for f64 data, meanLo[j] keeps what their f64 sum rounds away, so that
+ * mean + meanLo is the mean to twice f64's precision (with |mean| ≫ std, the f64 mean alone
+ * is off by up to half an ulp of the mean, a large error in x − mean; f32 data need only
+ * mean, whose f64 is twice theirs). Each export passes
  * `rows` as a constant, so its module keeps only one of the two paths.
  * c: d values of T (the shift, left as the mean rounded to T); scratch as for shiftedSums.
  */
 // @ts-ignore: decorator
 @inline export function columnMeanVar<T>(
-  x: usize, n: i32, d: i32, S: i32, rows: bool, mean: usize, variance: usize, c: usize, scratch: usize,
+  x: usize, n: i32, d: i32, S: i32, rows: bool, mean: usize, variance: usize, meanLo: usize, c: usize, scratch: usize,
 ): void {
   // Initial shift: the mean of the first values of each column, themselves shifted by the first.
   if (rows) {
@@ -244,8 +258,13 @@ const RESHIFT_RATIO: f64 = 3.0;
         const m = f64x2.mul(v128.load(at<f64>(mean, j)), ic);
         const m2 = f64x2.mul(m, m);
         const v = f64x2.max(f64x2.sub(f64x2.mul(v128.load(at<f64>(variance, j)), ic), m2), zero);
-        const mu = f64x2.add(loadTwo<T>(at<T>(c, j)), m);
+        const shift = loadTwo<T>(at<T>(c, j));
+        const mu = f64x2.add(shift, m);
         v128.store(at<f64>(mean, j), mu);
+        if (sizeof<T>() == 8) {
+          const back = f64x2.sub(mu, shift);
+          v128.store(at<f64>(meanLo, j), f64x2.add(f64x2.sub(shift, f64x2.sub(mu, back)), f64x2.sub(m, back)));
+        }
         v128.store(at<f64>(variance, j), v);
         far = v128.or(far, f64x2.gt(m2, f64x2.mul(ratio, v)));
         finite = v128.and(finite, f64x2.lt(v, inf));
@@ -257,14 +276,16 @@ const RESHIFT_RATIO: f64 = 3.0;
     for (; j < d; j++) {
       const m = load<f64>(at<f64>(mean, j)) * invCount;
       const v = max(load<f64>(at<f64>(variance, j)) * invCount - m * m, 0.0);
-      const mu = <f64>load<T>(at<T>(c, j)) + m;
+      const shift = <f64>load<T>(at<T>(c, j));
+      const mu = shift + m;
       store<f64>(at<f64>(mean, j), mu);
+      if (sizeof<T>() == 8) store<f64>(at<f64>(meanLo, j), sumError(shift, m, mu));
       store<f64>(at<f64>(variance, j), v);
       if (m * m > RESHIFT_RATIO * v) reshift = true;
       if (!(v < Infinity)) notFinite = true;
       store<T>(at<T>(c, j), <T>mu);
     }
-    if (notFinite) exactWhereNotFinite<T>(x, n, d, S, mean, variance, c);
+    if (notFinite) exactWhereNotFinite<T>(x, n, d, S, mean, variance, meanLo, c);
     if (!reshift) break;
   }
 }
@@ -275,7 +296,7 @@ const RESHIFT_RATIO: f64 = 3.0;
  * again in f64, two passes (x = value r·S + s of column j: row-major data is S = 1); a NaN or
  * Infinity in the input stays NaN there.
  */
-function exactWhereNotFinite<T>(x: usize, n: i32, d: i32, S: i32, mean: usize, variance: usize, c: usize): void {
+function exactWhereNotFinite<T>(x: usize, n: i32, d: i32, S: i32, mean: usize, variance: usize, meanLo: usize, c: usize): void {
   const count = <f64>n * <f64>S;
   const step = <usize>d * <usize>S * sizeof<T>();
   const runBytes = <usize>S * sizeof<T>();
@@ -297,6 +318,7 @@ function exactWhereNotFinite<T>(x: usize, n: i32, d: i32, S: i32, mean: usize, v
     }
     const m = s1 / count;
     store<f64>(at<f64>(mean, j), mu + m);
+    if (sizeof<T>() == 8) store<f64>(at<f64>(meanLo, j), sumError(mu, m, mu + m));
     store<f64>(at<f64>(variance, j), max(s2 / count - m * m, 0.0));
     store<T>(at<T>(c, j), <T>(mu + m));
   }

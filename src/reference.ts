@@ -36,12 +36,18 @@ export function forwardTrain(
     }
   }
   const inv = new Float64Array(d);
+  // mu + muLo: the mean to twice float64's precision (for float64 data far from zero, mu alone
+  // would be off by up to half its ulp, a large error in x − mean when the spread is small).
+  const muLo = new Float64Array(d);
   for (let j = 0; j < d; j++) {
-    mu[j] += s1[j] / count;
-    const v = Math.max(m2[j] / count - (s1[j] / count) ** 2, 0);
+    const correction = s1[j] / count;
+    const sum = mu[j] + correction;
+    muLo[j] = sumError(mu[j], correction, sum);
+    mu[j] = sum;
+    const v = Math.max(m2[j] / count - correction ** 2, 0);
     inv[j] = 1 / Math.sqrt(v + eps);
     mean[j] = mu[j];
-    meanLo[j] = mu[j] - mean[j];
+    meanLo[j] = mu[j] - mean[j] + muLo[j];
     variance[j] = v;
     invStd[j] = inv[j];
     if (runMean) runMean[j] = momentum * runMean[j] + (1 - momentum) * mu[j];
@@ -52,9 +58,15 @@ export function forwardTrain(
       const o = (i * d + j) * S;
       const g = gamma ? gamma[j] : 1;
       const b = beta ? beta[j] : 0;
-      for (let s = 0; s < S; s++) out[o + s] = g * ((x[o + s] - mu[j]) * inv[j]) + b;
+      for (let s = 0; s < S; s++) out[o + s] = g * ((x[o + s] - mu[j] - muLo[j]) * inv[j]) + b;
     }
   }
+}
+
+/** What a + b loses to rounding: (a + b) + sumError(a, b, a + b) is the exact sum (TwoSum). */
+function sumError(a: number, b: number, sum: number): number {
+  const back = sum - a;
+  return (a - (sum - back)) + (b - back);
 }
 
 /** Test-mode forward: out = (x − runMean) · gamma / sqrt(runVar + eps) + beta. */
@@ -87,7 +99,6 @@ export function backward(
   const count = n * S;
   const sumDout = new Float64Array(d);
   const sumDoutXc = new Float64Array(d);
-  const sumXc = new Float64Array(d);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < d; j++) {
       const o = (i * d + j) * S;
@@ -95,7 +106,6 @@ export function backward(
         const xc = x[o + s] - mean[j] - meanLo[j];
         sumDout[j] += dout[o + s];
         sumDoutXc[j] += dout[o + s] * xc;
-        sumXc[j] += xc;
       }
     }
   }
@@ -111,9 +121,12 @@ export function backward(
         for (let s = 0; s < S; s++) dx[o + s] = dout[o + s] * g(j) * inv;
       } else if (form === GRAPH_FORM) {
         // dx̂ = dout·γ; dvar = Σ dx̂(x−μ)·(−½)invStd³; dmean = −Σ dx̂·invStd + dvar·Σ(−2(x−μ))/N
-        // dx = dx̂·invStd + dvar·2(x−μ)/N + dmean/N
+        // dx = dx̂·invStd + dvar·2(x−μ)/N + dmean/N. Σ(x − μ) is 0 by definition of μ, as in the
+        // kernels: summed, it is only rounding error, amplified by dvar (for float64 data with
+        // |mean|/std = 1e7, thousands of ulps of dx).
+        const sumXc = 0;
         const dVar = g(j) * sumDoutXc[j] * -0.5 * inv * inv * inv;
-        const dMean = -g(j) * sumDout[j] * inv + (dVar * (-2 * sumXc[j])) / count;
+        const dMean = -g(j) * sumDout[j] * inv + (dVar * (-2 * sumXc)) / count;
         for (let s = 0; s < S; s++) {
           const xc = x[o + s] - mean[j] - meanLo[j];
           dx[o + s] = dout[o + s] * g(j) * inv + (dVar * 2 * xc) / count + dMean / count;

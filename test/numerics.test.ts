@@ -1,7 +1,7 @@
 // Statistics that stay accurate when a feature's mean is far above its spread, and NaN
 // that stays in its own column.
 import { describe, expect, test } from "vitest";
-import { type Backend, BatchNorm, batchnormBackwardAlt, batchnormForward, initSync, spatialBatchnormForward } from "../src/index.js";
+import { type Backend, BatchNorm, batchnormBackward, batchnormBackwardAlt, batchnormForward, initSync, spatialBatchnormForward } from "../src/index.js";
 import { expectClose, expectRelClose, randn } from "./helpers.js";
 
 /** Column means and biased variances in float64, two passes: an oracle written here. */
@@ -45,6 +45,53 @@ function naiveFloat32Variance(x: Float32Array, n: number, d: number): Float32Arr
 }
 
 describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => {
+  test("float64, mean 1e7, std 0.6: mean to twice float64's precision; out and both backward forms within a few ulps of exact statistics", () => {
+    initSync({ backend });
+    // x = 1e7 + k/1024, k in ±1023: every x and x − 1e7 is exact in float64, while the mean,
+    // 1e7 + Σk/(1024·N) with N = 999, is not: rounded to float64 it is off by up to 1e-9,
+    // which is thousands of ulps of x̂. The oracle works from the exact offsets k/1024.
+    const n = 999, d = 3;
+    const offsets = Float64Array.from({ length: n * d }, (_, i) => Math.round(((Math.sin(i * 12.9898 + 1) * 43758.5453) % 1) * 1023) / 1024);
+    const x = offsets.map((v) => 1e7 + v);
+    const dout = Float64Array.from(randn(5, n * d));
+    const gamma = Float64Array.from([1.5, -0.5, 2]);
+    const beta = Float64Array.from([0.25, 0, -1]);
+    const eps = 1e-5;
+    const ulp = 2 ** -52;
+    const { out, cache } = batchnormForward(x, gamma, beta, { mode: "train", eps });
+    for (let j = 0; j < d; j++) {
+      let offset = 0;
+      for (let r = 0; r < n; r++) offset += offsets[r * d + j] / n;
+      let variance = 0;
+      for (let r = 0; r < n; r++) variance += (offsets[r * d + j] - offset) ** 2 / n;
+      const inv = 1 / Math.sqrt(variance + eps);
+      const xHat = (r: number) => (offsets[r * d + j] - offset) * inv;
+      expect(Math.abs(cache!.mean[j] - 1e7 + cache!.meanLo[j] - offset), `mean + meanLo of column ${j}`).toBeLessThan(4 * ulp);
+      for (let r = 0; r < n; r++) {
+        // The js backend's plain sums over 999 values (and the oracle's) err by up to ~1e-14;
+        // with the mean rounded to float64, out was off by 2e-9.
+        expect(Math.abs(out[r * d + j] - (gamma[j] * xHat(r) + beta[j])), `out[${r}, ${j}]`).toBeLessThan(64 * ulp * (2 * Math.abs(gamma[j]) + Math.abs(beta[j])));
+      }
+      for (const [form, backward] of [["graph", batchnormBackward], ["compact", batchnormBackwardAlt]] as const) {
+        const { dx, dgamma, dbeta } = backward(dout, cache!);
+        let sumDout = 0, sumDoutXHat = 0, largest = 0;
+        for (let r = 0; r < n; r++) {
+          sumDout += dout[r * d + j];
+          sumDoutXHat += dout[r * d + j] * xHat(r);
+          largest = Math.max(largest, Math.abs(gamma[j] * inv * dout[r * d + j]));
+        }
+        expect(Math.abs(dbeta[j] - sumDout), `${form} dbeta ${j}`).toBeLessThan(64 * ulp * n);
+        expect(Math.abs(dgamma[j] - sumDoutXHat), `${form} dgamma ${j}`).toBeLessThan(64 * ulp * n);
+        for (let r = 0; r < n; r++) {
+          const want = ((gamma[j] * inv) / n) * (n * dout[r * d + j] - sumDout - xHat(r) * sumDoutXHat);
+          // Roundings of the sums (the js backend's plain sums over 999 values: up to 44 ulps
+          // here; the WASM kernels' 1–2); with the mean rounded to float64, thousands.
+          expect(Math.abs(dx[r * d + j] - want), `${form} dx[${r}, ${j}]`).toBeLessThan(128 * ulp * largest);
+        }
+      }
+    }
+  });
+
   test.each([
     ["N = 8192, mean 1e4, std 1", 1e4, 1, false, 6, 8192],
     ["N = 8192, mean 1e4, std 1, each column sorted (a poor first shift)", 1e4, 1, true, 6, 8192],
