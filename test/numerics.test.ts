@@ -1,7 +1,9 @@
 // Statistics that stay accurate when a feature's mean is far above its spread, and NaN
 // that stays in its own column.
 import { describe, expect, test } from "vitest";
-import { type Backend, BatchNorm, batchnormBackward, batchnormBackwardAlt, batchnormForward, initSync, spatialBatchnormForward } from "../src/index.js";
+import {
+  type Backend, BatchNorm, batchnormBackward, batchnormBackwardAlt, batchnormForward, initSync, spatialBatchnormBackward, spatialBatchnormForward,
+} from "../src/index.js";
 import { expectClose, expectRelClose, randn } from "./helpers.js";
 
 /** Column means and biased variances in float64, two passes: an oracle written here. */
@@ -89,6 +91,45 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
           expect(Math.abs(dx[r * d + j] - want), `${form} dx[${r}, ${j}]`).toBeLessThan(128 * ulp * largest);
         }
       }
+    }
+  });
+
+  test("float64 channels first (333, 3, 3, 1), mean 1e7, std 0.6: out and dx within a few ulps of exact statistics", () => {
+    initSync({ backend });
+    // The case above as channels: value s of channel j of item i is offset (i·3 + s)·3 + j.
+    const items = 333, C = 3, S = 3, count = items * S;
+    const offsets = Float64Array.from({ length: count * C }, (_, i) => Math.round(((Math.sin(i * 12.9898 + 1) * 43758.5453) % 1) * 1023) / 1024);
+    const at = (i: number, j: number, s: number) => (i * C + j) * S + s;
+    const offsetOf = (i: number, j: number, s: number) => offsets[(i * S + s) * C + j];
+    const x = new Float64Array(count * C);
+    const dout = Float64Array.from(randn(6, count * C));
+    for (let i = 0; i < items; i++) for (let j = 0; j < C; j++) for (let s = 0; s < S; s++) x[at(i, j, s)] = 1e7 + offsetOf(i, j, s);
+    const gamma = Float64Array.from([1.5, -0.5, 2]);
+    const beta = Float64Array.from([0.25, 0, -1]);
+    const ulp = 2 ** -52;
+    const { out, cache } = spatialBatchnormForward(x, gamma, beta, { mode: "train" }, [items, C, S, 1]);
+    const { dx } = spatialBatchnormBackward(dout, cache!);
+    for (let j = 0; j < C; j++) {
+      let offset = 0, variance = 0, sumDout = 0, sumDoutXHat = 0, largest = 0;
+      const each = (f: (i: number, s: number) => void) => {
+        for (let i = 0; i < items; i++) for (let s = 0; s < S; s++) f(i, s);
+      };
+      each((i, s) => (offset += offsetOf(i, j, s) / count));
+      each((i, s) => (variance += (offsetOf(i, j, s) - offset) ** 2 / count));
+      const inv = 1 / Math.sqrt(variance + 1e-5);
+      const xHat = (i: number, s: number) => (offsetOf(i, j, s) - offset) * inv;
+      each((i, s) => {
+        const g = dout[at(i, j, s)];
+        sumDout += g;
+        sumDoutXHat += g * xHat(i, s);
+        largest = Math.max(largest, Math.abs(gamma[j] * inv * g));
+      });
+      each((i, s) => {
+        const k = at(i, j, s);
+        expect(Math.abs(out[k] - (gamma[j] * xHat(i, s) + beta[j])), `out[${i}, ${j}, ${s}]`).toBeLessThan(64 * ulp * (2 * Math.abs(gamma[j]) + Math.abs(beta[j])));
+        const want = ((gamma[j] * inv) / count) * (count * dout[k] - sumDout - xHat(i, s) * sumDoutXHat);
+        expect(Math.abs(dx[k] - want), `dx[${i}, ${j}, ${s}]`).toBeLessThan(128 * ulp * largest);
+      });
     }
   });
 
