@@ -256,6 +256,36 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     ws.dispose();
   });
 
+  test.each(["float32", "float64"] as const)("%s: a constant column gives beta, or NaN (0/0) with eps = 0, in that column only", (dtype) => {
+    initSync({ backend });
+    const Type = dtype === "float64" ? Float64Array : Float32Array;
+    const n = 33;
+    const d = 5;
+    const x = Type.from(randn(8, n * d, 2, 3));
+    for (let r = 0; r < n; r++) x[r * d + 3] = 1234.5;
+    const gamma = new Type(d).fill(1.5);
+    const beta = Type.from([0.25, -1, 2, 0.75, 3]);
+    const withEps = batchnormForward(x, gamma, beta, { mode: "train" });
+    const noEps = batchnormForward(x, gamma, beta, { mode: "train", eps: 0 });
+    for (let i = 0; i < n * d; i++) {
+      if (i % d === 3) {
+        expect(withEps.out[i]).toBe(beta[3]);
+        expect(noEps.out[i]).toBeNaN();
+      } else {
+        expect(Number.isFinite(noEps.out[i])).toBe(true);
+      }
+    }
+    const dout = Type.from(randn(9, n * d));
+    const grads = batchnormBackwardAlt(dout, withEps.cache!);
+    // x̂ = 0 in the column: dx = γ·invStd·(dout − mean(dout)), dγ = 0.
+    let mean = 0;
+    for (let r = 0; r < n; r++) mean += dout[r * d + 3] / n;
+    expect(grads.dgamma[3]).toBe(0);
+    for (let r = 0; r < n; r++) {
+      expect(grads.dx[r * d + 3]).toBeCloseTo(1.5 / Math.sqrt(1e-5) * (dout[r * d + 3] - mean), dtype === "float64" ? 9 : 2);
+    }
+  });
+
   test.each(["float32", "float64"] as const)("%s: NaN and Infinity stay in their own column", (dtype) => {
     initSync({ backend });
     const Type = dtype === "float64" ? Float64Array : Float32Array;
