@@ -1,6 +1,6 @@
 // Fresh arrays for outputs (src/dtype.ts, unfilled): in Node, large ones skip calloc's zeroing;
 // each must still be an ordinary array that owns exactly its buffer, at every size.
-import { expect, test } from "vitest";
+import { expect, test, vi } from "vitest";
 import { unfilled } from "../src/dtype.js";
 
 test.each([
@@ -13,9 +13,18 @@ test.each([
   expect(a[n - 1]).toBe(1.5);
 });
 
-test("arrays under 64 KiB are the plain constructor's, zeroed", () => {
-  expect(unfilled(false, 16383).every((v) => v === 0)).toBe(true);
-  expect(unfilled(true, 8191).every((v) => v === 0)).toBe(true);
+test("arrays under 64 KiB are the plain constructor's, zeroed; from 64 KiB on Buffer's unzeroed memory", () => {
+  const slow = vi.spyOn(Buffer, "allocUnsafeSlow");
+  try {
+    expect(unfilled(false, 16383).every((v) => v === 0)).toBe(true);
+    expect(unfilled(true, 8191).every((v) => v === 0)).toBe(true);
+    expect(slow).not.toHaveBeenCalled();
+    unfilled(false, 16384);
+    unfilled(true, 8192);
+    expect(slow.mock.calls).toEqual([[65536], [65536]]);
+  } finally {
+    slow.mockRestore();
+  }
 });
 
 test("beyond Buffer's size limit (over 4 GiB) an ordinary array is made", () => {
