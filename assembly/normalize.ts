@@ -229,7 +229,8 @@ export function trainConstants<T>(
       const v = v128.load(at<f64>(var64, j));
       const inv = v128.load(at<f64>(inv64, j));
       const hi = roundTo<T>(mu);
-      const lo = roundTo<T>(sizeof<T>() == 8 ? f64x2.add(f64x2.sub(mu, hi), v128.load(at<f64>(lo64, j))) : f64x2.sub(mu, hi));
+      // In f64, hi is mu itself and the low part is what the moments' sum rounded away.
+      const lo = sizeof<T>() == 8 ? v128.load(at<f64>(lo64, j)) : roundTo<T>(f64x2.sub(mu, hi));
       const g = gamma ? loadTwo<T>(at<T>(gamma, j)) : one;
       const b = beta ? loadTwo<T>(at<T>(beta, j)) : zero;
       const s = roundTo<T>(f64x2.mul(g, inv));
@@ -254,7 +255,7 @@ export function trainConstants<T>(
     const mu = load<f64>(at<f64>(mean64, j));
     const v = load<f64>(at<f64>(var64, j));
     const hi = <T>mu;
-    const lo = <T>(sizeof<T>() == 8 ? (mu - <f64>hi) + load<f64>(at<f64>(lo64, j)) : mu - <f64>hi);
+    const lo = sizeof<T>() == 8 ? <T>load<f64>(at<f64>(lo64, j)) : <T>(mu - <f64>hi);
     const inv = load<f64>(at<f64>(inv64, j));
     const g: f64 = gamma ? <f64>load<T>(at<T>(gamma, j)) : 1.0;
     const b: f64 = beta ? <f64>load<T>(at<T>(beta, j)) : 0.0;

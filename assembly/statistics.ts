@@ -190,14 +190,21 @@ const RESHIFT_RATIO: f64 = 3.0;
   return (a - (sum - back)) + (b - back);
 }
 
+/** sumError for two f64 lanes at once. */
+// @ts-ignore: decorator
+@inline function sumErrorTwo(a: v128, b: v128, sum: v128): v128 {
+  const back = f64x2.sub(sum, a);
+  return f64x2.add(f64x2.sub(a, f64x2.sub(sum, back)), f64x2.sub(b, back));
+}
+
 /**
  * mean[j] and variance[j] (f64, biased) of the columns of x: `rows` (n, d), S = 1, or
  * channels of (n, d, S) (see planes.ts); n·S ≥ 1 values per column. The mean is shift + a
  * small offset; for f64 data, meanLo[j] keeps what their f64 sum rounds away, so that
  * mean + meanLo is the mean to twice f64's precision (with |mean| ≫ std, the f64 mean alone
  * is off by up to half an ulp of the mean, a large error in x − mean; f32 data need only
- * mean, whose f64 is twice theirs). Each export passes
- * `rows` as a constant, so its module keeps only one of the two paths.
+ * mean, whose f64 is twice theirs). Each export passes `rows` as a constant, so its module
+ * keeps only one of the two paths.
  * c: d values of T (the shift, left as the mean rounded to T); scratch as for shiftedSums.
  */
 // @ts-ignore: decorator
@@ -261,10 +268,7 @@ const RESHIFT_RATIO: f64 = 3.0;
         const shift = loadTwo<T>(at<T>(c, j));
         const mu = f64x2.add(shift, m);
         v128.store(at<f64>(mean, j), mu);
-        if (sizeof<T>() == 8) {
-          const back = f64x2.sub(mu, shift);
-          v128.store(at<f64>(meanLo, j), f64x2.add(f64x2.sub(shift, f64x2.sub(mu, back)), f64x2.sub(m, back)));
-        }
+        if (sizeof<T>() == 8) v128.store(at<f64>(meanLo, j), sumErrorTwo(shift, m, mu));
         v128.store(at<f64>(variance, j), v);
         far = v128.or(far, f64x2.gt(m2, f64x2.mul(ratio, v)));
         finite = v128.and(finite, f64x2.lt(v, inf));
