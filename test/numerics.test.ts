@@ -46,90 +46,85 @@ function naiveFloat32Variance(x: Float32Array, n: number, d: number): Float32Arr
   return s2.map((s, j) => Math.fround(s / n) - Math.fround(s1[j] / n) ** 2);
 }
 
+const ULP64 = 2 ** -52;
+const EXACT_GAMMA = Float64Array.from([1.5, -0.5, 2]);
+const EXACT_BETA = Float64Array.from([0.25, 0, -1]);
+
+/**
+ * k/1024 for pseudo-random integers k in ±1023: 1e7 plus any of them is exact in float64, and
+ * so is its difference from 1e7, while the mean of N = 999 of them is not (rounded to float64,
+ * 1e7 + mean is off by up to 1e-9, thousands of ulps of x̂).
+ */
+function exactOffsets(length: number): Float64Array {
+  return Float64Array.from({ length }, (_, i) => Math.round(((Math.sin(i * 12.9898 + 1) * 43758.5453) % 1) * 1023) / 1024);
+}
+
+/**
+ * Train-mode out and compact-form gradients (eps 1e-5) of a column of values 1e7 + offsets,
+ * from the exact offsets; with bounds of a few roundings of out's scale and of γ·invStd·dout.
+ * The plain-JS backend's plain sums over 999 values (and the oracle's) reach ~44 ulps; with the
+ * mean rounded to float64, out was off by 2e-9 and dx by thousands of ulps.
+ */
+function exactColumn(offsets: number[], dout: number[], gamma: number, beta: number) {
+  const n = offsets.length;
+  const offset = offsets.reduce((s, v) => s + v / n, 0);
+  const inv = 1 / Math.sqrt(offsets.reduce((s, v) => s + (v - offset) ** 2 / n, 0) + 1e-5);
+  const xHat = offsets.map((v) => (v - offset) * inv);
+  const dbeta = dout.reduce((s, g) => s + g, 0);
+  const dgamma = dout.reduce((s, g, r) => s + g * xHat[r], 0);
+  return {
+    offset, dbeta, dgamma,
+    out: xHat.map((v) => gamma * v + beta),
+    dx: dout.map((g, r) => ((gamma * inv) / n) * (n * g - dbeta - xHat[r] * dgamma)),
+    outBound: 64 * ULP64 * (2 * Math.abs(gamma) + Math.abs(beta)),
+    dxBound: 128 * ULP64 * Math.max(...dout.map((g) => Math.abs(gamma * inv * g))),
+  };
+}
+
+/** Every |got − want| < bound. */
+function expectNear(got: number[], want: number[], bound: number, what: string) {
+  const worst = Math.max(...got.map((v, i) => Math.abs(v - want[i])));
+  expect(worst, what).toBeLessThan(bound);
+}
+
 describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => {
   test("float64, mean 1e7, std 0.6: mean to twice float64's precision; out and both backward forms within a few ulps of exact statistics", () => {
     initSync({ backend });
-    // x = 1e7 + k/1024, k in ±1023: every x and x − 1e7 is exact in float64, while the mean,
-    // 1e7 + Σk/(1024·N) with N = 999, is not: rounded to float64 it is off by up to 1e-9,
-    // which is thousands of ulps of x̂. The oracle works from the exact offsets k/1024.
     const n = 999, d = 3;
-    const offsets = Float64Array.from({ length: n * d }, (_, i) => Math.round(((Math.sin(i * 12.9898 + 1) * 43758.5453) % 1) * 1023) / 1024);
+    const offsets = exactOffsets(n * d);
     const x = offsets.map((v) => 1e7 + v);
     const dout = Float64Array.from(randn(5, n * d));
-    const gamma = Float64Array.from([1.5, -0.5, 2]);
-    const beta = Float64Array.from([0.25, 0, -1]);
-    const eps = 1e-5;
-    const ulp = 2 ** -52;
-    const { out, cache } = batchnormForward(x, gamma, beta, { mode: "train", eps });
+    const { out, cache } = batchnormForward(x, EXACT_GAMMA, EXACT_BETA, { mode: "train" });
+    const grads = { graph: batchnormBackward(dout, cache!), compact: batchnormBackwardAlt(dout, cache!) };
     for (let j = 0; j < d; j++) {
-      let offset = 0;
-      for (let r = 0; r < n; r++) offset += offsets[r * d + j] / n;
-      let variance = 0;
-      for (let r = 0; r < n; r++) variance += (offsets[r * d + j] - offset) ** 2 / n;
-      const inv = 1 / Math.sqrt(variance + eps);
-      const xHat = (r: number) => (offsets[r * d + j] - offset) * inv;
-      expect(Math.abs(cache!.mean[j] - 1e7 + cache!.meanLo[j] - offset), `mean + meanLo of column ${j}`).toBeLessThan(4 * ulp);
-      for (let r = 0; r < n; r++) {
-        // The js backend's plain sums over 999 values (and the oracle's) err by up to ~1e-14;
-        // with the mean rounded to float64, out was off by 2e-9.
-        expect(Math.abs(out[r * d + j] - (gamma[j] * xHat(r) + beta[j])), `out[${r}, ${j}]`).toBeLessThan(64 * ulp * (2 * Math.abs(gamma[j]) + Math.abs(beta[j])));
-      }
-      for (const [form, backward] of [["graph", batchnormBackward], ["compact", batchnormBackwardAlt]] as const) {
-        const { dx, dgamma, dbeta } = backward(dout, cache!);
-        let sumDout = 0, sumDoutXHat = 0, largest = 0;
-        for (let r = 0; r < n; r++) {
-          sumDout += dout[r * d + j];
-          sumDoutXHat += dout[r * d + j] * xHat(r);
-          largest = Math.max(largest, Math.abs(gamma[j] * inv * dout[r * d + j]));
-        }
-        expect(Math.abs(dbeta[j] - sumDout), `${form} dbeta ${j}`).toBeLessThan(64 * ulp * n);
-        expect(Math.abs(dgamma[j] - sumDoutXHat), `${form} dgamma ${j}`).toBeLessThan(64 * ulp * n);
-        for (let r = 0; r < n; r++) {
-          const want = ((gamma[j] * inv) / n) * (n * dout[r * d + j] - sumDout - xHat(r) * sumDoutXHat);
-          // Roundings of the sums (the js backend's plain sums over 999 values: up to 44 ulps
-          // here; the WASM kernels' 1–2); with the mean rounded to float64, thousands.
-          expect(Math.abs(dx[r * d + j] - want), `${form} dx[${r}, ${j}]`).toBeLessThan(128 * ulp * largest);
-        }
+      const column = (a: ArrayLike<number>) => Array.from({ length: n }, (_, r) => a[r * d + j]);
+      const want = exactColumn(column(offsets), column(dout), EXACT_GAMMA[j], EXACT_BETA[j]);
+      expect(Math.abs(cache!.mean[j] - 1e7 + cache!.meanLo[j] - want.offset), `mean + meanLo of column ${j}`).toBeLessThan(4 * ULP64);
+      expectNear(column(out), want.out, want.outBound, `out of column ${j}`);
+      for (const [form, { dx, dgamma, dbeta }] of Object.entries(grads)) {
+        expect(Math.abs(dbeta[j] - want.dbeta), `${form} dbeta ${j}`).toBeLessThan(64 * ULP64 * n);
+        expect(Math.abs(dgamma[j] - want.dgamma), `${form} dgamma ${j}`).toBeLessThan(64 * ULP64 * n);
+        expectNear(column(dx), want.dx, want.dxBound, `${form} dx of column ${j}`);
       }
     }
   });
 
   test("float64 channels first (333, 3, 3, 1), mean 1e7, std 0.6: out and dx within a few ulps of exact statistics", () => {
     initSync({ backend });
-    // The case above as channels: value s of channel j of item i is offset (i·3 + s)·3 + j.
+    // The case above as channels: value s of channel j of item i is the value of row i·3 + s.
     const items = 333, C = 3, S = 3, count = items * S;
-    const offsets = Float64Array.from({ length: count * C }, (_, i) => Math.round(((Math.sin(i * 12.9898 + 1) * 43758.5453) % 1) * 1023) / 1024);
-    const at = (i: number, j: number, s: number) => (i * C + j) * S + s;
-    const offsetOf = (i: number, j: number, s: number) => offsets[(i * S + s) * C + j];
+    const offsets = exactOffsets(count * C);
+    const at = (k: number, j: number) => (Math.floor(k / S) * C + j) * S + (k % S); // k = i·S + s
     const x = new Float64Array(count * C);
+    for (let k = 0; k < count; k++) for (let j = 0; j < C; j++) x[at(k, j)] = 1e7 + offsets[k * C + j];
     const dout = Float64Array.from(randn(6, count * C));
-    for (let i = 0; i < items; i++) for (let j = 0; j < C; j++) for (let s = 0; s < S; s++) x[at(i, j, s)] = 1e7 + offsetOf(i, j, s);
-    const gamma = Float64Array.from([1.5, -0.5, 2]);
-    const beta = Float64Array.from([0.25, 0, -1]);
-    const ulp = 2 ** -52;
-    const { out, cache } = spatialBatchnormForward(x, gamma, beta, { mode: "train" }, [items, C, S, 1]);
+    const { out, cache } = spatialBatchnormForward(x, EXACT_GAMMA, EXACT_BETA, { mode: "train" }, [items, C, S, 1]);
     const { dx } = spatialBatchnormBackward(dout, cache!);
     for (let j = 0; j < C; j++) {
-      let offset = 0, variance = 0, sumDout = 0, sumDoutXHat = 0, largest = 0;
-      const each = (f: (i: number, s: number) => void) => {
-        for (let i = 0; i < items; i++) for (let s = 0; s < S; s++) f(i, s);
-      };
-      each((i, s) => (offset += offsetOf(i, j, s) / count));
-      each((i, s) => (variance += (offsetOf(i, j, s) - offset) ** 2 / count));
-      const inv = 1 / Math.sqrt(variance + 1e-5);
-      const xHat = (i: number, s: number) => (offsetOf(i, j, s) - offset) * inv;
-      each((i, s) => {
-        const g = dout[at(i, j, s)];
-        sumDout += g;
-        sumDoutXHat += g * xHat(i, s);
-        largest = Math.max(largest, Math.abs(gamma[j] * inv * g));
-      });
-      each((i, s) => {
-        const k = at(i, j, s);
-        expect(Math.abs(out[k] - (gamma[j] * xHat(i, s) + beta[j])), `out[${i}, ${j}, ${s}]`).toBeLessThan(64 * ulp * (2 * Math.abs(gamma[j]) + Math.abs(beta[j])));
-        const want = ((gamma[j] * inv) / count) * (count * dout[k] - sumDout - xHat(i, s) * sumDoutXHat);
-        expect(Math.abs(dx[k] - want), `dx[${i}, ${j}, ${s}]`).toBeLessThan(128 * ulp * largest);
-      });
+      const channel = (a: ArrayLike<number>) => Array.from({ length: count }, (_, k) => a[at(k, j)]);
+      const want = exactColumn(Array.from({ length: count }, (_, k) => offsets[k * C + j]), channel(dout), EXACT_GAMMA[j], EXACT_BETA[j]);
+      expectNear(channel(out), want.out, want.outBound, `out of channel ${j}`);
+      expectNear(channel(dx), want.dx, want.dxBound, `dx of channel ${j}`);
     }
   });
 
