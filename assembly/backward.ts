@@ -7,7 +7,9 @@
 // the graph form goes through dx̂, dvar and dmean node by node; the compact form uses
 // dx = (γ·invStd / N)·(N·dout − dβ − x̂·dγ). Centring dout before scaling keeps the
 // cancellation in N·dout − Σdout exact for N = 1.
-import { ROW_BLOCK, NARROW_GROUP_BYTES, WIDE_GROUP_BYTES, SPREAD_SUM_BYTES, STRIP_GROUPS, blockGroups, foldBlock, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, columnArray, streams, loadTwo, storeTwo } from "./columns";
+import { lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, loadTwo, storeTwo } from "./columns";
+import { ROW_BLOCK, STRIP_GROUPS, blockGroups, foldBlock, streams, streamsGradients, gradientQuarters, stripsOf, quartersOf } from "./tuning";
+import { MAP_ARRAYS, after, columnArray } from "./work";
 import { planeBackwardSums, planeBackwardApply } from "./planes";
 
 /**
@@ -247,14 +249,13 @@ function backwardApplyGroups<T>(
   const P = E / lanes<T>();
   const groupBytes = <usize>E * sizeof<T>();
   let g = 0;
-  if (!stream && groupBytes <= NARROW_GROUP_BYTES) {
-    // Groups of several rows (d = 1, 3, …) in strips of twice the height: measured 5% faster at
-    // (65536, 1) and (16384, 3), and 5% slower at (16384, 16), whose group is one row.
+  if (stripsOf(groupBytes, stream)) {
+    // Groups of several rows in strips of twice the height; each height inlined as a constant.
     g = rowsPerGroup > 1
       ? backwardApplyStrips<T>(dout, x, g, groups, E, cPat, aPat, mPat, bPat, dx, 2 * STRIP_GROUPS)
       : backwardApplyStrips<T>(dout, x, g, groups, E, cPat, aPat, mPat, bPat, dx, STRIP_GROUPS);
   }
-  if (!stream || groupBytes > WIDE_GROUP_BYTES) g = backwardApplyQuarters<T>(dout, x, g, groups, groupBytes, cPat, aPat, mPat, bPat, dx);
+  if (quartersOf(groupBytes, stream)) g = backwardApplyQuarters<T>(dout, x, g, groups, groupBytes, cPat, aPat, mPat, bPat, dx);
   for (; g < groups; g++) {
     const base = <usize>g * groupBytes;
     for (let k = 0; k < P; k += 2) {
@@ -271,7 +272,7 @@ function backwardApplyGroups<T>(
 }
 
 /** The map dx = a·((dout − m) − b·(x − mean)) at the start of the work area (columnArray): a, m, b. */
-const A = 0, M = 1, B = 2, MAP_ARRAYS = 3;
+const A = 0, M = 1, B = 2;
 
 export const GRAPH_FORM = 0;
 export const COMPACT_FORM = 1;
@@ -312,7 +313,7 @@ export const EVAL_FORM = 2;
       // Large inputs stream unless their groups are narrow, and wide groups in cache too (see
       // shiftedSums in statistics.ts).
       const stream = streams<T>(n, d);
-      if ((stream && patBytes >= 256) || patBytes >= SPREAD_SUM_BYTES) backwardSumsStream<T>(dout, x, groups, E, cPat, t0, t1, p0, p1, !stream || patBytes > WIDE_GROUP_BYTES, foldBlock(stream));
+      if (streamsGradients(patBytes, stream)) backwardSumsStream<T>(dout, x, groups, E, cPat, t0, t1, p0, p1, gradientQuarters(patBytes, stream), foldBlock(stream));
       else backwardSumsGroups<T>(dout, x, groups, E, cPat, t0, t1, p0, p1);
       foldPattern(p0, E, d, sDout);
       foldPattern(p1, E, d, sDoutX);

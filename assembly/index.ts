@@ -4,20 +4,20 @@
 // each kernel (workBytesF32/F64). The same contract is written in src/wasm.ts.
 import { trainMoments, trainConstants, testConstants, normalize } from "./normalize";
 import { backwardConstants, backwardApply } from "./backward";
-import { workBytes } from "./columns";
+import { workBytes } from "./work";
 
 /** First free byte after the module's static data. */
 export function heapBase(): usize {
   return __heap_base;
 }
 
-/** Bytes of work area every kernel below needs for d columns. */
-export function workBytesF32(d: i32): usize {
-  return workBytes<f32>(d);
+/** Bytes of work area the kernels of one step take for (n, d, S) data (see work.ts). */
+export function workBytesF32(n: i32, d: i32, S: i32, step: i32): f64 {
+  return workBytes<f32>(n, d, S, step);
 }
 
-export function workBytesF64(d: i32): usize {
-  return workBytes<f64>(d);
+export function workBytesF64(n: i32, d: i32, S: i32, step: i32): f64 {
+  return workBytes<f64>(n, d, S, step);
 }
 
 // S ("spatial") is 1 for rows (n, d) and channels-last data, and H·W (or L) for

@@ -1,7 +1,9 @@
 // Forward pass: batch statistics, running-statistics update, and the per-column affine map
 // out = (x − center) · scale + bias that both train and test mode reduce to. Each mode is
 // a few kernels (moments, constants, normalize), so that each module stays small.
-import { NARROW_GROUP_BYTES, WIDE_GROUP_BYTES, STRIP_GROUPS, lanes, at, groupLength, patternOf, after, columnArray, streams, loadTwo, storeTwo, roundTo } from "./columns";
+import { lanes, at, groupLength, patternOf, loadTwo, storeTwo, roundTo } from "./columns";
+import { STRIP_GROUPS, streams, stripsOf, quartersOf } from "./tuning";
+import { MAP_ARRAYS, after, columnArray } from "./work";
 import { columnMeanVar } from "./statistics";
 import { planeAffine } from "./planes";
 
@@ -76,13 +78,13 @@ function affineQuarters<T>(x: usize, g: i32, groups: i32, groupBytes: usize, cPa
 function affineGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, sPat: usize, bPat: usize, out: usize, stream: bool, rowsPerGroup: i32): void {
   const groupBytes = <usize>E * sizeof<T>();
   let g = 0;
-  if (!stream && groupBytes <= NARROW_GROUP_BYTES) {
-    // Groups of several rows (d = 1, 3, …) in strips of twice the height, as in backward.ts.
+  if (stripsOf(groupBytes, stream)) {
+    // Groups of several rows in strips of twice the height; each height inlined as a constant.
     g = rowsPerGroup > 1
       ? affineStrips<T>(x, g, groups, E, cPat, sPat, bPat, out, 2 * STRIP_GROUPS)
       : affineStrips<T>(x, g, groups, E, cPat, sPat, bPat, out, STRIP_GROUPS);
   }
-  if (!stream || groupBytes > WIDE_GROUP_BYTES) g = affineQuarters<T>(x, g, groups, groupBytes, cPat, sPat, bPat, out);
+  if (quartersOf(groupBytes, stream)) g = affineQuarters<T>(x, g, groups, groupBytes, cPat, sPat, bPat, out);
   for (; g < groups; g++) {
     const base = <usize>g * groupBytes;
     for (let off: usize = 0; off < groupBytes; off += 32) {
@@ -136,7 +138,7 @@ export function affineColumns<T>(
  * it (normalize): center, scale and bias. After it, trainMoments leaves the f64 mean and
  * variance for trainConstants.
  */
-const CENTER = 0, SCALE = 1, BIAS = 2, MAP_ARRAYS = 3;
+const CENTER = 0, SCALE = 1, BIAS = 2;
 
 /**
  * inv[j] = 1 / sqrt(v[j] + eps) in f64, for v of T. Square root and division are the slow

@@ -3,7 +3,8 @@
 // Per-channel statistics reduce contiguous runs, so the SIMD loops need no patterns or
 // transposes. The numerics follow statistics.ts: values shifted by a per-channel c, summed
 // in T over at most ROW_BLOCK vectors per lane, then added into f64.
-import { ROW_BLOCK, lanes, at } from "./columns";
+import { lanes, at } from "./columns";
+import { ROW_BLOCK } from "./tuning";
 
 /** acc + the lanes of v (a vector of T), as two f64 lanes. */
 // @ts-ignore: decorator

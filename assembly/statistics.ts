@@ -12,7 +12,9 @@
 // - var = S2/n − (S1/n)² then cancels only (mean − c)² against var; if that ratio is large
 //   for any column (c was a poor guess, e.g. sorted data), a second pass with c = mean
 //   makes it negligible. Typical data needs one pass over memory.
-import { ROW_BLOCK, SPREAD_SUM_BYTES, blockGroups, foldBlock, lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, after, streams, loadTwo, storeTwo } from "./columns";
+import { lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, loadTwo, storeTwo } from "./columns";
+import { ROW_BLOCK, blockGroups, foldBlock, streams, streamsStatistics } from "./tuning";
+import { after } from "./work";
 import { planeShiftedSums } from "./planes";
 
 /** SIMD: p1[e] += Σ_g (x[g, e] − cPat[e]), p2[e] += Σ_g (x[g, e] − cPat[e])² over `groups` groups of E values. */
@@ -157,7 +159,7 @@ function shiftedSums<T>(x: usize, n: i32, d: i32, c: usize, s1: usize, s2: usize
       // 1031) and (256, 2048); slower for groups of 1 and 2 KiB. (The gradient sums, two
       // groups at a time, were 7–15% slower streamed in cache.)
       const stream = streams<T>(n, d);
-      if ((stream && patBytes >= 1024) || patBytes >= SPREAD_SUM_BYTES) {
+      if (streamsStatistics(patBytes, stream)) {
         const t1 = after(q2, <usize>E << 3);
         shiftedSumsStream<T>(x, groups, E, cPat, t1, after(t1, patBytes), p1, p2, foldBlock(stream));
       } else {

@@ -45,12 +45,21 @@ export function runningStatsRule(options: RunningStatsOptions, prefix: string, d
  * `batchesTracked` batches, and the factor on the batch variance.
  */
 export function stepFactors(rule: RunningStatsRule, batchesTracked: number, count: number, shape: readonly number[]) {
-  if (rule.unbiased && count === 1) {
-    // PyTorch's own words, for the same case.
-    throw new RangeError(`Expected more than 1 value per channel when training, got input size [${shape.join(", ")}]`);
-  }
+  checkBatchCount(rule, count, shape);
   const momentum = rule.momentum === null
     ? 1 - 1 / batchesTracked
     : rule.convention === "pytorch" ? 1 - rule.momentum : rule.momentum;
   return { momentum, runVarScale: rule.unbiased ? count / (count - 1) : 1 };
+}
+
+/**
+ * PyTorch's rule (the unbiased convention): batch statistics of one value per channel are
+ * refused, whether or not they move running statistics (without running statistics, PyTorch
+ * normalizes with batch statistics in eval mode too).
+ */
+export function checkBatchCount(rule: RunningStatsRule, count: number, shape: readonly number[]): void {
+  if (rule.unbiased && count === 1) {
+    // PyTorch's own words, for the same case.
+    throw new RangeError(`Expected more than 1 value per channel when training, got input size [${shape.join(", ")}]`);
+  }
 }

@@ -1,4 +1,5 @@
 // The two element types the package works in. float32 and float64 are never mixed.
+import { UNFILLED_BYTES } from "./tuning.js";
 export type FloatArray = Float32Array | Float64Array;
 export type Dtype = "float32" | "float64";
 /** The array type of a dtype: ArrayOf<"float32"> is Float32Array. */
@@ -33,8 +34,6 @@ export function copyOf<A extends FloatArray>(a: A, from = 0, n = a.length - from
 
 /** Node's Buffer, where there is one (not in browsers). */
 const nodeBuffer = (globalThis as { Buffer?: { allocUnsafeSlow?: (bytes: number) => Uint8Array } }).Buffer;
-/** Below this, zeroing is a small part of a fresh array's cost. */
-const UNFILLED_BYTES = 64 << 10;
 /** Buffer's size limit is 2 or 4 GiB, by Node version; typed arrays go beyond it. */
 const BUFFER_MAX_BYTES = 2 ** 31 - 1;
 

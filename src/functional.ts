@@ -1,15 +1,17 @@
 // The CS231n-style functional API: batchnormForward / batchnormBackward(Alt) for (N, D)
 // data and spatialBatchnormForward / spatialBatchnormBackward for (N, C, H, W) or (N, C, L).
-// Each call copies its inputs into the engine's memory, runs one kernel and copies the
-// results out into new arrays that belong to the caller; the block it used is freed, so a
-// training loop reuses the same memory every step. Test mode goes through large batches in
-// parts (see partRows). (For a loop that copies nothing, see BatchNorm.workspace in layer.ts.)
-import { type Dtype, type FloatArray, bytesPerElement, copyInto, copyOf, dtypeOf, unfilled } from "./dtype.js";
+// Each call validates, then runs one step (step.ts): its inputs are copied into scratch memory,
+// the kernels run, and the results are copied out into new arrays that belong to the caller,
+// so a training loop reuses the same memory every step. (For a loop that copies nothing, see
+// the workspace, workspace.ts.)
+import { type Dtype, type FloatArray, arrayType, dtypeOf, unfilled } from "./dtype.js";
 import { type RunningStatsOptions, runningStatsRule, stepFactors } from "./conventions.js";
-import { layout } from "./memory.js";
+import { rememberedPlan } from "./block.js";
+import { BACKWARD_STEP, type BackwardForm, COMPACT_FORM, GRAPH_FORM, TEST_STEP, TRAIN_STEP } from "./kernels.js";
 import { type Geometry, type Layout, checkLayout, geometry } from "./shape.js";
+import { SAVED, runBackward, runForward } from "./step.js";
 import * as check from "./validate.js";
-import { COMPACT_FORM, GRAPH_FORM, engine } from "./wasm.js";
+import { engine } from "./wasm.js";
 
 /** The state object of the functional API, as CS231n's bn_param; any key not declared here is refused. */
 export interface BNParam<A extends FloatArray = FloatArray> extends RunningStatsOptions {
@@ -31,9 +33,9 @@ const BN_PARAM_KEYS = [
 export const DEFAULT_EPS = 1e-5;
 export const DEFAULT_MOMENTUM = 0.9;
 
-/** The per-column values a train-mode forward keeps, after x: STATS_ROWS rows of D values. */
-const STATS = { gamma: 0, mean: 1, meanLo: 2, variance: 3, invStd: 4 } as const;
-const STATS_ROWS = 5;
+/** The per-column values a train-mode forward keeps, after x: SAVED.length rows of D values. */
+const STATS_ROWS = SAVED.length;
+const row = (name: (typeof SAVED)[number]) => SAVED.indexOf(name);
 
 /** What a train-mode forward keeps for the backward pass. Holds copies: nothing the caller changes later affects it. */
 export class BatchnormCache<A extends FloatArray = FloatArray> {
@@ -63,20 +65,20 @@ export class BatchnormCache<A extends FloatArray = FloatArray> {
   }
   /** gamma at the time of the forward, copied. */
   get gamma(): A {
-    return this.row(STATS.gamma);
+    return this.row(row("gamma"));
   }
   get mean(): A {
-    return this.row(STATS.mean);
+    return this.row(row("mean"));
   }
   /** mean + meanLo is the batch mean to twice the input's precision (see assembly/normalize.ts). */
   get meanLo(): A {
-    return this.row(STATS.meanLo);
+    return this.row(row("meanLo"));
   }
   get variance(): A {
-    return this.row(STATS.variance);
+    return this.row(row("variance"));
   }
   get invStd(): A {
-    return this.row(STATS.invStd);
+    return this.row(row("invStd"));
   }
 }
 
@@ -110,6 +112,7 @@ export function spatialBatchnormForward<A extends FloatArray>(
 }
 
 function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BNParam, shape: readonly number[] | undefined, dataLayout: Layout): ForwardResult {
+  // 1. Validate everything before anything is reserved, copied or written.
   check.floatArray("x", x);
   const dtype = dtypeOf(x);
   const g = check.floatArray("gamma", gamma, dtype);
@@ -131,151 +134,68 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
   if (mode === "test" && (bnParam.runningMean === undefined || bnParam.runningVar === undefined)) {
     throw new TypeError("bnParam.runningMean and bnParam.runningVar are required in test mode (a train call creates them)");
   }
-  const runMean = bnParam.runningMean === undefined && mode === "train"
+  const given = (key: "runningMean" | "runningVar") => (bnParam[key] === undefined && mode === "train"
     ? null
-    : check.floatArrayOfLength("bnParam.runningMean", bnParam.runningMean, dtype, d, runningShape);
-  const runVar = bnParam.runningVar === undefined && mode === "train"
-    ? null
-    : check.floatArrayOfLength("bnParam.runningVar", bnParam.runningVar, dtype, d, runningShape);
-  const step = mode === "train" ? stepFactors(rule, tracked + 1, geo.count, geo.shape) : null;
+    : check.floatArrayOfLength(`bnParam.${key}`, bnParam[key], dtype, d, runningShape));
+  const runMean = given("runningMean");
+  const runVar = given("runningVar");
+  const train = mode === "train";
+  const step = train ? stepFactors(rule, tracked + 1, geo.count, geo.shape) : null;
   const countsBatches = rule.momentum === null || bnParam.numBatchesTracked !== undefined;
-  if (step) {
+  if (train) {
     if (!runMean) check.settable("bnParam", bnParam, "runningMean");
     if (!runVar) check.settable("bnParam", bnParam, "runningVar");
     if (countsBatches) check.settable("bnParam", bnParam, "numBatchesTracked");
   }
 
-  const { heap, kernels } = engine();
-  const { n, S } = geo;
   const size = x.length;
-  // Test mode treats rows independently: a large batch goes through in parts that stay in
-  // cache, and the engine's memory never holds more than one part.
-  const rowsAtOnce = step ? n : partRows(n, d, S, bytesPerElement(dtype));
-  const plan = forwardPlan(dtype, d, rowsAtOnce * d * S);
-  const at = plan.elements;
-  const base = heap.scratch(plan.bytes);
-  // Copies in and out go through the heap's view of the whole memory: no view per call.
-  const block = heap.all(dtype);
-  const o = base / block.BYTES_PER_ELEMENT;
-  const ptr = (element: number) => base + element * block.BYTES_PER_ELEMENT;
-  const stat = (k: number) => ptr(at.stats + k * d);
-  block.set(g, o + at.stats + STATS.gamma * d);
-  block.set(beta, o + at.beta);
-  if (runMean) block.set(runMean, o + at.runMean);
-  else block.fill(0, o + at.runMean, o + at.runMean + d);
-  if (runVar) block.set(runVar, o + at.runVar);
-  else block.fill(0, o + at.runVar, o + at.runVar + d);
-
-  const gammaPtr = stat(STATS.gamma);
-  if (!step) {
-    const out = unfilled(x instanceof Float64Array, size);  // every part is copied in below
-    const row = d * S;
-    for (let r = 0; r < n; r += rowsAtOnce) {
-      const rows = Math.min(rowsAtOnce, n - r);
-      copyInto(block, o + at.x, x, r * row, rows * row);
-      kernels.forwardTest(
-        dtype, ptr(at.x), rows, d, S, gammaPtr, ptr(at.beta), eps, ptr(at.runMean), ptr(at.runVar), ptr(at.out), 0, ptr(at.work), r > 0,
-      );
-      copyInto(out, r * row, block, o + at.out, rows * row);
-    }
+  const f64 = x instanceof Float64Array;
+  const out = unfilled(f64, size);
+  if (!train) {
+    runForward(engine(), {
+      dtype, shape: geo, statistics: "running", factors: { eps, momentum: 1, runVarScale: 1 }, update: false,
+      params: { gamma: g, beta, runMean, runVar },
+    }, { x, out, saved: null }, (rows) => testPlan(engine(), dtype, { n: rows, d, S: geo.S }), null);
     return { out, cache: null };
   }
-  block.set(x, o + at.x);
-  kernels.forwardTrain(
-    dtype, ptr(at.x), n, d, S, gammaPtr, ptr(at.beta), eps, step.momentum, step.runVarScale, ptr(at.runMean), ptr(at.runVar), ptr(at.out),
-    stat(STATS.mean), stat(STATS.meanLo), stat(STATS.variance), stat(STATS.invStd), ptr(at.work),
-  );
-  // Write back only once the kernel has run: an error above leaves bnParam untouched.
-  if (runMean) copyInto(runMean, 0, block, o + at.runMean, d);
-  else bnParam.runningMean = copyOf(block, o + at.runMean, d);
-  if (runVar) copyInto(runVar, 0, block, o + at.runVar, d);
-  else bnParam.runningVar = copyOf(block, o + at.runVar, d);
-  if (countsBatches) bnParam.numBatchesTracked = tracked + 1;
-  const saved = unfilled(x instanceof Float64Array, size + STATS_ROWS * d);
+  // A train step moves the running statistics in place: new ones start as zeros (CS231n).
+  const newMean = runMean ? null : new (arrayType(dtype))(d);
+  const newVar = runVar ? null : new (arrayType(dtype))(d);
+  const saved = unfilled(f64, size + SAVED.length * d);
   saved.set(x);
-  copyInto(saved, size, block, o + at.stats, STATS_ROWS * d);
-  return { out: copyOf(block, o + at.out, size), cache: new BatchnormCache(dtype, geo, eps, saved) };
+  runForward(engine(), {
+    dtype, shape: geo, statistics: "batch", factors: { eps, ...step! }, update: true,
+    params: { gamma: g, beta, runMean: runMean ?? newMean, runVar: runVar ?? newVar },
+  }, { x, out, saved: saved.subarray(size) }, () => trainPlan(engine(), dtype, geo), null);
+  // 6. State back only once the step has run.
+  if (newMean) bnParam.runningMean = newMean;
+  if (newVar) bnParam.runningVar = newVar;
+  if (countsBatches) bnParam.numBatchesTracked = tracked + 1;
+  return { out, cache: new BatchnormCache(dtype, geo, eps, saved) };
 }
 
-/** Bytes of x in one part of a batch normalized in parts: with its output, within L2. */
-const PART_BYTES = 256 << 10;
+const trainPlan = rememberedPlan(["x", "out", "gamma", "beta", "runMean", "runVar", "mean", "meanLo", "variance", "invStd"], [TRAIN_STEP]);
+const testPlan = rememberedPlan(["x", "out", "gamma", "beta", "runMean", "runVar"], [TEST_STEP]);
+const backwardPlan = rememberedPlan(["dout", "x", "dx", "gamma", "mean", "meanLo", "invStd", "dgamma", "dbeta"], [BACKWARD_STEP]);
 
-/**
- * Rows per part (items, for channels-first data, S > 1). Rows come in multiples of 16, so
- * that each part starts on a whole group of the SIMD kernels (a group spans at most 16 rows).
- */
-function partRows(n: number, d: number, S: number, elementBytes: number): number {
-  const fit = Math.floor(PART_BYTES / (d * S * elementBytes));
-  return Math.min(n, S > 1 ? Math.max(1, fit) : Math.max(16, fit - (fit % 16)));
-}
-
-/** A call's memory block: where each array starts, in elements of its dtype, and the block's size. */
-interface Plan<K extends string> {
-  elements: Record<K, number>;
-  bytes: number;
-}
-
-/** The layout of a call's block, in elements; the last one is remembered (training loops repeat a shape). */
-function planOf<K extends string>(parts: Record<K, [Dtype, number]>, dtype: Dtype): Plan<K> {
-  const { offsets, bytes } = layout(parts);
-  const size = bytesPerElement(dtype);
-  const elements = {} as Record<K, number>;
-  for (const key of Object.keys(offsets) as K[]) elements[key] = offsets[key] / size;
-  return { elements, bytes };
-}
-
-/** A function making a call's plan for (dtype, d, size) that remembers its last plan (training loops repeat a shape). */
-function planMaker<K extends string>(parts: (dtype: Dtype, d: number, size: number, workValues: number) => Record<K, [Dtype, number]>) {
-  let last: { engine: object; dtype: Dtype; d: number; size: number; plan: Plan<K> } | null = null;
-  return (dtype: Dtype, d: number, size: number): Plan<K> => {
-    const current = engine();
-    if (last && last.engine === current && last.dtype === dtype && last.d === d && last.size === size) return last.plan;
-    const workValues = Math.ceil(current.kernels.workBytes(dtype, d) / 8);
-    const plan = planOf(parts(dtype, d, size, workValues), dtype);
-    last = { engine: current, dtype, d, size, plan };
-    return plan;
-  };
-}
-
-const forwardPlan = planMaker((dtype, d, size, workValues) => ({
-  x: [dtype, size], out: [dtype, size], beta: [dtype, d], runMean: [dtype, d], runVar: [dtype, d],
-  stats: [dtype, STATS_ROWS * d], work: ["float64", workValues],
-}));
-
-const backwardPlan = planMaker((dtype, d, size, workValues) => ({
-  dout: [dtype, size], saved: [dtype, size + STATS_ROWS * d], dx: [dtype, size], dgamma: [dtype, d], dbeta: [dtype, d],
-  work: ["float64", workValues],
-}));
-
-function backwardWithForm<A extends FloatArray>(form: number, name: string, dout: A, cache: BatchnormCache<A>): BackwardResult<A> {
+function backwardWithForm<A extends FloatArray>(form: BackwardForm, name: string, dout: A, cache: BatchnormCache<A>): BackwardResult<A> {
   if (!(cache instanceof BatchnormCache)) {
     throw new TypeError(`${name}: cache must be the cache returned by a train-mode forward, got ${cache === null ? "null" : typeof cache}`);
   }
   const { dtype, geometry: geo } = cache;
-  const { n, d, S, shape } = geo;
+  const { d, shape } = geo;
   check.floatArray("dout", dout, dtype);
-  const size = cache.saved.length - STATS_ROWS * d;
+  const size = cache.saved.length - SAVED.length * d;
   if (dout.length !== size) {
     const described = shape.length === 2 ? `N = ${shape[0]} by D = ${shape[1]}` : `[${shape.join(", ")}]`;
     throw new RangeError(`dout must have length ${size} (${described}, the shape of the cached forward), got length ${dout.length}`);
   }
-  const { heap, kernels } = engine();
-  const plan = backwardPlan(dtype, d, size);
-  const at = plan.elements;
-  const base = heap.scratch(plan.bytes);
-  const block = heap.all(dtype);
-  const o = base / block.BYTES_PER_ELEMENT;
-  const ptr = (element: number) => base + element * block.BYTES_PER_ELEMENT;
-  const stat = (k: number) => ptr(at.saved + size + k * d);
-  block.set(dout, o + at.dout);
-  block.set(cache.saved, o + at.saved);
-  kernels.backward(
-    dtype, form, ptr(at.dout), ptr(at.saved), n, d, S, stat(STATS.gamma), stat(STATS.mean), stat(STATS.meanLo), stat(STATS.invStd),
-    ptr(at.dx), ptr(at.dgamma), ptr(at.dbeta), ptr(at.work),
-  );
-  return {
-    dx: copyOf(block, o + at.dx, size), dgamma: copyOf(block, o + at.dgamma, d), dbeta: copyOf(block, o + at.dbeta, d),
-  } as BackwardResult<A>;
+  const f64 = dtype === "float64";
+  const result = { dx: unfilled(f64, size), dgamma: unfilled(f64, d), dbeta: unfilled(f64, d) };
+  runBackward(engine(), { dtype, shape: geo, form }, {
+    dout, x: cache.x, saved: cache.saved.subarray(size), hasGamma: true, ...result,
+  }, backwardPlan(engine(), dtype, geo), null);
+  return result as BackwardResult<A>;
 }
 
 /** Backward through the computational graph (x̂, dvar, dmean), as derived step by step in CS231n. */

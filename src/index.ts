@@ -4,7 +4,8 @@ export {
   batchnormForward, batchnormBackward, batchnormBackwardAlt, spatialBatchnormForward, spatialBatchnormBackward,
   BatchnormCache, type BNParam, type ForwardResult, type BackwardResult,
 } from "./functional.js";
-export { BatchNorm, BatchNormWorkspace, type BatchNormOptions, type PyTorchState, type KerasState } from "./layer.js";
+export { BatchNorm, type BatchNormOptions, type PyTorchState, type KerasState } from "./layer.js";
+export { BatchNormWorkspace } from "./workspace.js";
 export type { RunningStatsOptions } from "./conventions.js";
 export type { Layout } from "./shape.js";
 export type { Dtype, FloatArray } from "./dtype.js";

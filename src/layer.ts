@@ -1,16 +1,17 @@
 // The BatchNorm layer: parameters, running statistics, train/eval mode and the conventions
-// of other frameworks, plus the zero-copy path for training loops (BatchNormWorkspace).
+// of other frameworks. Its zero-copy path for training loops is in workspace.ts.
 //
 // Parameter and gradient arrays (gamma, beta, dgamma, dbeta, runningMean, runningVar) are
 // ordinary typed arrays that the layer owns and updates in place, so an optimizer can hold
 // references to them. They are copied into the engine's memory on each call (O(C), small
 // next to the data).
 import { type ArrayOf, type Dtype, type FloatArray, arrayType, copyOf } from "./dtype.js";
-import { type RunningStatsOptions, type RunningStatsRule, runningStatsRule, stepFactors } from "./conventions.js";
-import { layout } from "./memory.js";
+import { type RunningStatsOptions, type RunningStatsRule, checkBatchCount, runningStatsRule, stepFactors } from "./conventions.js";
 import { type Geometry, type Layout, checkLayout, geometry } from "./shape.js";
+import { type ForwardStep } from "./step.js";
 import * as check from "./validate.js";
-import { COMPACT_FORM, type Engine, EVAL_FORM, GRAPH_FORM, engine } from "./wasm.js";
+import { type Engine, engine } from "./wasm.js";
+import { BatchNormWorkspace, type WorkspaceLayer } from "./workspace.js";
 import { DEFAULT_EPS, DEFAULT_MOMENTUM } from "./functional.js";
 
 /** Options of new BatchNorm(numFeatures, options); any key not declared here is refused. */
@@ -60,7 +61,7 @@ type StateNames = (typeof STATE_NAMES)[keyof typeof STATE_NAMES];
 /** A batch: the data and, for (N, C, L) or (N, C, H, W) data, its logical shape. */
 type BatchShape = number | readonly number[];
 
-export class BatchNorm<D extends Dtype = "float32"> {
+export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D> {
   readonly numFeatures: number;
   readonly dtype: D;
   eps: number;
@@ -168,18 +169,21 @@ export class BatchNorm<D extends Dtype = "float32"> {
 
   /**
    * Normalizes x, (N, C) row-major or, with shape [N, C, L] / [N, C, H, W], stored in the
-   * layer's layout; returns a new array.
+   * layer's layout; returns a new array. A refused call changes nothing (not the last
+   * forward's cache either).
    */
   forward(x: ArrayOf<D>, shape?: readonly number[]): ArrayOf<D> {
+    // 1. Validate: the input, then the layer's state and the step it asks for.
     check.floatArray("x", x, this.dtype);
     const geo = geometry(x.length, this.numFeatures, shape, this.layout);
-    if (!this.own || !sameShape(this.own.shape, geo.shape)) {
-      this.own?.dispose();
-      this.own = null;
-      this.own = this.workspace(geo.shape);
-    }
-    this.own.x.set(x);
-    return copyOf(this.own.forward());
+    const step = this.forwardStep(geo);
+    // 2. Reserve: this layer's workspace for the shape (x may be a view of the engine's memory).
+    const input = this.engine.heap.pin(x);
+    const ws = this.ownWorkspace(geo);
+    // 3–6. Copy in, run, copy out.
+    ws.x.set(input());
+    ws.run(step);
+    return copyOf(ws.out);
   }
 
   /** Gradient with respect to the last forward's input; sets dgamma and dbeta. Returns a new array. */
@@ -190,6 +194,7 @@ export class BatchNorm<D extends Dtype = "float32"> {
     if (dout.length !== ws.size) {
       throw new RangeError(`dout must have length ${ws.size} (shape [${ws.shape.join(", ")}], the shape of the last forward), got length ${dout.length}`);
     }
+    this.gradientTargets();
     ws.dout.set(dout);
     return copyOf(ws.backward());
   }
@@ -205,6 +210,42 @@ export class BatchNorm<D extends Dtype = "float32"> {
     const total = full.reduce((a, b) => a * b, 1);
     if (!Number.isSafeInteger(total)) throw new RangeError(`shape [${full.join(", ")}] is too large`);
     return new BatchNormWorkspace<D>(this, geometry(total, this.numFeatures, full, this.layout));
+  }
+
+  /** The workspace forward/backward use: kept while the shape repeats; the old one freed only once a new one exists. */
+  private ownWorkspace(geo: Geometry): BatchNormWorkspace<D> {
+    if (this.own && sameShape(this.own.shape, geo.shape)) return this.own;
+    const ws = new BatchNormWorkspace<D>(this, geo);
+    this.own?.dispose();
+    return (this.own = ws);
+  }
+
+  /** @internal The next forward's step, validated (WorkspaceLayer). */
+  forwardStep(geo: Geometry): ForwardStep {
+    const state = this.checkedState();
+    const eps = check.eps(this.eps, "layer.eps");
+    const rule = this.rule();
+    const batch = this.training || !this.trackRunningStats;
+    const update = this.training && this.trackRunningStats;
+    if (batch) checkBatchCount(rule, geo.count, geo.shape);
+    const factors = update ? stepFactors(rule, this.numBatchesTracked + 1, geo.count, geo.shape) : { momentum: 1, runVarScale: 1 };
+    return {
+      dtype: this.dtype, shape: geo, statistics: batch ? "batch" : "running", factors: { eps, ...factors }, update,
+      params: { gamma: this.useGamma ? state.gamma : null, beta: this.useBeta ? state.beta : null, runMean: state.runningMean, runVar: state.runningVar },
+    };
+  }
+
+  /** @internal (WorkspaceLayer) */
+  forwardDone(step: ForwardStep): void {
+    if (step.update) this.numBatchesTracked++;
+  }
+
+  /** @internal (WorkspaceLayer) */
+  gradientTargets(): { dgamma: FloatArray | null; dbeta: FloatArray | null; hasGamma: boolean } {
+    const d = this.numFeatures;
+    const dgamma = check.floatArrayOfLength("layer.dgamma", this.dgamma, this.dtype, d, "numFeatures");
+    const dbeta = check.floatArrayOfLength("layer.dbeta", this.dbeta, this.dtype, d, "numFeatures");
+    return { dgamma: this.useGamma ? dgamma : null, dbeta: this.useBeta ? dbeta : null, hasGamma: this.useGamma };
   }
 
   /** Frees the memory of the layer's own workspace (forward/backward allocate it again). */
@@ -298,194 +339,4 @@ export class BatchNorm<D extends Dtype = "float32"> {
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
-}
-
-const freeOnCollect = new FinalizationRegistry<{ engine: Engine; base: number }>(({ engine, base }) => engine.heap.free(base));
-
-/**
- * The zero-copy path: x, out, dout and dx of one batch shape live in the engine's memory.
- * Write the batch into `ws.x`, call forward(), read `ws.out`; write `ws.dout`, call
- * backward(), read `ws.dx` (and layer.dgamma / layer.dbeta). Nothing is copied but O(C)
- * parameters.
- *
- * Lifetime rules:
- * - The getters x/out/dout/dx return a view on the memory as it is now. When any allocation
- *   grows the memory (a larger batch, another workspace), views taken before are detached by
- *   the JavaScript engine and read as empty; take the view from the getter again. Passing a
- *   detached view to any function is refused with an error.
- * - out and dx are overwritten by the next forward()/backward() of this workspace; copy
- *   what must outlive it.
- * - dispose() frees the memory; every later use throws. A workspace that is garbage
- *   collected without dispose() is freed then.
- */
-export class BatchNormWorkspace<D extends Dtype = "float32"> {
-  /** The logical shape, [N, C] or [N, C, ...spatial]. */
-  readonly shape: readonly number[];
-  /** N, the batch size. */
-  readonly batchSize: number;
-  /** Values in x (and out, dout, dx). */
-  readonly size: number;
-  private readonly layer: BatchNorm<D>;
-  private readonly geo: Geometry;
-  private readonly plan;
-  private base: number;
-  private state: "empty" | "train" | "frozen" = "empty";
-  private views: Record<string, FloatArray> = {};
-  private viewsOf: ArrayBuffer | null = null;
-
-  /** @internal use layer.workspace(shape) */
-  constructor(layer: BatchNorm<D>, geo: Geometry) {
-    this.layer = layer;
-    this.geo = geo;
-    this.shape = geo.shape;
-    this.batchSize = geo.shape[0];
-    const d = layer.numFeatures;
-    const size = (this.size = geo.n * geo.S * d);
-    const t = layer.dtype;
-    this.plan = layout({
-      x: [t, size], out: [t, size], dout: [t, size], dx: [t, size],
-      gamma: [t, d], beta: [t, d], runMean: [t, d], runVar: [t, d], mean: [t, d], meanLo: [t, d],
-      variance: [t, d], invStd: [t, d], dgamma: [t, d], dbeta: [t, d],
-      work: ["float64", Math.ceil(layer.engine.kernels.workBytes(t, d) / 8)],
-    });
-    this.base = layer.engine.heap.alloc(this.plan.bytes);
-    freeOnCollect.register(this, { engine: layer.engine, base: this.base }, this);
-  }
-
-  /** The batch input, in the layer's layout. */
-  get x(): ArrayOf<D> {
-    return this.view("x", true);
-  }
-  /** The output of the last forward(). */
-  get out(): ArrayOf<D> {
-    return this.view("out", true);
-  }
-  /** The upstream gradient for backward(). */
-  get dout(): ArrayOf<D> {
-    return this.view("dout", true);
-  }
-  /** dx of the last backward(). */
-  get dx(): ArrayOf<D> {
-    return this.view("dx", true);
-  }
-  /** Mean, variance and 1/sqrt(var + eps) the last forward normalized with. */
-  get mean(): ArrayOf<D> {
-    return this.view("mean", false);
-  }
-  get variance(): ArrayOf<D> {
-    return this.view("variance", false);
-  }
-  get invStd(): ArrayOf<D> {
-    return this.view("invStd", false);
-  }
-
-  /** Whether a forward has run, so that backward() can. */
-  get hasCache(): boolean {
-    return this.state !== "empty";
-  }
-
-  /** Forward in the layer's mode (layer.training); returns the live view `out`. */
-  forward(): ArrayOf<D> {
-    const { layer, geo } = this;
-    const state = this.checkedLayerState();
-    const eps = check.eps(layer.eps, "layer.eps");
-    const rule = layer.rule();
-    const { kernels } = layer.engine;
-    const p = (key: keyof typeof this.plan.offsets) => this.base + this.plan.offsets[key];
-    const d = layer.numFeatures;
-    const { n, S } = geo;
-    this.view("gamma", false).set(state.gamma);
-    this.view("beta", false).set(state.beta);
-    const gamma = layer.useGamma ? p("gamma") : 0;
-    const beta = layer.useBeta ? p("beta") : 0;
-    if (layer.training || !layer.trackRunningStats) {
-      const update = layer.training && layer.trackRunningStats;
-      const step = update ? stepFactors(rule, layer.numBatchesTracked + 1, geo.count, geo.shape) : { momentum: 1, runVarScale: 1 };
-      this.view("runMean", false).set(state.runningMean);
-      this.view("runVar", false).set(state.runningVar);
-      kernels.forwardTrain(
-        layer.dtype, p("x"), n, d, S, gamma, beta, eps, step.momentum, step.runVarScale,
-        update ? p("runMean") : 0, update ? p("runVar") : 0, p("out"),
-        p("mean"), p("meanLo"), p("variance"), p("invStd"), p("work"),
-      );
-      if (update) {
-        state.runningMean.set(this.view("runMean", false));
-        state.runningVar.set(this.view("runVar", false));
-        layer.numBatchesTracked++;
-      }
-      this.state = "train";
-    } else {
-      this.view("runMean", false).set(state.runningMean);
-      this.view("runVar", false).set(state.runningVar);
-      // With the frozen statistics for an eval-mode backward: invStd from the kernel.
-      kernels.forwardTest(layer.dtype, p("x"), n, d, S, gamma, beta, eps, p("runMean"), p("runVar"), p("out"), p("invStd"), p("work"));
-      this.view("mean", false).set(state.runningMean);
-      this.view("meanLo", false).fill(0);
-      this.view("variance", false).set(state.runningVar);
-      this.state = "frozen";
-    }
-    return this.out;
-  }
-
-  /**
-   * Backward of the last forward; writes dx and the layer's dgamma/dbeta. After a train-mode
-   * forward, the batch statistics depend on x (compact form by default); after an eval-mode
-   * forward, the running statistics are constants (fine-tuning with frozen statistics):
-   * dx = dout·gamma/sqrt(runningVar + eps). Returns the live view `dx`.
-   */
-  backward(options?: { form?: "compact" | "graph" }): ArrayOf<D> {
-    const { layer, geo } = this;
-    this.checkAlive();
-    const form = options === undefined ? "compact" : formOf(options);
-    if (this.state === "empty") throw new Error("BatchNormWorkspace.backward needs a forward() first");
-    const d = layer.numFeatures;
-    const dgamma = check.floatArrayOfLength("layer.dgamma", layer.dgamma, layer.dtype, d, "numFeatures");
-    const dbeta = check.floatArrayOfLength("layer.dbeta", layer.dbeta, layer.dtype, d, "numFeatures");
-    const p = (key: keyof typeof this.plan.offsets) => this.base + this.plan.offsets[key];
-    const kernelForm = this.state === "frozen" ? EVAL_FORM : form === "graph" ? GRAPH_FORM : COMPACT_FORM;
-    layer.engine.kernels.backward(
-      layer.dtype, kernelForm, p("dout"), p("x"), geo.n, d, geo.S,
-      layer.useGamma ? p("gamma") : 0, p("mean"), p("meanLo"), p("invStd"), p("dx"), p("dgamma"), p("dbeta"), p("work"),
-    );
-    if (layer.useGamma) dgamma.set(this.view("dgamma", false));
-    if (layer.useBeta) dbeta.set(this.view("dbeta", false));
-    return this.dx;
-  }
-
-  dispose(): void {
-    if (this.base === 0) return;
-    freeOnCollect.unregister(this);
-    this.layer.engine.heap.free(this.base);
-    this.base = 0;
-    this.views = {};
-  }
-
-  private checkAlive(): void {
-    if (this.base === 0) throw new Error("this BatchNormWorkspace was disposed");
-  }
-
-  private checkedLayerState() {
-    this.checkAlive();
-    return this.layer.checkedState();
-  }
-
-  private view(key: keyof typeof this.plan.offsets, data: boolean): ArrayOf<D> {
-    this.checkAlive();
-    const { heap } = this.layer.engine;
-    if (this.viewsOf !== heap.buffer) {
-      this.views = {};
-      this.viewsOf = heap.buffer;
-    }
-    const length = data ? this.size : this.layer.numFeatures;
-    return (this.views[key] ??= heap.view(this.layer.dtype, this.base + this.plan.offsets[key], length)) as ArrayOf<D>;
-  }
-}
-
-/** The backward form that workspace.backward(options) asks for. */
-function formOf(options: { form?: "compact" | "graph" }): "compact" | "graph" {
-  if (options === null || typeof options !== "object") throw new TypeError("backward options must be an object like { form: 'graph' }");
-  check.knownKeys("backward options", options, ["form"]);
-  const form = options.form ?? "compact";
-  if (form !== "compact" && form !== "graph") throw new RangeError(`options.form must be 'compact' or 'graph', got ${check.shown(form)}`);
-  return form;
 }

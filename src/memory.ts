@@ -5,6 +5,7 @@
 // view on it reads as empty. So nothing here keeps a view: `view()` builds one on the
 // current buffer, and callers take it after the last allocation they make.
 import { type Dtype, type FloatArray, arrayType, bytesPerElement } from "./dtype.js";
+import { ALIAS_SKEW_BYTES } from "./tuning.js";
 
 export interface GrowableMemory {
   readonly buffer: ArrayBuffer;
@@ -140,6 +141,18 @@ export class Heap {
     return (this.whole[dtype] ??= new (arrayType(dtype))(this.current));
   }
 
+  /**
+   * A way back to `a` after an allocation: growth detaches every view of the old buffer,
+   * a caller's input among them when it is a view of this memory (a workspace's x). Take it
+   * before the allocation, call it after.
+   */
+  pin<A extends FloatArray>(a: A): () => A {
+    if (a.buffer !== this.current) return () => a;
+    const { byteOffset, length } = a;
+    const f64 = a instanceof Float64Array;
+    return () => (a.buffer === this.current ? a : (f64 ? new Float64Array(this.current, byteOffset, length) : new Float32Array(this.current, byteOffset, length)) as A);
+  }
+
   /** A view of `length` elements at ptr, on the memory's current buffer. */
   view(dtype: Dtype, ptr: number, length: number): FloatArray {
     return new (arrayType(dtype))(this.current, ptr, length);
@@ -173,9 +186,7 @@ function roundUp(bytes: number): number {
 
 /**
  * Lays out named arrays in one block, each 16-byte aligned; returns byte offsets and total.
- * Arrays of 4 KiB or more start at distinct offsets modulo 4 KiB: otherwise a load from one
- * array and a store to another at the same 4 KiB offset look dependent to the CPU ("4K
- * aliasing"), which with (N, 1024) float32 rows costs the streaming kernels about a third.
+ * Arrays of 4 KiB or more start at distinct offsets modulo 4 KiB (see ALIAS_SKEW_BYTES).
  */
 export function layout<K extends string>(parts: Record<K, [Dtype, number]>): { offsets: Record<K, number>; bytes: number } {
   const offsets = {} as Record<K, number>;
@@ -185,7 +196,7 @@ export function layout<K extends string>(parts: Record<K, [Dtype, number]>): { o
     const [dtype, length] = parts[key];
     const size = length * bytesPerElement(dtype);
     if (size >= 4096) {
-      const skew = (large++ * 1088) % 4096;
+      const skew = (large++ * ALIAS_SKEW_BYTES) % 4096;
       bytes = Math.ceil(bytes / 4096) * 4096 + skew;
     }
     offsets[key] = bytes;

@@ -6,6 +6,7 @@
 // Data is rows (n, d) when S = 1, or channels-first (n, d, S): value s of channel j of item i
 // is at (i·d + j)·S + s. Same contracts as the kernels in assembly/.
 import type { FloatArray } from "./dtype.js";
+import { COMPACT_FORM, EVAL_FORM, GRAPH_FORM } from "./kernels.js";
 
 /** Train-mode forward; running = momentum·running + (1 − momentum)·batch (variance × runVarScale). */
 export function forwardTrain(
@@ -85,10 +86,8 @@ export function forwardTest(
   }
 }
 
-/** Backward forms; the same numbers as in assembly/backward.ts. */
-export const GRAPH_FORM = 0;
-export const COMPACT_FORM = 1;
-export const EVAL_FORM = 2;
+/** Backward forms, as the kernels number them. */
+export { COMPACT_FORM, EVAL_FORM, GRAPH_FORM };
 
 /** Backward (cache: x, mean + meanLo, invStd); EVAL_FORM treats the statistics as constants. */
 export function backward(

@@ -1,48 +1,15 @@
 // All WebAssembly plumbing: decode the embedded modules, pick a backend, instantiate once,
-// and call kernels by pointer. Nothing else in the package touches a module or its memory
-// except through an Engine's heap.
-//
-// Contract with assembly/index.ts: pointers are byte addresses in the engine's memory, 0 means
-// "absent" (gamma/beta: 1 and 0; running statistics: not updated), work areas are 16-byte
-// aligned and at least kernels.workBytes(dtype, d) long.
+// and bind the kernels of the registry (src/kernels.ts). Nothing else in the package touches
+// a module or its memory except through an Engine's heap.
 import { type WasmPart, wasmModules } from "./generated/binaries.js";
 import { type Dtype } from "./dtype.js";
+import { type Bound, type KernelName, type Kernels, KERNELS, SUFFIX } from "./kernels.js";
 import { Heap, JsMemory } from "./memory.js";
 import * as reference from "./reference.js";
 import * as check from "./validate.js";
 
 export type Backend = "simd" | "scalar" | "js";
 export const BACKENDS: readonly Backend[] = ["simd", "scalar", "js"];
-
-/** Backward forms, defined once with the plain-JS kernels; they match assembly/backward.ts. */
-export { COMPACT_FORM, EVAL_FORM, GRAPH_FORM } from "./reference.js";
-
-/**
- * Kernels on pointers into the engine's memory (see the contract above). Data is rows (n, d)
- * when S = 1, or channels-first (n, d, S) with contiguous runs of S values per channel.
- */
-export interface Kernels {
-  /** Bytes of work area every kernel needs for d columns of dtype. */
-  workBytes(dtype: Dtype, d: number): number;
-  forwardTrain(
-    dtype: Dtype, x: number, n: number, d: number, S: number, gamma: number, beta: number, eps: number,
-    momentum: number, runVarScale: number, runMean: number, runVar: number, out: number,
-    mean: number, meanLo: number, variance: number, invStd: number, work: number,
-  ): void;
-  /**
-   * With `again`, the map the last forwardTest computed in this work area is applied to other
-   * rows of the same batch (a batch normalized in parts): the WASM builds skip the per-feature
-   * constants. gamma … invStd must still be that call's (the 'js' backend reads them again).
-   */
-  forwardTest(
-    dtype: Dtype, x: number, n: number, d: number, S: number, gamma: number, beta: number, eps: number,
-    runMean: number, runVar: number, out: number, invStd: number, work: number, again?: boolean,
-  ): void;
-  backward(
-    dtype: Dtype, form: number, dout: number, x: number, n: number, d: number, S: number, gamma: number,
-    mean: number, meanLo: number, invStd: number, dx: number, dgamma: number, dbeta: number, work: number,
-  ): void;
-}
 
 export interface Engine {
   readonly backend: Backend;
@@ -51,57 +18,40 @@ export interface Engine {
 }
 
 type WasmBuild = "simd" | "scalar";
-type Kernel = (...args: number[]) => void;
-/** What the modules export, each from its part (scripts/build-wasm.mjs splits them). */
-interface WasmExports {
-  heapBase(): number;
-  workBytesF32(d: number): number;
-  workBytesF64(d: number): number;
-  trainMomentsF32: Kernel;
-  trainMomentsF64: Kernel;
-  trainPlaneMomentsF32: Kernel;
-  trainPlaneMomentsF64: Kernel;
-  trainConstantsF32: Kernel;
-  trainConstantsF64: Kernel;
-  testConstantsF32: Kernel;
-  testConstantsF64: Kernel;
-  normalizeF32: Kernel;
-  normalizeF64: Kernel;
-  backwardConstantsF32: Kernel;
-  backwardConstantsF64: Kernel;
-  backwardPlaneConstantsF32: Kernel;
-  backwardPlaneConstantsF64: Kernel;
-  backwardApplyF32: Kernel;
-  backwardApplyF64: Kernel;
-}
 
 const PARTS = Object.keys(wasmModules.simd) as WasmPart[];
 
 /** One engine over the instances of every part of a build, all on one shared memory. */
 function wasmEngine(backend: WasmBuild, modules: WebAssembly.Module[]): Engine {
   const memory = new WebAssembly.Memory({ initial: 1 });
-  const instances = modules.map((m) => new WebAssembly.Instance(m, { env: { memory } }).exports as unknown as Partial<WasmExports>);
-  const e = Object.assign({}, ...instances) as WasmExports;
-  const heap = new Heap(memory, Math.max(16, ...instances.map((i) => i.heapBase!())));
-  const f64 = (dtype: Dtype) => dtype === "float64";
+  const instances = modules.map((m) => new WebAssembly.Instance(m, { env: { memory } }).exports);
+  const exports = Object.assign({}, ...instances) as Record<string, (...args: number[]) => number>;
+  const heap = new Heap(memory, Math.max(16, ...instances.map((i) => (i.heapBase as () => number)())));
+  const bind = <K extends KernelName>(name: K, dtype: Dtype): Bound<K> =>
+    KERNELS[name].bind(exports[name + SUFFIX[dtype]]) as Bound<K>;
+  const both = <K extends KernelName>(name: K) => ({ float32: bind(name, "float32"), float64: bind(name, "float64") });
+  const k = {
+    workBytes: both("workBytes"), trainMoments: both("trainMoments"), trainPlaneMoments: both("trainPlaneMoments"),
+    trainConstants: both("trainConstants"), testConstants: both("testConstants"), normalize: both("normalize"),
+    backwardConstants: both("backwardConstants"), backwardPlaneConstants: both("backwardPlaneConstants"),
+    backwardApply: both("backwardApply"),
+  } satisfies { [K in KernelName]: Record<Dtype, Bound<K>> };
   const kernels: Kernels = {
-    workBytes: (dtype, d) => (f64(dtype) ? e.workBytesF64(d) : e.workBytesF32(d)) >>> 0,
-    forwardTrain(dtype, x, n, d, S, gamma, beta, eps, momentum, runVarScale, runMean, runVar, out, mean, meanLo, variance, invStd, work) {
-      if (S === 1) (f64(dtype) ? e.trainMomentsF64 : e.trainMomentsF32)(x, n, d, work);
-      else (f64(dtype) ? e.trainPlaneMomentsF64 : e.trainPlaneMomentsF32)(x, n, d, S, work);
-      (f64(dtype) ? e.trainConstantsF64 : e.trainConstantsF32)(
-        d, gamma, beta, eps, momentum, runVarScale, runMean, runVar, mean, meanLo, variance, invStd, work,
-      );
-      (f64(dtype) ? e.normalizeF64 : e.normalizeF32)(x, n, d, S, work, out);
+    workBytes: (dtype, shape, step) => k.workBytes[dtype](shape, step),
+    forwardTrain(dtype, shape, p, f) {
+      if (shape.S === 1) k.trainMoments[dtype](shape, p);
+      else k.trainPlaneMoments[dtype](shape, p);
+      k.trainConstants[dtype](shape, p, f);
+      k.normalize[dtype](shape, p);
     },
-    forwardTest(dtype, x, n, d, S, gamma, beta, eps, runMean, runVar, out, invStd, work, again) {
-      if (!again) (f64(dtype) ? e.testConstantsF64 : e.testConstantsF32)(d, gamma, beta, eps, runMean, runVar, invStd, work);
-      (f64(dtype) ? e.normalizeF64 : e.normalizeF32)(x, n, d, S, work, out);
+    forwardTest(dtype, shape, p, eps, again) {
+      if (!again) k.testConstants[dtype](shape, p, eps);
+      k.normalize[dtype](shape, p);
     },
-    backward(dtype, form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dx, dgamma, dbeta, work) {
-      if (S === 1) (f64(dtype) ? e.backwardConstantsF64 : e.backwardConstantsF32)(form, dout, x, n, d, gamma, mean, meanLo, invStd, dgamma, dbeta, work);
-      else (f64(dtype) ? e.backwardPlaneConstantsF64 : e.backwardPlaneConstantsF32)(form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dgamma, dbeta, work);
-      if (dx) (f64(dtype) ? e.backwardApplyF64 : e.backwardApplyF32)(dout, x, n, d, S, mean, dx, work);
+    backward(dtype, form, shape, p) {
+      if (shape.S === 1) k.backwardConstants[dtype](form, shape, p);
+      else k.backwardPlaneConstants[dtype](form, shape, p);
+      if (p.dx) k.backwardApply[dtype](shape, p);
     },
   };
   return { backend, heap, kernels };
@@ -113,26 +63,29 @@ function jsEngine(): Engine {
   const v = (dtype: Dtype, ptr: number, length: number) => (ptr ? heap.view(dtype, ptr, length) : null);
   const kernels: Kernels = {
     workBytes: () => 16,
-    forwardTrain(dtype, x, n, d, S, gamma, beta, eps, momentum, runVarScale, runMean, runVar, out, mean, meanLo, variance, invStd) {
+    forwardTrain(dtype, { n, d, S }, p, f) {
+      const size = n * d * S;
       reference.forwardTrain(
-        v(dtype, x, n * d * S)!, n, d, S, v(dtype, gamma, d), v(dtype, beta, d), eps, momentum, runVarScale,
-        v(dtype, runMean, d), v(dtype, runVar, d), v(dtype, out, n * d * S)!,
-        v(dtype, mean, d)!, v(dtype, meanLo, d)!, v(dtype, variance, d)!, v(dtype, invStd, d)!,
+        v(dtype, p.x, size)!, n, d, S, v(dtype, p.gamma, d), v(dtype, p.beta, d), f.eps, f.momentum, f.runVarScale,
+        v(dtype, p.runMean, d), v(dtype, p.runVar, d), v(dtype, p.out, size)!,
+        v(dtype, p.mean, d)!, v(dtype, p.meanLo, d)!, v(dtype, p.variance, d)!, v(dtype, p.invStd, d)!,
       );
     },
-    forwardTest(dtype, x, n, d, S, gamma, beta, eps, runMean, runVar, out, invStd) {
-      const rv = v(dtype, runVar, d)!;
+    forwardTest(dtype, { n, d, S }, p, eps) {
+      const size = n * d * S;
+      const rv = v(dtype, p.runVar, d)!;
       reference.forwardTest(
-        v(dtype, x, n * d * S)!, n, d, S, v(dtype, gamma, d), v(dtype, beta, d), eps, v(dtype, runMean, d)!, rv, v(dtype, out, n * d * S)!,
+        v(dtype, p.x, size)!, n, d, S, v(dtype, p.gamma, d), v(dtype, p.beta, d), eps, v(dtype, p.runMean, d)!, rv, v(dtype, p.out, size)!,
       );
-      const inv = v(dtype, invStd, d);
+      const inv = v(dtype, p.invStd, d);
       if (inv) for (let j = 0; j < d; j++) inv[j] = 1 / Math.sqrt(rv[j] + eps);
     },
-    backward(dtype, form, dout, x, n, d, S, gamma, mean, meanLo, invStd, dx, dgamma, dbeta) {
+    backward(dtype, form, { n, d, S }, p) {
+      const size = n * d * S;
       reference.backward(
-        form, v(dtype, dout, n * d * S)!, v(dtype, x, n * d * S)!, n, d, S, v(dtype, gamma, d),
-        v(dtype, mean, d)!, v(dtype, meanLo, d)!, v(dtype, invStd, d)!,
-        v(dtype, dx, n * d * S), v(dtype, dgamma, d), v(dtype, dbeta, d),
+        form, v(dtype, p.dout, size)!, v(dtype, p.x, size)!, n, d, S, v(dtype, p.gamma, d),
+        v(dtype, p.mean, d)!, v(dtype, p.meanLo, d)!, v(dtype, p.invStd, d)!,
+        v(dtype, p.dx, size), v(dtype, p.dgamma, d), v(dtype, p.dbeta, d),
       );
     },
   };
@@ -158,8 +111,8 @@ function bytesOf(build: WasmBuild, part: WasmPart): Uint8Array<ArrayBuffer> {
 export function supportedBackends(): Backend[] {
   const list: Backend[] = [];
   if (typeof WebAssembly === "object") {
-    if (WebAssembly.validate(bytesOf("simd", "f32-statistics"))) list.push("simd");
-    if (WebAssembly.validate(bytesOf("scalar", "f32-statistics"))) list.push("scalar");
+    if (WebAssembly.validate(bytesOf("simd", "f32-moments"))) list.push("simd");
+    if (WebAssembly.validate(bytesOf("scalar", "f32-moments"))) list.push("scalar");
   }
   list.push("js");
   return list;

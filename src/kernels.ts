@@ -1,0 +1,119 @@
+// The kernel registry: every WebAssembly kernel, written once. Each entry names the module
+// (part) it ships in and binds the export to named records, so that no call site passes a
+// list of bare numbers. scripts/build-wasm.mjs reads KERNELS to split the build into parts
+// and fails on an export that is not listed here; src/wasm.ts binds them; the 'js' backend
+// implements the same Kernels interface with src/reference.ts.
+//
+// This file has no imports but types: the build loads it before anything is compiled.
+import type { Dtype } from "./dtype.js";
+
+/** The kernels' view of a batch: rows (n, d) when S = 1, channels-first (n, d, S) otherwise. */
+export interface KernelShape {
+  n: number;
+  d: number;
+  S: number;
+}
+
+/**
+ * Byte addresses in the engine's memory of the arrays one step works on; 0 means absent
+ * (gamma: 1, beta: 0, running statistics: not updated, invStd in test mode: not written,
+ * dgamma/dbeta/dx: not computed). Data arrays hold n·d·S values, column arrays d, all of the
+ * step's dtype; work is 16-byte aligned, workBytes long.
+ */
+export interface Pointers {
+  x: number; out: number; dout: number; dx: number;
+  gamma: number; beta: number; runMean: number; runVar: number;
+  mean: number; meanLo: number; variance: number; invStd: number;
+  dgamma: number; dbeta: number; work: number;
+}
+
+/** The per-step factors of a forward: eps, and the running-statistics update (see conventions.ts). */
+export interface StepFactors {
+  eps: number;
+  /** Weight of the old running value. */
+  momentum: number;
+  /** Factor on the batch variance before it enters the running variance: 1, or N/(N − 1). */
+  runVarScale: number;
+}
+
+/** The work area's steps; the same numbers in assembly/work.ts. */
+export const TEST_STEP = 0;
+export const TRAIN_STEP = 1;
+export const BACKWARD_STEP = 2;
+export type WorkStep = typeof TEST_STEP | typeof TRAIN_STEP | typeof BACKWARD_STEP;
+
+/** Backward forms; the same numbers in assembly/backward.ts. */
+export const GRAPH_FORM = 0;
+export const COMPACT_FORM = 1;
+/** The statistics as constants (an eval-mode forward): dx = dout·γ·invStd. */
+export const EVAL_FORM = 2;
+export type BackwardForm = typeof GRAPH_FORM | typeof COMPACT_FORM | typeof EVAL_FORM;
+
+/** What every backend provides: one step's kernels on the pointers of a block. */
+export interface Kernels {
+  /** Bytes of work area the kernels of `step` take for this shape (a float64 count: it may exceed 4 GiB). */
+  workBytes(dtype: Dtype, shape: KernelShape, step: WorkStep): number;
+  /** Batch statistics into mean, meanLo, variance, invStd; running statistics moved; out normalized. */
+  forwardTrain(dtype: Dtype, shape: KernelShape, p: Pointers, f: StepFactors): void;
+  /**
+   * out normalized with the running statistics. With `again`, the map the last call computed
+   * in this work area is applied to other rows of the same batch (a batch in parts).
+   */
+  forwardTest(dtype: Dtype, shape: KernelShape, p: Pointers, eps: number, again: boolean): void;
+  /** dgamma, dbeta and (when p.dx) dx from dout and the forward's x, mean, meanLo, invStd. */
+  backward(dtype: Dtype, form: BackwardForm, shape: KernelShape, p: Pointers): void;
+}
+
+type Export = (...args: number[]) => number | void;
+
+/**
+ * Every export, with its part and its binding (F32 and F64 variants share both). A part is
+ * one small module (see scripts/build-wasm.mjs); `rows`/`planes` variants are two exports so
+ * that each module holds one of the two loops.
+ */
+export const KERNELS = {
+  /** Work-area size of a step, in f64 (assembly/work.ts). */
+  workBytes: { part: "constants", bind: (f: Export) => (s: KernelShape, step: number) => f(s.n, s.d, s.S, step) as number },
+  /** Column mean, meanLo and variance of rows (S = 1) into the work area. */
+  trainMoments: { part: "moments", bind: (f: Export) => (s: KernelShape, p: Pointers) => f(p.x, s.n, s.d, p.work) },
+  /** The same for channels-first runs (S > 1). */
+  trainPlaneMoments: { part: "plane-moments", bind: (f: Export) => (s: KernelShape, p: Pointers) => f(p.x, s.n, s.d, s.S, p.work) },
+  /** From the moments: mean, meanLo, variance, invStd, the running update and the map for normalize. */
+  trainConstants: {
+    part: "constants",
+    bind: (f: Export) => (s: KernelShape, p: Pointers, k: StepFactors) =>
+      f(s.d, p.gamma, p.beta, k.eps, k.momentum, k.runVarScale, p.runMean, p.runVar, p.mean, p.meanLo, p.variance, p.invStd, p.work),
+  },
+  /** The map for normalize from the running statistics; invStd written unless absent. */
+  testConstants: {
+    part: "constants",
+    bind: (f: Export) => (s: KernelShape, p: Pointers, eps: number) => f(s.d, p.gamma, p.beta, eps, p.runMean, p.runVar, p.invStd, p.work),
+  },
+  /** out = (x − center)·scale + bias with the map at the start of the work area. */
+  normalize: { part: "normalize", bind: (f: Export) => (s: KernelShape, p: Pointers) => f(p.x, s.n, s.d, s.S, p.work, p.out) },
+  /** Column sums of dout and dout·(x − mean) of rows; dgamma, dbeta and the map for backwardApply. */
+  backwardConstants: {
+    part: "backward-constants",
+    bind: (f: Export) => (form: number, s: KernelShape, p: Pointers) =>
+      f(form, p.dout, p.x, s.n, s.d, p.gamma, p.mean, p.meanLo, p.invStd, p.dgamma, p.dbeta, p.work),
+  },
+  /** The same for channels-first runs (S > 1). */
+  backwardPlaneConstants: {
+    part: "backward-plane-constants",
+    bind: (f: Export) => (form: number, s: KernelShape, p: Pointers) =>
+      f(form, p.dout, p.x, s.n, s.d, s.S, p.gamma, p.mean, p.meanLo, p.invStd, p.dgamma, p.dbeta, p.work),
+  },
+  /** dx = a·((dout − m) − b·(x − mean)) with the map at the start of the work area. */
+  backwardApply: {
+    part: "backward-apply",
+    bind: (f: Export) => (s: KernelShape, p: Pointers) => f(p.dout, p.x, s.n, s.d, s.S, p.mean, p.dx, p.work),
+  },
+} as const;
+
+export type KernelName = keyof typeof KERNELS;
+/** A kernel's bound call. */
+export type Bound<K extends KernelName> = ReturnType<(typeof KERNELS)[K]["bind"]>;
+/** The exports each module carries besides its kernels. */
+export const EVERY_PART = ["heapBase"] as const;
+/** Export names: the kernel's name and its element type. */
+export const SUFFIX: Record<Dtype, string> = { float32: "F32", float64: "F64" };

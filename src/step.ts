@@ -1,0 +1,158 @@
+// The step runner: the one path from validated arrays to the kernels and back, used by the
+// functional API, the layer and the workspace. Every step runs in this order:
+//   1. validate (the caller, before it calls: nothing below throws on bad input);
+//   2. reserve memory: the only place the engine's memory can grow;
+//   3. derive views (after the growth, which detaches old ones; inputs that are views of the
+//      engine's memory are re-derived, see Heap.pin);
+//   4. copy inputs in;  5. run the kernels;  6. write results and state back.
+import { type Dtype, type FloatArray, bytesPerElement, copyInto } from "./dtype.js";
+import { type BlockPlan, elementOf, pointersOf } from "./block.js";
+import { type BackwardForm, type KernelShape, type Pointers, type StepFactors } from "./kernels.js";
+import { PART_BYTES, PART_ROWS_MULTIPLE } from "./tuning.js";
+import { type Engine } from "./wasm.js";
+
+/** Where a step's block is: a workspace's own, or (null) the call's scratch, reserved by the step. */
+export interface Placed {
+  plan: BlockPlan;
+  base: number;
+}
+
+/** The per-column inputs of a forward, validated: null is absent (gamma 1, beta 0). */
+export interface ForwardParams {
+  gamma: FloatArray | null;
+  beta: FloatArray | null;
+  /** Read by a test-mode step; updated in place by a train step that has `update`. */
+  runMean: FloatArray | null;
+  runVar: FloatArray | null;
+}
+
+export interface ForwardStep {
+  dtype: Dtype;
+  shape: KernelShape;
+  /** "batch": normalize with the batch statistics; "running": with runMean, runVar. */
+  statistics: "batch" | "running";
+  factors: StepFactors;
+  /** A batch step that moves the running statistics (params.runMean/runVar, in place). */
+  update: boolean;
+  params: ForwardParams;
+}
+
+/** Where the data comes from and goes: an array to copy, or null when it is in the block already. */
+export interface ForwardIO {
+  x: FloatArray | null;
+  out: FloatArray | null;
+  /** A batch step's gamma, mean, meanLo, variance, invStd (d each, in that order), for a cache. */
+  saved: FloatArray | null;
+}
+
+/** Order of the per-column values a batch step saves (ForwardIO.saved). */
+export const SAVED = ["gamma", "mean", "meanLo", "variance", "invStd"] as const;
+
+type Reserve = (plan: BlockPlan) => Placed;
+
+/** 2. The memory of a step: `placed` when the block is a workspace's, else scratch above every live block. */
+function reserve(engine: Engine, plan: BlockPlan, placed: Placed | null): Placed {
+  return placed ?? { plan, base: engine.heap.scratch(plan.bytes) };
+}
+
+/** Runs one forward step; `plan` is used for scratch when `placed` is null. */
+export function runForward(engine: Engine, step: ForwardStep, io: ForwardIO, plan: (rows: number) => BlockPlan, placed: Placed | null): void {
+  const { heap, kernels } = engine;
+  const { dtype, shape, params } = step;
+  const { n, d, S } = shape;
+  const pins = [io.x, params.gamma, params.beta, params.runMean, params.runVar].map((a) => (a ? heap.pin(a) : () => null));
+  // Test mode treats rows independently: a large batch in scratch goes through in parts that
+  // stay in cache, and the engine's memory never holds more than one part.
+  const rows = placed || step.statistics === "batch" ? n : partRows(n, d, S, bytesPerElement(dtype));
+  const block = reserve(engine, plan(rows), placed);
+  const [x, gamma, beta, runMean, runVar] = pins.map((get) => get());
+  const all = heap.all(dtype);
+  const p = pointersOf(block.plan, block.base);
+  const at = (ptr: number) => elementOf(block.plan, ptr);
+  if (!gamma) p.gamma = 0;
+  else all.set(gamma, at(p.gamma));
+  if (!beta) p.beta = 0;
+  else all.set(beta, at(p.beta));
+  if (runMean) all.set(runMean, at(p.runMean));
+  if (runVar) all.set(runVar, at(p.runVar));
+  const row = d * S;
+  if (step.statistics === "running") {
+    for (let r = 0; r < n; r += rows) {
+      const part = Math.min(rows, n - r);
+      if (x) copyInto(all, at(p.x), x, r * row, part * row);
+      kernels.forwardTest(dtype, { n: part, d, S }, p, step.factors.eps, r > 0);
+      if (io.out) copyInto(io.out, r * row, all, at(p.out), part * row);
+    }
+    return;
+  }
+  if (x) all.set(x, at(p.x));
+  const updated = step.update ? p : { ...p, runMean: 0, runVar: 0 };
+  kernels.forwardTrain(dtype, shape, updated, step.factors);
+  // 6. Only once the kernels have run: an error above leaves every caller's array untouched.
+  if (step.update) {
+    copyInto(runMean!, 0, all, at(p.runMean), d);
+    copyInto(runVar!, 0, all, at(p.runVar), d);
+  }
+  if (io.out) copyInto(io.out, 0, all, at(p.out), n * row);
+  if (io.saved) saveColumns(io.saved, all, at, p);
+}
+
+/** The saved per-column values, in SAVED's order, from the block. */
+function saveColumns(saved: FloatArray, all: FloatArray, at: (ptr: number) => number, p: Pointers): void {
+  const d = saved.length / SAVED.length;
+  SAVED.forEach((name, k) => {
+    if (name === "gamma" && !p.gamma) saved.fill(1, 0, d);
+    else copyInto(saved, k * d, all, at(p[name]), d);
+  });
+}
+
+/**
+ * Rows per part of a batch normalized in parts (items for channels-first data, S > 1); rows
+ * come in multiples of PART_ROWS_MULTIPLE so that each part starts on a whole SIMD group.
+ */
+export function partRows(n: number, d: number, S: number, elementBytes: number): number {
+  const fit = Math.floor(PART_BYTES / (d * S * elementBytes));
+  return Math.min(n, S > 1 ? Math.max(1, fit) : Math.max(PART_ROWS_MULTIPLE, fit - (fit % PART_ROWS_MULTIPLE)));
+}
+
+export interface BackwardStep {
+  dtype: Dtype;
+  shape: KernelShape;
+  form: BackwardForm;
+}
+
+/** Where a backward's data comes from and goes: arrays to copy, or null when in the block already. */
+export interface BackwardIO {
+  dout: FloatArray | null;
+  x: FloatArray | null;
+  /** The forward's saved columns (SAVED order); gamma is ignored when `hasGamma` is false. */
+  saved: FloatArray | null;
+  hasGamma: boolean;
+  dx: FloatArray | null;
+  dgamma: FloatArray | null;
+  dbeta: FloatArray | null;
+}
+
+/** Runs one backward step. */
+export function runBackward(engine: Engine, step: BackwardStep, io: BackwardIO, plan: BlockPlan, placed: Placed | null): void {
+  const { heap, kernels } = engine;
+  const pins = [io.dout, io.x, io.saved].map((a) => (a ? heap.pin(a) : () => null));
+  const block = reserve(engine, plan, placed);
+  const [dout, x, saved] = pins.map((get) => get());
+  const all = heap.all(step.dtype);
+  const p = pointersOf(block.plan, block.base);
+  const at = (ptr: number) => elementOf(block.plan, ptr);
+  const d = step.shape.d;
+  if (dout) all.set(dout, at(p.dout));
+  if (x) all.set(x, at(p.x));
+  if (saved) {
+    SAVED.forEach((name, k) => {
+      if (name !== "variance") copyInto(all, at(p[name]), saved, k * d, d);
+    });
+  }
+  if (!io.hasGamma) p.gamma = 0;
+  kernels.backward(step.dtype, step.form, step.shape, p);
+  if (io.dx) copyInto(io.dx, 0, all, at(p.dx), io.dx.length);
+  if (io.dgamma) copyInto(io.dgamma, 0, all, at(p.dgamma), d);
+  if (io.dbeta) copyInto(io.dbeta, 0, all, at(p.dbeta), d);
+}
