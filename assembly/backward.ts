@@ -353,9 +353,9 @@ function backwardMap<T>(
       let mk = zero, mb = zero;
       if (form == GRAPH_FORM) {
         const dVar = f64x2.mul(f64x2.mul(f64x2.mul(f64x2.mul(f64x2.mul(g, sumDoutXc), f64x2.splat(-0.5)), inv), inv), inv);
-        const dMean = f64x2.add(f64x2.mul(f64x2.mul(f64x2.neg(g), sumDout), inv), f64x2.mul(f64x2.mul(dVar, f64x2.splat(-2.0 * 0.0)), n1));
+        const dMeanRest = f64x2.mul(f64x2.mul(dVar, f64x2.splat(-2.0 * 0.0)), n1);
         const r = v128.bitselect(f64x2.div(n1, ca), zero, f64x2.ne(ca, zero));
-        mk = f64x2.mul(f64x2.neg(dMean), r);
+        mk = f64x2.sub(f64x2.mul(sumDout, n1), f64x2.mul(dMeanRest, r));
         mb = f64x2.mul(f64x2.mul(f64x2.splat(-2.0), dVar), r);
       } else if (form != EVAL_FORM) {
         mk = f64x2.mul(sumDout, n1);
@@ -385,12 +385,15 @@ function backwardMap<T>(
       // dvar = Σ dx̂·(x − μ) · (−½)·invStd³
       // dmean = −Σ dx̂·invStd + dvar · Σ(−2(x − μ)) / N, where Σ(x − μ) = 0 by definition of μ
       // dx = dx̂·invStd + dvar·2(x − μ)/N + dmean/N
+      // dx = a·((dout − mk) − mb·(x − μ)) with a = γ·invStd takes mk = −dmean/(N·a); dmean's
+      // first term −Σdx̂·invStd = −a·Σdout gives Σdout/N there, without the rounding of a
+      // product and a quotient by a (N = 1: dout − mk is exactly 0, as dx must be).
       const sumXc = 0.0;
       const dVar = g * sumDoutXc * -0.5 * inv * inv * inv;
-      const dMean = -g * sumDout * inv + dVar * (-2.0 * sumXc) * invN;
+      const dMeanRest = dVar * (-2.0 * sumXc) * invN;
       ca = g * inv;
       const r = ca != 0 ? invN / ca : 0.0;
-      mk = -dMean * r;
+      mk = sumDout * invN - dMeanRest * r;
       mb = -2.0 * dVar * r;
     } else if (form == EVAL_FORM) {
       // The statistics are constants: dx = dout·γ·invStd.
