@@ -5,6 +5,7 @@ export {
   BatchnormCache, type BNParam, type ForwardResult, type BackwardResult,
 } from "./functional.js";
 export { BatchNorm, BatchNormWorkspace, type BatchNormOptions, type PyTorchState, type KerasState } from "./layer.js";
+export { foldBatchNorm, type BatchNormEvalState, type PreviousLayer, type FoldedLayer, type WeightLayout } from "./fold.js";
 export type { RunningStatsOptions } from "./conventions.js";
 export type { Layout } from "./shape.js";
 export type { Dtype, FloatArray } from "./dtype.js";
