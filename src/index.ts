@@ -6,6 +6,7 @@ export {
 } from "./functional.js";
 export { BatchNorm, type BatchNormOptions, type PyTorchState, type KerasState } from "./layer.js";
 export { BatchNormWorkspace } from "./workspace.js";
+export { foldBatchNorm, type BatchNormEvalState, type PreviousLayer, type FoldedLayer, type WeightLayout } from "./fold.js";
 export type { RunningStatsOptions } from "./conventions.js";
 export type { Layout } from "./shape.js";
 export type { Dtype, FloatArray } from "./dtype.js";
