@@ -151,6 +151,59 @@ export function lineChart(title: string, xLabel: string, yLabel: string, series:
   return parts.join("\n");
 }
 
+/**
+ * A grouped bar chart: one group per category, one bar per series (values ≥ 0), on a linear
+ * y axis from 0 with round ticks; `reference` draws a dashed line (e.g. 1× for a speed-up).
+ */
+export function barChart(
+  title: string, yLabel: string, categories: string[], series: { name: string; color: string; values: number[] }[],
+  options: { reference?: { value: number; label: string }; format?: (v: number) => string } = {},
+): string {
+  const width = 560;
+  const m = { left: 58, right: 16, top: 34 + 18 * Math.ceil(series.length / 2), bottom: 44 };
+  const height = 300 + m.top;
+  const values = series.flatMap((s) => s.values).filter((v) => Number.isFinite(v) && v >= 0);
+  const Y = linearTicks(0, Math.max(options.reference?.value ?? 0, ...values, 0) || 1, { fixLo: true });
+  const py = (v: number) => m.top + (1 - Math.min(Math.max(v, 0), Y.hi) / Y.hi) * (height - m.top - m.bottom);
+  const groupWidth = (width - m.left - m.right) / Math.max(1, categories.length);
+  const barWidth = (groupWidth * 0.8) / Math.max(1, series.length);
+  const r1 = (v: number) => v.toFixed(1);
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="12">`,
+    `<text x="${m.left}" y="20" font-size="14" font-weight="bold">${escape(title)}</text>`,
+  ];
+  const labels = formatTicks(Y.ticks);
+  Y.ticks.forEach((t, i) => {
+    parts.push(`<line x1="${m.left}" x2="${width - m.right}" y1="${r1(py(t))}" y2="${r1(py(t))}" stroke="#eee"/>`);
+    parts.push(`<text x="${m.left - 6}" y="${r1(py(t) + 4)}" text-anchor="end" fill="#555" class="ytick">${labels[i]}</text>`);
+  });
+  categories.forEach((c, g) => {
+    const gx = m.left + g * groupWidth + groupWidth * 0.1;
+    series.forEach((s, k) => {
+      const v = s.values[g];
+      if (!Number.isFinite(v)) return;
+      const y = py(v);
+      parts.push(`<rect class="bar" x="${r1(gx + k * barWidth)}" y="${r1(y)}" width="${r1(barWidth - 2)}" height="${r1(height - m.bottom - y)}" fill="${s.color}"><title>${escape(`${s.name}, ${c}: ${options.format ? options.format(v) : formatTick(v)}`)}</title></rect>`);
+    });
+    parts.push(`<text x="${r1(m.left + (g + 0.5) * groupWidth)}" y="${height - m.bottom + 16}" text-anchor="middle" fill="#555" class="xtick">${escape(c)}</text>`);
+  });
+  if (options.reference) {
+    const y = r1(py(options.reference.value));
+    parts.push(`<line x1="${m.left}" x2="${width - m.right}" y1="${y}" y2="${y}" stroke="#555" stroke-dasharray="4 3"/>`);
+    parts.push(`<text x="${width - m.right - 4}" y="${Number(y) - 4}" text-anchor="end" fill="#555">${escape(options.reference.label)}</text>`);
+  }
+  parts.push(`<rect x="${m.left}" y="${m.top}" width="${width - m.left - m.right}" height="${height - m.top - m.bottom}" fill="none" stroke="#ccc"/>`);
+  parts.push(`<text transform="translate(14 ${(m.top + height - m.bottom) / 2}) rotate(-90)" text-anchor="middle">${escape(yLabel)}</text>`);
+  series.forEach((s, i) => {
+    const x = m.left + (i % 2) * 250;
+    const y = 30 + Math.floor(i / 2) * 18;
+    parts.push(`<rect x="${x}" y="${y}" width="12" height="12" fill="${s.color}"/>`);
+    parts.push(`<text x="${x + 18}" y="${y + 10}" class="legend">${escape(s.name)}</text>`);
+  });
+  parts.push("</svg>");
+  return parts.join("\n");
+}
+
 export function htmlPage(title: string, sections: { heading: string; body: string }[]): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escape(title)}</title>
