@@ -157,10 +157,12 @@ export function lineChart(title: string, xLabel: string, yLabel: string, series:
  */
 export function barChart(
   title: string, yLabel: string, categories: string[], series: { name: string; color: string; values: number[] }[],
+  /** reference: a dashed line at `value`, named in the legend. */
   options: { reference?: { value: number; label: string }; format?: (v: number) => string } = {},
 ): string {
   const width = 560;
-  const m = { left: 58, right: 16, top: 34 + 18 * Math.ceil(series.length / 2), bottom: 44 };
+  const legend = [...series.map((s) => ({ ...s, dashed: false })), ...(options.reference ? [{ name: options.reference.label, color: "#555", dashed: true }] : [])];
+  const m = { left: 58, right: 16, top: 34 + 18 * Math.ceil(legend.length / 2), bottom: 44 };
   const height = 300 + m.top;
   const values = series.flatMap((s) => s.values).filter((v) => Number.isFinite(v) && v >= 0);
   const Y = linearTicks(0, Math.max(options.reference?.value ?? 0, ...values, 0) || 1, { fixLo: true });
@@ -190,14 +192,14 @@ export function barChart(
   if (options.reference) {
     const y = r1(py(options.reference.value));
     parts.push(`<line x1="${m.left}" x2="${width - m.right}" y1="${y}" y2="${y}" stroke="#555" stroke-dasharray="4 3"/>`);
-    parts.push(`<text x="${width - m.right - 4}" y="${Number(y) - 4}" text-anchor="end" fill="#555">${escape(options.reference.label)}</text>`);
   }
   parts.push(`<rect x="${m.left}" y="${m.top}" width="${width - m.left - m.right}" height="${height - m.top - m.bottom}" fill="none" stroke="#ccc"/>`);
   parts.push(`<text transform="translate(14 ${(m.top + height - m.bottom) / 2}) rotate(-90)" text-anchor="middle">${escape(yLabel)}</text>`);
-  series.forEach((s, i) => {
+  legend.forEach((s, i) => {
     const x = m.left + (i % 2) * 250;
     const y = 30 + Math.floor(i / 2) * 18;
-    parts.push(`<rect x="${x}" y="${y}" width="12" height="12" fill="${s.color}"/>`);
+    if (s.dashed) parts.push(`<line x1="${x}" x2="${x + 12}" y1="${y + 6}" y2="${y + 6}" stroke="${s.color}" stroke-width="2" stroke-dasharray="4 2"/>`);
+    else parts.push(`<rect x="${x}" y="${y}" width="12" height="12" fill="${s.color}"/>`);
     parts.push(`<text x="${x + 18}" y="${y + 10}" class="legend">${escape(s.name)}</text>`);
   });
   parts.push("</svg>");

@@ -58,13 +58,15 @@ const PLAIN = "#db4437";
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const frame = () => new Promise((resolve) => requestAnimationFrame(resolve));
 
+const data = spirals({ seed: 1, classes: 5, perClass: 200, dims: 32, valFraction: 0.2 });
+
 function drawCharts() {
-  const { batchSize, weightScale } = state.config;
+  const { batchSize, weightScale, epochs } = state.config;
   const series = (values: number[]) => values.map((v, i) => [i + 1, v] as [number, number]);
   $("chart").innerHTML = lineChart(`Training loss per iteration (batch ${batchSize}, weight scale ${formatTick(weightScale)})`, "iteration", "loss", [
     { name: "with batch norm", color: BN, points: series(state.losses.withBn) },
     { name: "without batch norm", color: PLAIN, points: series(state.losses.withoutBn) },
-  ], { yMin: 0, xMin: 0, integerX: true, markers: false });
+  ], { yMin: 0, xMin: 0, xMax: Math.floor(data.train.n / batchSize) * epochs, integerX: true, markers: false });
   $("acc-chart").innerHTML = lineChart("Validation accuracy per epoch", "epoch", "accuracy", [
     { name: "with batch norm", color: BN, points: series(state.valAcc.withBn) },
     { name: "without batch norm", color: PLAIN, points: series(state.valAcc.withoutBn) },
@@ -96,7 +98,6 @@ async function train() {
   busy(true);
   const started = performance.now();
   const { weightScale, batchSize: B, epochs } = config;
-  const data = spirals({ seed: 1, classes: 5, perClass: 200, dims: 32, valFraction: 0.2 });
   const net = (batchNorm: boolean) => new FullyConnectedNet({ inputDim: 32, hiddenDims: [100, 100, 100, 100, 100], classes: 5, weightScale, batchNorm, seed: 1 });
   const nets = { withBn: net(true), withoutBn: net(false) };
   const optimizers = { withBn: new Adam(nets.withBn.params), withoutBn: new Adam(nets.withoutBn.params) };
@@ -185,7 +186,7 @@ function drawBench(rows: BenchRow[]) {
     { name: "workspace, backward", color: "#1b6ef3", values: pick("backward", (r) => r.workspaceSpeedup) },
     { name: "functional, forward", color: "#0f9d58", values: pick("forward (train)", (r) => r.functionalSpeedup) },
     { name: "functional, backward", color: "#7cc49a", values: pick("backward", (r) => r.functionalSpeedup) },
-  ], { reference: { value: 1, label: "plain JS" }, format: (v) => `${v.toFixed(1)}×` });
+  ], { reference: { value: 1, label: "plain JavaScript = 1×" }, format: (v) => `${v.toFixed(1)}×` });
   const ns = (v: number) => `${v.toFixed(2)}`;
   $("bench-results").innerHTML = `<table><tr><th>(N, D)</th><th>pass</th><th>workspace</th><th>functional</th><th>plain JS</th><th>speed-up, workspace</th><th>speed-up, functional</th></tr>${rows
     .map((r) => `<tr><td>(${r.shape.join(", ")})</td><td>${r.op}</td><td>${ns(r.workspaceNs)}</td><td>${ns(r.functionalNs)}</td><td>${ns(r.plainNs)}</td><td>${r.workspaceSpeedup.toFixed(1)}×</td><td>${r.functionalSpeedup.toFixed(1)}×</td></tr>`)
