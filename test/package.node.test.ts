@@ -1,6 +1,6 @@
 // The packed tarball, installed like a user would, from ESM and CJS, and in a JavaScript
 // engine without WebAssembly (node --jitless).
-import { execFileSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
@@ -8,6 +8,7 @@ import { packAndInstall } from "./support/pack.js";
 
 let dir = "";
 let files: string[] = [];
+let installOutput = "";
 
 // Each column is (1, 3, 5) + 0 or 1: x̂ = ±2 / sqrt(8/3 + eps), out = 2·x̂ + 0.5.
 const expected = [-1, -1, 0, 0, 1, 1].map((v) => (4 * v) / Math.sqrt(8 / 3 + 1e-5) + 0.5);
@@ -17,27 +18,33 @@ const { out, cache } = m.batchnormForward(x, new Float32Array([2, 2]), new Float
 const { dbeta } = m.batchnormBackward(new Float32Array(6).fill(1), cache);
 console.log(JSON.stringify({ backend: m.backend(), out: Array.from(out), dbeta: Array.from(dbeta) }));`;
 
+/** Runs node with `args` in the app; nothing may go to stderr (no warnings). */
 function run(args: string[]) {
-  const result = JSON.parse(execFileSync(process.execPath, args, { cwd: dir, encoding: "utf8" }));
+  const child = spawnSync(process.execPath, args, { cwd: dir, encoding: "utf8" });
+  expect(child.stderr).toBe("");
+  expect(child.status).toBe(0);
+  const result = JSON.parse(child.stdout);
   result.out.forEach((v: number, i: number) => expect(v).toBeCloseTo(expected[i], 5));
   expect(result.dbeta).toEqual([3, 3]);
   return result.backend;
 }
 
 beforeAll(() => {
-  ({ dir, files } = packAndInstall("bn-pack-"));
+  ({ dir, files, installOutput } = packAndInstall("bn-pack-"));
 }, 120_000);
 
 describe("npm pack", () => {
-  test("holds only what a user needs: the ESM and CJS builds with their types, README, package.json", () => {
+  test("holds only what a user needs: the ESM and CJS builds with their types, README, LICENSE, CHANGELOG, package.json", () => {
     expect(files).toContain("package.json");
     expect(files).toContain("README.md");
+    expect(files).toContain("LICENSE");
+    expect(files).toContain("CHANGELOG.md");
     expect(files).toContain("dist/index.js");
     expect(files).toContain("dist/index.d.ts");
     expect(files).toContain("dist/cjs/index.js");
     expect(files).toContain("dist/cjs/index.d.ts");
     expect(files).toContain("dist/cjs/package.json");
-    const stray = files.filter((f) => !/^(dist\/.+\.(js|d\.ts|json)|README\.md|package\.json)$/.test(f));
+    const stray = files.filter((f) => !/^(dist\/.+\.(js|d\.ts|json)|README\.md|LICENSE|CHANGELOG\.md|package\.json)$/.test(f));
     expect(stray).toEqual([]);
   });
 
@@ -46,6 +53,25 @@ describe("npm pack", () => {
     expect(pkg.sideEffects).toBe(false);
     expect(pkg.exports["."].import).toEqual({ types: "./dist/index.d.ts", default: "./dist/index.js" });
     expect(pkg.exports["."].require).toEqual({ types: "./dist/cjs/index.d.ts", default: "./dist/cjs/index.js" });
+  });
+
+  test("the MIT license names its holder; package.json has the metadata a registry page shows", () => {
+    expect(readFileSync(join(dir, "node_modules/batchnorm-wasm/LICENSE"), "utf8")).toMatch(/^MIT License\n\nCopyright \(c\) 2026 the batchnorm-wasm authors\n/);
+    const pkg = JSON.parse(readFileSync(join(dir, "node_modules/batchnorm-wasm/package.json"), "utf8"));
+    expect(pkg.license).toBe("MIT");
+    expect(pkg.repository.url).toMatch(/^git\+https:\/\/.+\.git$/);
+    expect(pkg.homepage).toMatch(/^https:\/\//);
+    expect(pkg.bugs.url).toMatch(/^https:\/\//);
+    expect(pkg.keywords).toEqual(expect.arrayContaining(["batch-normalization", "webassembly", "simd"]));
+  });
+
+  test("installing the tarball prints no warning about this package (no install-time scripts shipped)", () => {
+    // npm ≥ 11 lists dependencies whose preinstall/install/postinstall (and, for file and git
+    // sources, prepare) scripts it did not run; a shipped "prepare" put this package there.
+    const warnings = installOutput.split("\n").filter((line) => /warn/i.test(line) && /batchnorm-wasm/.test(line));
+    expect(warnings).toEqual([]);
+    const { scripts = {} } = JSON.parse(readFileSync(join(dir, "node_modules/batchnorm-wasm/package.json"), "utf8"));
+    for (const hook of ["preinstall", "install", "postinstall", "prepare"]) expect(scripts).not.toHaveProperty(hook);
   });
 
   test("import from ESM", () => {
@@ -57,6 +83,8 @@ describe("npm pack", () => {
   });
 
   test("without WebAssembly (node --jitless) the plain-JS backend runs", () => {
-    expect(run(["--jitless", "--input-type=module", "-e", program(`import * as m from "batchnorm-wasm";`)])).toBe("js");
+    // --jitless implies --no-expose-wasm; stated too, V8 does not warn "disabling flag
+    // --expose_wasm due to conflicting flags" (run() asserts an empty stderr).
+    expect(run(["--jitless", "--no-expose-wasm", "--input-type=module", "-e", program(`import * as m from "batchnorm-wasm";`)])).toBe("js");
   });
 });
