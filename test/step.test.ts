@@ -99,10 +99,12 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     return { dx: bn.backward(dout), dgamma: f32(bn.dgamma), runningMean: f32(bn.runningMean), batches: bn.numBatchesTracked };
   }
 
-  test.each([
-    ["a negative eps", (bn: BatchNorm) => (bn.eps = -1), (bn: BatchNorm) => (bn.eps = 1e-5)],
-    ["a gamma of the wrong length", (bn: BatchNorm) => (bn.gamma = new Float32Array(3)), (bn: BatchNorm) => (bn.gamma = new Float32Array(d).fill(1))],
-  ])("a forward refused for %s changes nothing", (_, spoil, mend) => {
+  type Change = (bn: BatchNorm) => void;
+  const spoilings: [string, Change, Change][] = [
+    ["a negative eps", (bn) => void (bn.eps = -1), (bn) => void (bn.eps = 1e-5)],
+    ["a gamma of the wrong length", (bn) => void (bn.gamma = new Float32Array(3)), (bn) => void (bn.gamma = new Float32Array(d).fill(1))],
+  ];
+  test.each(spoilings)("a forward refused for %s changes nothing", (_, spoil, mend) => {
     const want = afterX1(() => new BatchNorm(d));
     const bn = new BatchNorm(d);
     bn.forward(x1);
