@@ -30,12 +30,9 @@ function wasmEngine(backend: WasmBuild, modules: WebAssembly.Module[]): Engine {
   const bind = <K extends KernelName>(name: K, dtype: Dtype): Bound<K> =>
     KERNELS[name].bind(exports[name + SUFFIX[dtype]]) as Bound<K>;
   const both = <K extends KernelName>(name: K) => ({ float32: bind(name, "float32"), float64: bind(name, "float64") });
-  const k = {
-    workBytes: both("workBytes"), trainMoments: both("trainMoments"), trainPlaneMoments: both("trainPlaneMoments"),
-    trainConstants: both("trainConstants"), testConstants: both("testConstants"), normalize: both("normalize"),
-    backwardConstants: both("backwardConstants"), backwardPlaneConstants: both("backwardPlaneConstants"),
-    backwardApply: both("backwardApply"),
-  } satisfies { [K in KernelName]: Record<Dtype, Bound<K>> };
+  const k = Object.fromEntries((Object.keys(KERNELS) as KernelName[]).map((name) => [name, both(name)])) as {
+    [K in KernelName]: Record<Dtype, Bound<K>>;
+  };
   const kernels: Kernels = {
     workBytes: (dtype, shape, step) => k.workBytes[dtype](shape, step),
     forwardTrain(dtype, shape, p, f) {
