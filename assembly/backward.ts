@@ -78,7 +78,8 @@ import { planeBackwardSums, planeBackwardApply } from "./planes";
  * SIMD: p0[e] += Σ_g dout[g, e], p1[e] += Σ_g dout[g, e]·(x[g, e] − cPat[e]) over groups of E
  * values, in blocks of groups that L1 holds together (blockGroups). Where a block is shorter
  * than ROW_BLOCK (groups of 2 KiB and more), ROW_BLOCK groups are first summed in T, in t0, t1
- * (E values each): a fold into f64 every 4 rows of 4 KiB cost 8–10%.
+ * (E values each): a fold into f64 every 4 rows made the loop slower (see MIN_BLOCK in
+ * docs/tuning.md).
  */
 function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat: usize, t0: usize, t1: usize, p0: usize, p1: usize): void {
   const P = E / lanes<T>();
@@ -105,11 +106,10 @@ function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
  * SIMD, for inputs too large for cache (streams()), and for groups of 4 KiB and more in cache:
  * the sums of backwardSumsGroups in memory order, the block's partial sums in T kept in memory
  * (t0, t1: E values each), with K groups a K-th of the input apart at a time (see
- * shiftedSumsStream in statistics.ts). K = 4 (`quad`) in cache and for groups over 4 KiB:
- * against the blocked loop 12–16% faster at (256, 1024) and (1024, 1024), and against K = 2,
- * 13% at (2048, 4096). K = 2 when streaming smaller groups: at (8192, 1024), with blocks of
- * 32 groups, 12% faster than one group at a time (3–5% slower with 16) and 21% faster than
- * K = 4. `block`: groups per fold into f64, as in shiftedSumsStream.
+ * shiftedSumsStream in statistics.ts). K = 4 (`quad`) in cache and for groups over 4 KiB: one
+ * load of the shift and of the partial sums serves four groups. K = 2 when streaming smaller
+ * groups: there four were slower. `block`: groups per fold into f64, as in shiftedSumsStream.
+ * Measurements: docs/tuning.md (SPREAD_SUM_BYTES, STREAM_GRADIENT_BYTES).
  */
 function backwardSumsStream<T>(dout: usize, x: usize, groups: i32, E: i32, cPat: usize, t0: usize, t1: usize, p0: usize, p1: usize, quad: bool, block: i32): void {
   const groupBytes = <usize>E * sizeof<T>();
@@ -172,8 +172,8 @@ function backwardSumsRows<T>(dout: usize, x: usize, r0: i32, n: i32, d: i32, c: 
  * (groupLength makes a group's count even) with their constants in registers; returns the
  * first group left. Inlined with a constant strip: as a variable, V8 kept the loop slower.
  * Two groups per step (`strip` is even): V8 spends a stack check, a counter and three pointer
- * additions on each step; this took 3–12% off the strips at (65536, 1) to (64, 256), four
- * groups per step did no better.
+ * additions on each step, so two groups halve them per vector (see STRIP_GROUPS in
+ * docs/tuning.md).
  */
 // @ts-ignore: decorator
 @inline function backwardApplyStrips<T>(
@@ -205,10 +205,9 @@ function backwardSumsRows<T>(dout: usize, x: usize, r0: i32, n: i32, d: i32, c: 
  * dx of groups g.. four at a time, a quarter of the rest apart, one load of the constants for
  * four; returns the first of the one to three groups left. Streaming, backwardApplyGroups
  * calls it only for groups whose four arrays of constants, with the data streaming past, do
- * not stay in L1: at (2048, 4096) 35–40% faster with two groups than one, 20–25% more with
- * four; for rows of 4 KiB, whose constants stay in L1, two were 25% slower in a test. In
- * cache, 11–23% faster at (256, 1024) and (1024, 1024) than four adjacent groups. Two
- * vectors per step, as affineQuarters (here −1–6%: the data come from L2 and L3).
+ * not stay in L1 (where they stay, the reads in memory order win). Two vectors per step, as
+ * affineQuarters (little gain here: the data come from L2 and L3). Measurements:
+ * docs/tuning.md (WIDE_GROUP_BYTES).
  */
 function backwardApplyQuarters<T>(
   dout: usize, x: usize, g: i32, groups: i32, groupBytes: usize, cPat: usize, aPat: usize, mPat: usize, bPat: usize, dx: usize,

@@ -37,11 +37,9 @@ import { planeAffine } from "./planes";
 
 /**
  * Groups g.. four at a time, a quarter of the rest apart, one load of the constants for four, as
- * in backwardApplyQuarters (streaming (2048, 4096): 45% faster with two groups than one, 10–15%
- * more with four; in cache 4–19% faster at (256, 1024) and (1024, 1024) than four adjacent
- * groups); returns the first of the one to three groups left. Two vectors per step (a group's
- * count is even): half the address arithmetic per vector, −12–17% at (256, 1024) and
- * (1024, 1024) against one. Written out four times, as in backwardApplyQuarters.
+ * in backwardApplyQuarters; returns the first of the one to three groups left. Two vectors per
+ * step (a group's count is even): half the address arithmetic per vector. Written out four
+ * times, as in backwardApplyQuarters. Measurements: docs/tuning.md (WIDE_GROUP_BYTES).
  */
 function affineQuarters<T>(x: usize, g: i32, groups: i32, groupBytes: usize, cPat: usize, sPat: usize, bPat: usize, out: usize): i32 {
   const quads = (groups - g) >> 2;
@@ -70,10 +68,9 @@ function affineQuarters<T>(x: usize, g: i32, groups: i32, groupBytes: usize, cPa
 /**
  * SIMD over groups of E values. Narrow groups in strips; other groups four per load of the
  * constants, a quarter of the rest apart; streaming groups whose constants stay in L1, one
- * after another, so that the reads and writes stream through memory in order (four
- * interleaved rows halved the bandwidth of an (8192, 1024) batch), two vectors per step
- * (groupLength makes their count even; 1–9% faster at (2048, 1024) and (8192, 1024)).
- * `rowsPerGroup` = E / d.
+ * after another, so that the reads and writes stream through memory in order (interleaved
+ * rows cut the bandwidth, see docs/tuning.md), two vectors per step (groupLength makes their
+ * count even: half the address arithmetic). `rowsPerGroup` = E / d.
  */
 function affineGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, sPat: usize, bPat: usize, out: usize, stream: bool, rowsPerGroup: i32): void {
   const groupBytes = <usize>E * sizeof<T>();

@@ -78,12 +78,10 @@ function shiftedSumsGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, p1: us
  * with the block's partial sums in T kept in memory (t1, t2: E values each), instead of
  * visiting ROW_BLOCK rows chunk by chunk, which spreads the reads over ROW_BLOCK pages at
  * once. Four groups a quarter of the input apart go together (g, g + q, g + 2q, g + 3q): one
- * load of the shift and of the partial sums serves four. Measured: two groups (half the input
- * apart) were 17% faster than one at (8192, 1024) and 33% at (2048, 4096), whose rows of
- * partial sums did not stay in L1; four are faster than two by 8–10% in cache ((256, 1024) to
- * (1024, 1031)) and 30% at (2048, 4096), and 2–5% slower at (8192, 1024). Two adjacent rows
- * together were slower. The one to three groups left go through shiftedSumsGroups. `block`:
- * groups per fold into f64 (foldBlock).
+ * load of the shift and of the partial sums serves four, which counts most where the rows of
+ * partial sums do not stay in L1. The one to three groups left go through shiftedSumsGroups.
+ * `block`: groups per fold into f64 (foldBlock). Measurements, and the variants tried:
+ * docs/tuning.md (SPREAD_SUM_BYTES, STREAM_STATISTICS_BYTES).
  */
 function shiftedSumsStream<T>(x: usize, groups: i32, E: i32, cPat: usize, t1: usize, t2: usize, p1: usize, p2: usize, block: i32): void {
   const groupBytes = <usize>E * sizeof<T>();
@@ -152,12 +150,9 @@ function shiftedSums<T>(x: usize, n: i32, d: i32, c: usize, s1: usize, s2: usize
       const q2 = after(q1, <usize>E << 3);
       const p1 = partialsOf(s1, d, E, q1);
       const p2 = partialsOf(s2, d, E, q2);
-      // Stream wide groups only: a block of narrow groups is contiguous already. The width
-      // thresholds here and in backward.ts were measured (NHWC 32x64x32x32, (131072, 16)).
-      // Groups of 4 KiB and more stream in cache too, since L1 holds only 4 to 8 of them in a
-      // block (blockGroups): 15–20% faster at (256, 1024) and (1024, 1024), 30% at (1024,
-      // 1031) and (256, 2048); slower for groups of 1 and 2 KiB. (The gradient sums, two
-      // groups at a time, were 7–15% slower streamed in cache.)
+      // Stream wide groups only: a block of narrow groups is contiguous already. Groups of
+      // 4 KiB and more stream in cache too, since L1 holds only 4 to 8 of them in a block
+      // (blockGroups). The thresholds and their measurements: tuning.ts, docs/tuning.md.
       const stream = streams<T>(n, d);
       if (streamsStatistics(patBytes, stream)) {
         const t1 = after(q2, <usize>E << 3);

@@ -22,9 +22,9 @@ export function typeName(dtype: Dtype): string {
 }
 
 /**
- * A new array with a[from .. from + n), all of a by default. Several times faster in V8 than
- * slice() or subarray() (they look up a species constructor, and a.constructor is not
- * inlined): the constructors are named here.
+ * A new array with a[from .. from + n), all of a by default. Faster in V8 than slice() or
+ * subarray(), which look up a species constructor (a.constructor is not inlined): the
+ * constructors are named here (see docs/tuning.md).
  */
 export function copyOf<A extends FloatArray>(a: A, from = 0, n = a.length - from): A {
   const copy = unfilled(a instanceof Float64Array, n) as A;
@@ -40,8 +40,8 @@ const BUFFER_MAX_BYTES = 2 ** 31 - 1;
 /**
  * A new Float64Array (f64) or Float32Array of n elements, for a caller that writes every element
  * before anyone sees it. In Node, large ones come from Buffer.allocUnsafeSlow: calloc zeroes
- * reused memory first, a pass over the array that a copy makes anyway (−9 to −23% per
- * (256, 1024) functional train call). The array still owns its whole, unpooled buffer.
+ * reused memory first, a pass over the array that a copy makes anyway (see UNFILLED_BYTES in
+ * docs/tuning.md). The array still owns its whole, unpooled buffer.
  * Elsewhere it is an ordinary zeroed array.
  */
 export function unfilled(f64: boolean, n: number): FloatArray {
