@@ -5,6 +5,7 @@
 import { trainMoments, trainConstants, testConstants, normalize } from "./normalize";
 import { backwardConstants, backwardApply } from "./backward";
 import { workBytes } from "./work";
+import { checksum } from "./checksum";
 
 /** First free byte after the module's static data. */
 export function heapBase(): usize {
@@ -106,4 +107,9 @@ export function backwardApplyF32(dout: usize, x: usize, n: i32, d: i32, S: i32, 
 
 export function backwardApplyF64(dout: usize, x: usize, n: i32, d: i32, S: i32, mean: usize, dx: usize, work: usize): void {
   backwardApply<f64>(dout, x, n, d, S, mean, dx, work);
+}
+
+/** Checksum of memory as u32 words, not typed (see checksum.ts). */
+export function checksumWords(p: usize, words: i32, first: i32, state: usize): void {
+  checksum(p, words, first, state);
 }

@@ -21,9 +21,9 @@ const registrySource = ts.transpileModule(readFileSync("src/kernels.ts", "utf8")
 const { KERNELS, EVERY_PART, SUFFIX } = await import(`data:text/javascript;base64,${Buffer.from(registrySource).toString("base64")}`);
 export const PARTS = {};
 for (const dtype of ["float32", "float64"]) {
-  for (const [name, { part }] of Object.entries(KERNELS)) {
-    const key = `${SUFFIX[dtype].toLowerCase()}-${part}`;
-    (PARTS[key] ??= []).push(name + SUFFIX[dtype]);
+  for (const [name, { part, untyped }] of Object.entries(KERNELS)) {
+    if (untyped) (PARTS[part] ??= []).includes(name) || PARTS[part].push(name);
+    else (PARTS[`${SUFFIX[dtype].toLowerCase()}-${part}`] ??= []).push(name + SUFFIX[dtype]);
   }
 }
 const TARGETS = ["simd", "scalar"];

@@ -3,7 +3,7 @@
 // lays out a block per call shape (remembered: training loops repeat a shape); a workspace
 // keeps one for its life.
 import { type Dtype, bytesPerElement } from "./dtype.js";
-import { type KernelShape, type Pointers, type WorkStep } from "./kernels.js";
+import { CHECKSUM_WORDS, type KernelShape, type Pointers, type WorkStep } from "./kernels.js";
 import { layout } from "./memory.js";
 import { type Engine } from "./wasm.js";
 
@@ -11,7 +11,8 @@ import { type Engine } from "./wasm.js";
 export type DataName = "x" | "out" | "dout" | "dx";
 /** Arrays of d values. */
 export type ColumnName = "gamma" | "beta" | "runMean" | "runVar" | "mean" | "meanLo" | "variance" | "invStd" | "dgamma" | "dbeta";
-export type ArrayName = DataName | ColumnName;
+/** "checksum": the state of an order-sensitive checksum of x (CHECKSUM_WORDS u32). */
+export type ArrayName = DataName | ColumnName | "checksum";
 
 export interface BlockPlan {
   readonly dtype: Dtype;
@@ -28,7 +29,9 @@ const DATA_NAMES: readonly string[] = ["x", "out", "dout", "dx"];
 export function blockPlan(engine: Engine, dtype: Dtype, shape: KernelShape, names: readonly ArrayName[], steps: readonly WorkStep[]): BlockPlan {
   const size = shape.n * shape.d * shape.S;
   const parts = {} as Record<string, [Dtype, number]>;
-  for (const name of names) parts[name] = [dtype, DATA_NAMES.includes(name) ? size : shape.d];
+  for (const name of names) {
+    parts[name] = name === "checksum" ? ["float64", CHECKSUM_WORDS / 2] : [dtype, DATA_NAMES.includes(name) ? size : shape.d];
+  }
   const work = Math.max(16, ...steps.map((step) => engine.kernels.workBytes(dtype, shape, step)));
   parts.work = ["float64", Math.ceil(work / 8)];
   const { offsets, bytes } = layout(parts);
@@ -55,7 +58,7 @@ export function pointersOf(plan: BlockPlan, base: number): Pointers {
     x: at(o.x), out: at(o.out), dout: at(o.dout), dx: at(o.dx),
     gamma: at(o.gamma), beta: at(o.beta), runMean: at(o.runMean), runVar: at(o.runVar),
     mean: at(o.mean), meanLo: at(o.meanLo), variance: at(o.variance), invStd: at(o.invStd),
-    dgamma: at(o.dgamma), dbeta: at(o.dbeta), work: at(o.work),
+    dgamma: at(o.dgamma), dbeta: at(o.dbeta), work: at(o.work), checksum: at(o.checksum),
   };
 }
 

@@ -2,12 +2,12 @@
 // data and spatialBatchnormForward / spatialBatchnormBackward for (N, C, H, W) or (N, C, L).
 // Each call validates, then runs one step (step.ts): its inputs are copied into scratch memory,
 // the kernels run, and the results are copied out into new arrays that belong to the caller,
-// so a training loop reuses the same memory every step. (For a loop that copies nothing, see
+// or into the caller's own (outputs given), so a training loop reuses the same memory every step. (For a loop that copies nothing, see
 // the workspace, workspace.ts.)
-import { type Dtype, type FloatArray, arrayType, dtypeOf, unfilled } from "./dtype.js";
+import { type Dtype, type FloatArray, arrayType, copyOf, dtypeOf, unfilled } from "./dtype.js";
 import { type RunningStatsOptions, runningStatsRule, stepFactors } from "./conventions.js";
 import { rememberedPlan } from "./block.js";
-import { BACKWARD_STEP, type BackwardForm, COMPACT_FORM, GRAPH_FORM, TEST_STEP, TRAIN_STEP } from "./kernels.js";
+import { BACKWARD_STEP, type BackwardForm, CHECKSUM_WORDS, COMPACT_FORM, GRAPH_FORM, TEST_STEP, TRAIN_STEP } from "./kernels.js";
 import { type Geometry, type Layout, checkLayout, geometry } from "./shape.js";
 import { SAVED, runBackward, runForward } from "./step.js";
 import * as check from "./validate.js";
@@ -15,7 +15,8 @@ import { engine } from "./wasm.js";
 
 /** The state object of the functional API, as CS231n's bn_param; any key not declared here is refused. */
 export interface BNParam<A extends FloatArray = FloatArray> extends RunningStatsOptions {
-  mode: "train" | "test";
+  /** 'train' or 'test' (a string: `{ mode: "train" }` in a variable need not be `as const`). */
+  mode: "train" | "test" | (string & {});
   /** Added to the variance; default 1e-5. */
   eps?: number;
   /** Created as zeros by the first train call when absent (CS231n); updated in place in train mode. */
@@ -33,11 +34,15 @@ const BN_PARAM_KEYS = [
 export const DEFAULT_EPS = 1e-5;
 export const DEFAULT_MOMENTUM = 0.9;
 
-/** The per-column values a train-mode forward keeps, after x: SAVED.length rows of D values. */
-const STATS_ROWS = SAVED.length;
 const row = (name: (typeof SAVED)[number]) => SAVED.indexOf(name);
 
-/** What a train-mode forward keeps for the backward pass. Holds copies: nothing the caller changes later affects it. */
+/**
+ * What a train-mode forward keeps for the backward pass: a reference to x (not a copy, as
+ * CS231n's cache and PyTorch's autograd keep it), a checksum of x, and copies of gamma and
+ * the batch statistics. A backward refuses an x changed since the forward
+ * (ChangedInputError), never returning a wrong gradient. An x that is a view of the
+ * engine's memory (a workspace's) is copied: that memory is reused.
+ */
 export class BatchnormCache<A extends FloatArray = FloatArray> {
   /** @internal */
   constructor(
@@ -45,23 +50,17 @@ export class BatchnormCache<A extends FloatArray = FloatArray> {
     /** The data's shape as the kernels see it (see shape.ts), and the caller's shape. */
     readonly geometry: Geometry,
     readonly eps: number,
-    /**
-     * @internal The input x, then STATS_ROWS·D per-column values (see STATS), in one array
-     * as the backward's block holds them: one allocation and one copy each way.
-     */
+    /** The forward's input. */
+    readonly x: A,
+    /** @internal gamma, mean, meanLo, variance, invStd: SAVED.length rows of D values. */
     readonly saved: A,
+    /** @internal The checksum of x at the time of the forward. */
+    readonly checksum: Uint32Array,
   ) {}
 
-  private part(from: number, length: number): A {
-    return this.saved.subarray(from, from + length) as A;
-  }
   private row(k: number): A {
     const d = this.geometry.d;
-    return this.part(this.saved.length - (STATS_ROWS - k) * d, d);
-  }
-  /** The input, copied. */
-  get x(): A {
-    return this.part(0, this.saved.length - STATS_ROWS * this.geometry.d);
+    return this.saved.subarray(k * d, (k + 1) * d) as A;
   }
   /** gamma at the time of the forward, copied. */
   get gamma(): A {
@@ -88,15 +87,34 @@ export interface ForwardResult<A extends FloatArray = FloatArray> {
   cache: BatchnormCache<A> | null;
 }
 
+/** The result of a train-mode forward. */
+export interface TrainResult<A extends FloatArray = FloatArray> extends ForwardResult<A> {
+  cache: BatchnormCache<A>;
+}
+
 export interface BackwardResult<A extends FloatArray = FloatArray> {
   dx: A;
   dgamma: A;
   dbeta: A;
 }
 
-/** Batch normalization of row-major (N, D) x, D = gamma.length, as in CS231n. */
-export function batchnormForward<A extends FloatArray>(x: A, gamma: A, beta: A, bnParam: BNParam<A>): ForwardResult<A> {
-  return forward(x, gamma, beta, bnParam as BNParam, undefined, "NCHW") as ForwardResult<A>;
+/** Arrays a forward writes into instead of a new one (returned as they are). */
+export interface ForwardOutputs<A extends FloatArray = FloatArray> {
+  out?: A;
+}
+
+/** Arrays a backward writes into, each instead of a new one (returned as they are). */
+export interface BackwardOutputs<A extends FloatArray = FloatArray> {
+  dx?: A;
+  dgamma?: A;
+  dbeta?: A;
+}
+
+/** Batch normalization of row-major (N, D) x, D = gamma.length, as in CS231n; `outputs.out` is written into when given. */
+export function batchnormForward<A extends FloatArray>(x: A, gamma: A, beta: A, bnParam: BNParam<A> & { mode: "train" }, outputs?: ForwardOutputs<A>): TrainResult<A>;
+export function batchnormForward<A extends FloatArray>(x: A, gamma: A, beta: A, bnParam: BNParam<A>, outputs?: ForwardOutputs<A>): ForwardResult<A>;
+export function batchnormForward<A extends FloatArray>(x: A, gamma: A, beta: A, bnParam: BNParam<A>, outputs?: ForwardOutputs<A>): ForwardResult<A> {
+  return forward(x, gamma, beta, bnParam as BNParam, undefined, "NCHW", outputs) as ForwardResult<A>;
 }
 
 /**
@@ -105,20 +123,31 @@ export function batchnormForward<A extends FloatArray>(x: A, gamma: A, beta: A, 
  * 'NCHW' / 'NCL' (channels first, default) or 'NHWC' / 'NLC' (channels last).
  */
 export function spatialBatchnormForward<A extends FloatArray>(
-  x: A, gamma: A, beta: A, bnParam: BNParam<A>, shape: readonly number[], dataLayout: Layout = "NCHW",
+  x: A, gamma: A, beta: A, bnParam: BNParam<A> & { mode: "train" }, shape: readonly number[], dataLayout?: Layout, outputs?: ForwardOutputs<A>,
+): TrainResult<A>;
+export function spatialBatchnormForward<A extends FloatArray>(
+  x: A, gamma: A, beta: A, bnParam: BNParam<A>, shape: readonly number[], dataLayout?: Layout, outputs?: ForwardOutputs<A>,
+): ForwardResult<A>;
+export function spatialBatchnormForward<A extends FloatArray>(
+  x: A, gamma: A, beta: A, bnParam: BNParam<A>, shape: readonly number[], dataLayout: Layout = "NCHW", outputs?: ForwardOutputs<A>,
 ): ForwardResult<A> {
   if (!Array.isArray(shape)) throw new RangeError(`shape must be [N, C, H, W] or [N, C, L], got ${JSON.stringify(shape)}`);
-  return forward(x, gamma, beta, bnParam as BNParam, shape, checkLayout(dataLayout)) as ForwardResult<A>;
+  return forward(x, gamma, beta, bnParam as BNParam, shape, checkLayout(dataLayout), outputs) as ForwardResult<A>;
 }
 
-function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BNParam, shape: readonly number[] | undefined, dataLayout: Layout): ForwardResult {
+function forward(
+  x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BNParam, shape: readonly number[] | undefined, dataLayout: Layout,
+  outputs: ForwardOutputs | undefined,
+): ForwardResult {
   // 1. Validate everything before anything is reserved, copied or written.
   check.floatArray("x", x);
   const dtype = dtypeOf(x);
-  const g = check.floatArray("gamma", gamma, dtype);
-  const d = g.length;
+  const d = check.floatArray("gamma", gamma, dtype).length;
+  check.floatArray("beta", beta, dtype);
+  if (beta.length !== d) {
+    throw new RangeError(`gamma and beta must have one value per feature, D each: gamma has length ${d}, beta ${beta.length}`);
+  }
   const geo = geometry(x.length, d, shape, dataLayout);
-  check.floatArrayOfLength("beta", beta, dtype, d, "D = gamma.length");
   if (bnParam === null || typeof bnParam !== "object") {
     throw new TypeError(`bnParam must be an object like { mode: 'train' }, got ${bnParam === null ? "null" : typeof bnParam}`);
   }
@@ -148,67 +177,97 @@ function forward(x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BN
     if (countsBatches) check.settable("bnParam", bnParam, "numBatchesTracked");
   }
 
-  const size = x.length;
-  const f64 = x instanceof Float64Array;
-  const out = unfilled(f64, size);
+  const requested = outputsOf("forward outputs", outputs, ["out"]);
+  // In test mode out may be x itself (rows are read before they are written); in train mode
+  // the cache refers to x, which must stay as it is.
+  const inputs = { x, gamma, beta, "bnParam.runningMean": runMean, "bnParam.runningVar": runVar };
+  const out = requested.out
+    ? check.output("outputs.out", requested.out, dtype, x.length, inputs, train ? [] : ["x"])
+    : unfilled(f64Of(dtype), x.length);
+  const e = engine();
   if (!train) {
-    runForward(engine(), {
+    runForward(e, {
       dtype, shape: geo, statistics: "running", factors: { eps, momentum: 1, runVarScale: 1 }, update: false,
-      params: { gamma: g, beta, runMean, runVar },
-    }, { x, out, saved: null }, (rows) => testPlan(engine(), dtype, { n: rows, d, S: geo.S }), null);
+      params: { gamma, beta, runMean, runVar },
+    }, { x, out, saved: null, checksum: null }, (rows) => testPlan(e, dtype, { n: rows, d, S: geo.S }), null);
     return { out, cache: null };
   }
   // A train step moves the running statistics in place: new ones start as zeros (CS231n).
   const newMean = runMean ? null : new (arrayType(dtype))(d);
   const newVar = runVar ? null : new (arrayType(dtype))(d);
-  const saved = unfilled(f64, size + SAVED.length * d);
-  saved.set(x);
-  runForward(engine(), {
+  const saved = new (arrayType(dtype))(SAVED.length * d);
+  const checksum = new Uint32Array(CHECKSUM_WORDS);
+  const inEngine = x.buffer === e.heap.buffer;
+  const input = e.heap.pin(x);
+  runForward(e, {
     dtype, shape: geo, statistics: "batch", factors: { eps, ...step! }, update: true,
-    params: { gamma: g, beta, runMean: runMean ?? newMean, runVar: runVar ?? newVar },
-  }, { x, out, saved: saved.subarray(size) }, () => trainPlan(engine(), dtype, geo), null);
+    params: { gamma, beta, runMean: runMean ?? newMean, runVar: runVar ?? newVar },
+  }, { x, out, saved, checksum }, () => trainPlan(e, dtype, geo), null);
   // 6. State back only once the step has run.
   if (newMean) bnParam.runningMean = newMean;
   if (newVar) bnParam.runningVar = newVar;
   if (countsBatches) bnParam.numBatchesTracked = tracked + 1;
-  return { out, cache: new BatchnormCache(dtype, geo, eps, saved) };
+  // The engine reuses its memory: a view of it is copied, any other x referred to.
+  const kept = inEngine ? copyOf(input()) : x;
+  return { out, cache: new BatchnormCache(dtype, geo, eps, kept, saved, checksum) };
 }
 
-const trainPlan = rememberedPlan(["x", "out", "gamma", "beta", "runMean", "runVar", "mean", "meanLo", "variance", "invStd"], [TRAIN_STEP]);
-const testPlan = rememberedPlan(["x", "out", "gamma", "beta", "runMean", "runVar"], [TEST_STEP]);
-const backwardPlan = rememberedPlan(["dout", "x", "dx", "gamma", "mean", "meanLo", "invStd", "dgamma", "dbeta"], [BACKWARD_STEP]);
+const f64Of = (dtype: Dtype) => dtype === "float64";
 
-function backwardWithForm<A extends FloatArray>(form: BackwardForm, name: string, dout: A, cache: BatchnormCache<A>): BackwardResult<A> {
-  if (!(cache instanceof BatchnormCache)) {
-    throw new TypeError(`${name}: cache must be the cache returned by a train-mode forward, got ${cache === null ? "null" : typeof cache}`);
+/** The outputs object of a call, checked: an object with only `keys`. */
+function outputsOf<K extends string>(name: string, value: unknown, keys: readonly K[]): Partial<Record<K, FloatArray>> {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== "object" || ArrayBuffer.isView(value)) {
+    throw new TypeError(`${name} must be an object like { ${keys.join(", ")} }, got ${check.shown(value)}`);
   }
-  const { dtype, geometry: geo } = cache;
+  check.knownKeys(name, value, keys);
+  return value as Partial<Record<K, FloatArray>>;
+}
+
+const trainPlan = rememberedPlan(["x", "out", "gamma", "beta", "runMean", "runVar", "mean", "meanLo", "variance", "invStd", "checksum"], [TRAIN_STEP]);
+const testPlan = rememberedPlan(["x", "out", "gamma", "beta", "runMean", "runVar"], [TEST_STEP]);
+const backwardPlan = rememberedPlan(["dout", "x", "dx", "gamma", "mean", "meanLo", "invStd", "dgamma", "dbeta", "checksum"], [BACKWARD_STEP]);
+
+function backwardWithForm<A extends FloatArray>(
+  form: BackwardForm, name: string, dout: A, cache: BatchnormCache<A> | null, outputs: BackwardOutputs<A> | undefined,
+): BackwardResult<A> {
+  if (!(cache instanceof BatchnormCache)) {
+    const got = cache === null ? "null (a test-mode forward keeps no cache)" : typeof cache;
+    throw new TypeError(`${name}: cache must be the cache returned by a train-mode forward, got ${got}`);
+  }
+  const { dtype, geometry: geo, x } = cache;
   const { d, shape } = geo;
   check.floatArray("dout", dout, dtype);
-  const size = cache.saved.length - SAVED.length * d;
+  const size = x.length;
   if (dout.length !== size) {
     const described = shape.length === 2 ? `N = ${shape[0]} by D = ${shape[1]}` : `[${shape.join(", ")}]`;
     throw new RangeError(`dout must have length ${size} (${described}, the shape of the cached forward), got length ${dout.length}`);
   }
-  const f64 = dtype === "float64";
-  const result = { dx: unfilled(f64, size), dgamma: unfilled(f64, d), dbeta: unfilled(f64, d) };
+  check.floatArray("cache.x", x, dtype);
+  const given = outputsOf(`${name} outputs`, outputs, ["dx", "dgamma", "dbeta"]);
+  // Every input is copied in before any output is written: an output may alias dout.
+  const result = {
+    dx: given.dx ? check.output("outputs.dx", given.dx, dtype, size, {}, []) : unfilled(f64Of(dtype), size),
+    dgamma: given.dgamma ? check.output("outputs.dgamma", given.dgamma, dtype, d, { "outputs.dx": given.dx }, []) : unfilled(f64Of(dtype), d),
+    dbeta: given.dbeta ? check.output("outputs.dbeta", given.dbeta, dtype, d, { "outputs.dx": given.dx, "outputs.dgamma": given.dgamma }, []) : unfilled(f64Of(dtype), d),
+  };
   runBackward(engine(), { dtype, shape: geo, form }, {
-    dout, x: cache.x, saved: cache.saved.subarray(size), hasGamma: true, ...result,
+    dout, x, saved: cache.saved, hasGamma: true, ...result, checksum: cache.checksum,
   }, backwardPlan(engine(), dtype, geo), null);
   return result as BackwardResult<A>;
 }
 
 /** Backward through the computational graph (x̂, dvar, dmean), as derived step by step in CS231n. */
-export function batchnormBackward<A extends FloatArray>(dout: A, cache: BatchnormCache<A>): BackwardResult<A> {
-  return backwardWithForm(GRAPH_FORM, "batchnormBackward", dout, cache);
+export function batchnormBackward<A extends FloatArray>(dout: A, cache: BatchnormCache<A> | null, outputs?: BackwardOutputs<A>): BackwardResult<A> {
+  return backwardWithForm(GRAPH_FORM, "batchnormBackward", dout, cache, outputs);
 }
 
 /** Backward in the compact form dx = (γ·invStd/N)·(N·dout − Σdout − x̂·Σ(dout·x̂)). */
-export function batchnormBackwardAlt<A extends FloatArray>(dout: A, cache: BatchnormCache<A>): BackwardResult<A> {
-  return backwardWithForm(COMPACT_FORM, "batchnormBackwardAlt", dout, cache);
+export function batchnormBackwardAlt<A extends FloatArray>(dout: A, cache: BatchnormCache<A> | null, outputs?: BackwardOutputs<A>): BackwardResult<A> {
+  return backwardWithForm(COMPACT_FORM, "batchnormBackwardAlt", dout, cache, outputs);
 }
 
 /** Backward of spatialBatchnormForward (compact form); dout has x's shape and layout. */
-export function spatialBatchnormBackward<A extends FloatArray>(dout: A, cache: BatchnormCache<A>): BackwardResult<A> {
-  return backwardWithForm(COMPACT_FORM, "spatialBatchnormBackward", dout, cache);
+export function spatialBatchnormBackward<A extends FloatArray>(dout: A, cache: BatchnormCache<A> | null, outputs?: BackwardOutputs<A>): BackwardResult<A> {
+  return backwardWithForm(COMPACT_FORM, "spatialBatchnormBackward", dout, cache, outputs);
 }

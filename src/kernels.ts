@@ -25,6 +25,8 @@ export interface Pointers {
   gamma: number; beta: number; runMean: number; runVar: number;
   mean: number; meanLo: number; variance: number; invStd: number;
   dgamma: number; dbeta: number; work: number;
+  /** The state of a checksum of x (CHECKSUM_WORDS u32), where a step computes one. */
+  checksum: number;
 }
 
 /** The per-step factors of a forward: eps, and the running-statistics update (see conventions.ts). */
@@ -62,7 +64,15 @@ export interface Kernels {
   forwardTest(dtype: Dtype, shape: KernelShape, p: Pointers, eps: number, again: boolean): void;
   /** dgamma, dbeta and (when p.dx) dx from dout and the forward's x, mean, meanLo, invStd. */
   backward(dtype: Dtype, form: BackwardForm, shape: KernelShape, p: Pointers): void;
+  /**
+   * Adds the u32 words at p (word `first` of a longer run) to an order-sensitive checksum
+   * whose state (CHECKSUM_WORDS u32) is at `state` (see assembly/checksum.ts).
+   */
+  checksum(p: number, words: number, first: number, state: number): void;
 }
+
+/** u32 words of a checksum's state: Fletcher's two sums in four lanes. */
+export const CHECKSUM_WORDS = 8;
 
 type Export = (...args: number[]) => number | void;
 
@@ -108,11 +118,19 @@ export const KERNELS = {
     part: "backward-apply",
     bind: (f: Export) => (s: KernelShape, p: Pointers) => f(p.dout, p.x, s.n, s.d, s.S, p.mean, p.dx, p.work),
   },
+  /** Adds `words` u32 words at p, from word `first` of a run, into the 32-byte state at `state`. Untyped: one export. */
+  checksumWords: {
+    part: "checksum",
+    untyped: true,
+    bind: (f: Export) => (p: number, words: number, first: number, state: number) => f(p, words, first, state),
+  },
 } as const;
 
 export type KernelName = keyof typeof KERNELS;
 /** A kernel's bound call. */
 export type Bound<K extends KernelName> = ReturnType<(typeof KERNELS)[K]["bind"]>;
+/** Kernels in this list that are not typed have one export, named as the kernel. */
+export type TypedKernel = { [K in KernelName]: (typeof KERNELS)[K] extends { untyped: true } ? never : K }[KernelName];
 /** The exports each module carries besides its kernels. */
 export const EVERY_PART = ["heapBase"] as const;
 /** Export names: the kernel's name and its element type. */

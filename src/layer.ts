@@ -5,10 +5,12 @@
 // ordinary typed arrays that the layer owns and updates in place, so an optimizer can hold
 // references to them. They are copied into the engine's memory on each call (O(C), small
 // next to the data).
-import { type ArrayOf, type Dtype, type FloatArray, arrayType, copyOf } from "./dtype.js";
+import { type ArrayOf, type Dtype, type FloatArray, arrayType, copyInto, copyOf, unfilled } from "./dtype.js";
+import { rememberedPlan } from "./block.js";
+import { BACKWARD_STEP, CHECKSUM_WORDS, EVAL_FORM, TEST_STEP } from "./kernels.js";
 import { type RunningStatsOptions, type RunningStatsRule, checkBatchCount, runningStatsRule, stepFactors } from "./conventions.js";
 import { type Geometry, type Layout, checkLayout, geometry } from "./shape.js";
-import { type ForwardStep } from "./step.js";
+import { type ForwardStep, SAVED, runBackward, runForward } from "./step.js";
 import * as check from "./validate.js";
 import { type Engine, engine } from "./wasm.js";
 import { BatchNormWorkspace, type WorkspaceLayer } from "./workspace.js";
@@ -61,6 +63,33 @@ type StateNames = (typeof STATE_NAMES)[keyof typeof STATE_NAMES];
 /** A batch: the data and, for (N, C, L) or (N, C, H, W) data, its logical shape. */
 type BatchShape = number | readonly number[];
 
+/** Options of layer.forward(x, options): the logical shape, and an array to write into. */
+export interface LayerForwardOptions<A extends FloatArray = FloatArray> {
+  shape?: readonly number[];
+  out?: A;
+}
+
+/** forward's second argument: a shape (as before) or the options. */
+function forwardOptions<A extends FloatArray>(value: readonly number[] | LayerForwardOptions<A> | undefined): LayerForwardOptions<A> {
+  if (value === undefined || Array.isArray(value)) return { shape: value as readonly number[] | undefined };
+  if (value === null || typeof value !== "object" || ArrayBuffer.isView(value)) {
+    throw new TypeError(`forward's second argument must be a shape or { shape, out }, got ${check.shown(value)}`);
+  }
+  check.knownKeys("forward options", value, ["shape", "out"]);
+  return value as LayerForwardOptions<A>;
+}
+
+/** What an eval-mode forward keeps for an eval-mode backward (the statistics as constants). */
+interface EvalForward {
+  geo: Geometry;
+  x: FloatArray;
+  saved: FloatArray;
+  checksum: Uint32Array;
+}
+
+const evalPlan = rememberedPlan(["x", "out", "gamma", "beta", "runMean", "runVar", "invStd", "checksum"], [TEST_STEP]);
+const evalBackwardPlan = rememberedPlan(["dout", "x", "dx", "gamma", "mean", "meanLo", "invStd", "dgamma", "dbeta", "checksum"], [BACKWARD_STEP]);
+
 export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D> {
   readonly numFeatures: number;
   readonly dtype: D;
@@ -87,6 +116,8 @@ export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D>
   /** The engine (backend) this layer's buffers live in: the active one when it was created. */
   readonly engine: Engine;
   private own: BatchNormWorkspace<D> | null = null;
+  /** What the next backward differentiates: the own workspace (train mode) or an eval-mode forward. */
+  private last: BatchNormWorkspace<D> | EvalForward | null = null;
 
   constructor(numFeatures: number, options: BatchNormOptions<D> = {}) {
     this.numFeatures = check.positiveInteger("numFeatures", numFeatures);
@@ -169,34 +200,81 @@ export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D>
 
   /**
    * Normalizes x, (N, C) row-major or, with shape [N, C, L] / [N, C, H, W], stored in the
-   * layer's layout; returns a new array. A refused call changes nothing (not the last
-   * forward's cache either).
+   * layer's layout; returns a new array, or `options.out` filled. A refused call changes
+   * nothing (not the last forward's cache either). In train mode x is copied into the layer's
+   * own workspace; in eval mode a large batch goes through in parts, and the layer refers to
+   * x for an eval-mode backward (which refuses an x changed since).
    */
-  forward(x: ArrayOf<D>, shape?: readonly number[]): ArrayOf<D> {
+  forward(x: ArrayOf<D>, shapeOrOptions?: readonly number[] | LayerForwardOptions<ArrayOf<D>>): ArrayOf<D> {
     // 1. Validate: the input, then the layer's state and the step it asks for.
     check.floatArray("x", x, this.dtype);
+    const { shape, out: given } = forwardOptions(shapeOrOptions);
     const geo = geometry(x.length, this.numFeatures, shape, this.layout);
     const step = this.forwardStep(geo);
+    const params = { gamma: this.gamma, beta: this.beta, "layer.runningMean": this.runningMean, "layer.runningVar": this.runningVar };
+    // Train mode copies x in before anything is written: out may be x, or overlap it.
+    const batch = step.statistics === "batch";
+    const out = (given ? check.output("options.out", given, this.dtype, x.length, batch ? params : { x, ...params }, ["x"]) : null) as ArrayOf<D> | null;
+    const { heap } = this.engine;
+    if (!batch) {
+      const inEngine = x.buffer === heap.buffer;
+      const input = heap.pin(x);
+      const result = out ?? (unfilled(this.dtype === "float64", x.length) as ArrayOf<D>);
+      const saved = new (arrayType(this.dtype))(SAVED.length * this.numFeatures);
+      const checksum = new Uint32Array(CHECKSUM_WORDS);
+      runForward(this.engine, step, { x, out: result, saved, checksum }, (rows) => evalPlan(this.engine, this.dtype, { n: rows, d: geo.d, S: geo.S }), null);
+      // The engine reuses its memory: a view of it is copied, any other x referred to.
+      this.last = { geo, x: inEngine ? copyOf(input()) : input(), saved, checksum };
+      this.forwardDone(step);
+      return result;
+    }
     // 2. Reserve: this layer's workspace for the shape (x may be a view of the engine's memory).
-    const input = this.engine.heap.pin(x);
+    const input = heap.pin(x);
+    const pinnedOut = out ? heap.pin(out) : null;
     const ws = this.ownWorkspace(geo);
     // 3–6. Copy in, run, copy out.
     ws.x.set(input());
     ws.run(step);
-    return copyOf(ws.out);
+    this.last = ws;
+    if (!pinnedOut) return copyOf(ws.out);
+    const target = pinnedOut();
+    copyInto(target, 0, ws.out, 0, ws.size);
+    return target;
   }
 
-  /** Gradient with respect to the last forward's input; sets dgamma and dbeta. Returns a new array. */
-  backward(dout: ArrayOf<D>): ArrayOf<D> {
+  /**
+   * Gradient with respect to the last forward's input; sets dgamma and dbeta. Returns a new
+   * array, or `options.dx` filled (it may be dout itself).
+   */
+  backward(dout: ArrayOf<D>, options?: { dx?: ArrayOf<D> }): ArrayOf<D> {
     check.floatArray("dout", dout, this.dtype);
-    const ws = this.own;
-    if (!ws?.hasCache) throw new Error("BatchNorm.backward needs a forward first");
-    if (dout.length !== ws.size) {
-      throw new RangeError(`dout must have length ${ws.size} (shape [${ws.shape.join(", ")}], the shape of the last forward), got length ${dout.length}`);
+    const last = this.last;
+    if (!last) throw new Error("BatchNorm.backward needs a forward first");
+    const size = last instanceof BatchNormWorkspace ? last.size : last.x.length;
+    const shape = last instanceof BatchNormWorkspace ? last.shape : last.geo.shape;
+    if (dout.length !== size) {
+      throw new RangeError(`dout must have length ${size} (shape [${shape.join(", ")}], the shape of the last forward), got length ${dout.length}`);
     }
-    this.gradientTargets();
-    ws.dout.set(dout);
-    return copyOf(ws.backward());
+    if (options !== undefined && (options === null || typeof options !== "object")) throw new TypeError("backward options must be an object like { dx }");
+    if (options) check.knownKeys("backward options", options, ["dx"]);
+    const targets = this.gradientTargets();
+    const layerArrays = { "layer.dgamma": targets.dgamma, "layer.dbeta": targets.dbeta, "layer.gamma": this.gamma };
+    const given = options?.dx ? (check.output("options.dx", options.dx, this.dtype, size, layerArrays, []) as ArrayOf<D>) : null;
+    if (!(last instanceof BatchNormWorkspace)) {
+      // After an eval-mode forward: the statistics are constants.
+      check.floatArray("x of the last forward", last.x, this.dtype);
+      const dx = given ?? (unfilled(this.dtype === "float64", size) as ArrayOf<D>);
+      runBackward(this.engine, { dtype: this.dtype, shape: last.geo, form: EVAL_FORM }, {
+        dout, x: last.x, saved: last.saved, ...targets, dx, checksum: last.checksum,
+      }, evalBackwardPlan(this.engine, this.dtype, last.geo), null);
+      return dx;
+    }
+    const input = this.engine.heap.pin(dout);
+    last.dout.set(input());
+    const dx = last.backward();
+    if (!given) return copyOf(dx);
+    copyInto(given, 0, dx, 0, size);
+    return given;
   }
 
   /**
@@ -252,6 +330,7 @@ export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D>
   dispose(): void {
     this.own?.dispose();
     this.own = null;
+    this.last = null;
   }
 
   /** The layer's state under PyTorch's names (default) or Keras' names, as plain arrays. */

@@ -141,3 +141,15 @@ export function backward(
     }
   }
 }
+
+/**
+ * The kernels' checksum (assembly/checksum.ts) in plain JavaScript: Fletcher's sums of u32
+ * words in four lanes, word k of `words` being word first + k of the run; state: s1, then s2.
+ */
+export function checksum(words: Uint32Array, first: number, state: Uint32Array): void {
+  for (let k = 0; k < words.length; k++) {
+    const lane = (first + k) & 3;
+    state[lane] = (state[lane] + words[k]) >>> 0;
+    state[lane + 4] = (state[lane + 4] + state[lane]) >>> 0;
+  }
+}

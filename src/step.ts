@@ -7,7 +7,7 @@
 //   4. copy inputs in;  5. run the kernels;  6. write results and state back.
 import { type Dtype, type FloatArray, bytesPerElement, copyInto } from "./dtype.js";
 import { type BlockPlan, elementOf, pointersOf } from "./block.js";
-import { type BackwardForm, type KernelShape, type Pointers, type StepFactors } from "./kernels.js";
+import { type BackwardForm, CHECKSUM_WORDS, type KernelShape, type Pointers, type StepFactors } from "./kernels.js";
 import { PART_BYTES, PART_ROWS_MULTIPLE } from "./tuning.js";
 import { type Engine } from "./wasm.js";
 
@@ -41,8 +41,10 @@ export interface ForwardStep {
 export interface ForwardIO {
   x: FloatArray | null;
   out: FloatArray | null;
-  /** A batch step's gamma, mean, meanLo, variance, invStd (d each, in that order), for a cache. */
+  /** The step's gamma, mean, meanLo, variance, invStd (d each, in that order), for a cache. */
   saved: FloatArray | null;
+  /** Filled with the checksum of x (CHECKSUM_WORDS u32), for a cache that refers to x. */
+  checksum: Uint32Array | null;
 }
 
 /** Order of the per-column values a batch step saves (ForwardIO.saved). */
@@ -60,15 +62,18 @@ export function runForward(engine: Engine, step: ForwardStep, io: ForwardIO, pla
   const { heap, kernels } = engine;
   const { dtype, shape, params } = step;
   const { n, d, S } = shape;
-  const pins = [io.x, params.gamma, params.beta, params.runMean, params.runVar].map((a) => (a ? heap.pin(a) : () => null));
+  const pins = [io.x, params.gamma, params.beta, params.runMean, params.runVar, io.out, io.saved].map((a) => (a ? heap.pin(a) : () => null));
   // Test mode treats rows independently: a large batch in scratch goes through in parts that
   // stay in cache, and the engine's memory never holds more than one part.
   const rows = placed || step.statistics === "batch" ? n : partRows(n, d, S, bytesPerElement(dtype));
   const block = reserve(engine, plan(rows), placed);
-  const [x, gamma, beta, runMean, runVar] = pins.map((get) => get());
+  const [x, gamma, beta, runMean, runVar, out, saved] = pins.map((get) => get());
   const all = heap.all(dtype);
   const p = pointersOf(block.plan, block.base);
   const at = (ptr: number) => elementOf(block.plan, ptr);
+  const wordsPer = bytesPerElement(dtype) / 4;
+  const sum = io.checksum ? (from: number, values: number) => kernels.checksum(p.x, values * wordsPer, from * wordsPer, p.checksum) : null;
+  if (sum) new Uint32Array(heap.buffer, p.checksum, CHECKSUM_WORDS).fill(0);
   if (!gamma) p.gamma = 0;
   else all.set(gamma, at(p.gamma));
   if (!beta) p.beta = 0;
@@ -80,29 +85,37 @@ export function runForward(engine: Engine, step: ForwardStep, io: ForwardIO, pla
     for (let r = 0; r < n; r += rows) {
       const part = Math.min(rows, n - r);
       if (x) copyInto(all, at(p.x), x, r * row, part * row);
+      sum?.(r * row, part * row);
       kernels.forwardTest(dtype, { n: part, d, S }, p, step.factors.eps, r > 0);
-      if (io.out) copyInto(io.out, r * row, all, at(p.out), part * row);
+      if (out) copyInto(out, r * row, all, at(p.out), part * row);
     }
-    return;
+  } else {
+    if (x) all.set(x, at(p.x));
+    sum?.(0, n * row);
+    const updated = step.update ? p : { ...p, runMean: 0, runVar: 0 };
+    kernels.forwardTrain(dtype, shape, updated, step.factors);
+    // 6. Only once the kernels have run: an error above leaves every caller's array untouched.
+    if (step.update) {
+      copyInto(runMean!, 0, all, at(p.runMean), d);
+      copyInto(runVar!, 0, all, at(p.runVar), d);
+    }
+    if (out) copyInto(out, 0, all, at(p.out), n * row);
   }
-  if (x) all.set(x, at(p.x));
-  const updated = step.update ? p : { ...p, runMean: 0, runVar: 0 };
-  kernels.forwardTrain(dtype, shape, updated, step.factors);
-  // 6. Only once the kernels have run: an error above leaves every caller's array untouched.
-  if (step.update) {
-    copyInto(runMean!, 0, all, at(p.runMean), d);
-    copyInto(runVar!, 0, all, at(p.runVar), d);
-  }
-  if (io.out) copyInto(io.out, 0, all, at(p.out), n * row);
-  if (io.saved) saveColumns(io.saved, all, at, p);
+  if (saved) saveColumns(saved, all, at, p, step);
+  if (io.checksum) io.checksum.set(new Uint32Array(heap.buffer, p.checksum, CHECKSUM_WORDS));
 }
 
-/** The saved per-column values, in SAVED's order, from the block. */
-function saveColumns(saved: FloatArray, all: FloatArray, at: (ptr: number) => number, p: Pointers): void {
+/**
+ * The saved per-column values, in SAVED's order, from the block; for a step with the running
+ * statistics, those as mean and variance, meanLo 0 (the statistics of an eval-mode backward).
+ */
+function saveColumns(saved: FloatArray, all: FloatArray, at: (ptr: number) => number, p: Pointers, step: ForwardStep): void {
   const d = saved.length / SAVED.length;
+  const running = step.statistics === "running";
   SAVED.forEach((name, k) => {
     if (name === "gamma" && !p.gamma) saved.fill(1, 0, d);
-    else copyInto(saved, k * d, all, at(p[name]), d);
+    else if (running && name === "meanLo") saved.fill(0, k * d, (k + 1) * d);
+    else copyInto(saved, k * d, all, at(running && name === "mean" ? p.runMean : running && name === "variance" ? p.runVar : p[name]), d);
   });
 }
 
@@ -131,14 +144,21 @@ export interface BackwardIO {
   dx: FloatArray | null;
   dgamma: FloatArray | null;
   dbeta: FloatArray | null;
+  /** The forward's checksum of x: the step refuses an x whose checksum is not this one. */
+  checksum: Uint32Array | null;
+}
+
+/** What a backward throws for an x changed since its forward. */
+export class ChangedInputError extends Error {
+  override name = "ChangedInputError";
 }
 
 /** Runs one backward step. */
 export function runBackward(engine: Engine, step: BackwardStep, io: BackwardIO, plan: BlockPlan, placed: Placed | null): void {
   const { heap, kernels } = engine;
-  const pins = [io.dout, io.x, io.saved].map((a) => (a ? heap.pin(a) : () => null));
+  const pins = [io.dout, io.x, io.saved, io.dx, io.dgamma, io.dbeta].map((a) => (a ? heap.pin(a) : () => null));
   const block = reserve(engine, plan, placed);
-  const [dout, x, saved] = pins.map((get) => get());
+  const [dout, x, saved, dx, dgamma, dbeta] = pins.map((get) => get());
   const all = heap.all(step.dtype);
   const p = pointersOf(block.plan, block.base);
   const at = (ptr: number) => elementOf(block.plan, ptr);
@@ -151,8 +171,18 @@ export function runBackward(engine: Engine, step: BackwardStep, io: BackwardIO, 
     });
   }
   if (!io.hasGamma) p.gamma = 0;
+  if (io.checksum) {
+    const state = new Uint32Array(heap.buffer, p.checksum, CHECKSUM_WORDS).fill(0);
+    const words = bytesPerElement(step.dtype) / 4;
+    kernels.checksum(p.x, x!.length * words, 0, p.checksum);
+    if (state.some((v, i) => v !== io.checksum![i])) {
+      throw new ChangedInputError(
+        "x was changed after the forward whose cache this is (the cache refers to x, as PyTorch's autograd does): run the forward again, or pass it a copy",
+      );
+    }
+  }
   kernels.backward(step.dtype, step.form, step.shape, p);
-  if (io.dx) copyInto(io.dx, 0, all, at(p.dx), io.dx.length);
-  if (io.dgamma) copyInto(io.dgamma, 0, all, at(p.dgamma), d);
-  if (io.dbeta) copyInto(io.dbeta, 0, all, at(p.dbeta), d);
+  if (dx) copyInto(dx, 0, all, at(p.dx), dx.length);
+  if (dgamma) copyInto(dgamma, 0, all, at(p.dgamma), d);
+  if (dbeta) copyInto(dbeta, 0, all, at(p.dbeta), d);
 }

@@ -139,3 +139,27 @@ export function settable(name: string, target: object, key: string): void {
   const ok = own ? own.writable === true || own.set !== undefined : Object.isExtensible(target);
   if (!ok) throw new TypeError(`${name}.${key} cannot be set (is ${name} frozen or sealed?); a train call sets it`);
 }
+
+/** Whether two arrays share any byte of memory. */
+export function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+}
+
+/**
+ * An output array given by the caller: `length` values of dtype, sharing no memory with any
+ * of `inputs`, except those named in `mayBe` when it is exactly that array (same memory).
+ */
+export function output(
+  name: string, value: unknown, dtype: Dtype, length: number, inputs: Record<string, FloatArray | null | undefined>, mayBe: readonly string[],
+): FloatArray {
+  const a = floatArray(name, value, dtype);
+  if (a.length !== length) throw new RangeError(`${name} must have length ${length}, got length ${a.length}`);
+  for (const [input, b] of Object.entries(inputs)) {
+    if (!b || !overlaps(a, b)) continue;
+    if (mayBe.includes(input) && a.byteOffset === b.byteOffset && a.length === b.length) continue;
+    throw new RangeError(
+      `${name} shares memory with ${input}${mayBe.includes(input) ? " (it may be that very array, not a part of it)" : ""}: an output must not overlap this call's inputs`,
+    );
+  }
+  return a;
+}

@@ -3,7 +3,7 @@
 // a module or its memory except through an Engine's heap.
 import { type WasmPart, wasmModules } from "./generated/binaries.js";
 import { type Dtype } from "./dtype.js";
-import { type Bound, type KernelName, type Kernels, KERNELS, SUFFIX } from "./kernels.js";
+import { type Bound, CHECKSUM_WORDS, type KernelName, type Kernels, KERNELS, SUFFIX, type TypedKernel } from "./kernels.js";
 import { Heap, JsMemory } from "./memory.js";
 import * as reference from "./reference.js";
 import * as check from "./validate.js";
@@ -30,9 +30,9 @@ function wasmEngine(backend: WasmBuild, modules: WebAssembly.Module[]): Engine {
   const bind = <K extends KernelName>(name: K, dtype: Dtype): Bound<K> =>
     KERNELS[name].bind(exports[name + SUFFIX[dtype]]) as Bound<K>;
   const both = <K extends KernelName>(name: K) => ({ float32: bind(name, "float32"), float64: bind(name, "float64") });
-  const k = Object.fromEntries((Object.keys(KERNELS) as KernelName[]).map((name) => [name, both(name)])) as {
-    [K in KernelName]: Record<Dtype, Bound<K>>;
-  };
+  const typed = (Object.keys(KERNELS) as KernelName[]).filter((name) => !("untyped" in KERNELS[name])) as TypedKernel[];
+  const k = Object.fromEntries(typed.map((name) => [name, both(name)])) as { [K in TypedKernel]: Record<Dtype, Bound<K>> };
+  const checksum = KERNELS.checksumWords.bind(exports.checksumWords);
   const kernels: Kernels = {
     workBytes: (dtype, shape, step) => k.workBytes[dtype](shape, step),
     forwardTrain(dtype, shape, p, f) {
@@ -50,6 +50,7 @@ function wasmEngine(backend: WasmBuild, modules: WebAssembly.Module[]): Engine {
       else k.backwardPlaneConstants[dtype](form, shape, p);
       if (p.dx) k.backwardApply[dtype](shape, p);
     },
+    checksum,
   };
   return { backend, heap, kernels };
 }
@@ -85,6 +86,9 @@ function jsEngine(): Engine {
         v(dtype, p.dx, size), v(dtype, p.dgamma, d), v(dtype, p.dbeta, d),
       );
     },
+    checksum(p, words, first, state) {
+      reference.checksum(new Uint32Array(heap.buffer, p, words), first, new Uint32Array(heap.buffer, state, CHECKSUM_WORDS));
+    },
   };
   return { backend: "js", heap, kernels };
 }
@@ -108,7 +112,7 @@ function bytesOf(build: WasmBuild, part: WasmPart): Uint8Array<ArrayBuffer> {
 export function supportedBackends(): Backend[] {
   const list: Backend[] = [];
   if (typeof WebAssembly === "object") {
-    if (WebAssembly.validate(bytesOf("simd", "f32-moments"))) list.push("simd");
+    if (WebAssembly.validate(bytesOf("simd", "checksum"))) list.push("simd");
     if (WebAssembly.validate(bytesOf("scalar", "f32-moments"))) list.push("scalar");
   }
   list.push("js");

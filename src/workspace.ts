@@ -113,7 +113,7 @@ export class BatchNormWorkspace<D extends Dtype = "float32"> {
 
   /** @internal A validated step on the data in x (layer.forward has copied it in). */
   run(step: ForwardStep): void {
-    runForward(this.layer.engine, step, { x: null, out: null, saved: null }, () => this.plan, this.placed());
+    runForward(this.layer.engine, step, { x: null, out: null, saved: null, checksum: null }, () => this.plan, this.placed());
     if (step.statistics === "running") {
       // The frozen statistics, for an eval-mode backward (invStd came from the kernel).
       this.view("mean").set(step.params.runMean!);
@@ -139,7 +139,7 @@ export class BatchNormWorkspace<D extends Dtype = "float32"> {
     const targets = this.layer.gradientTargets();
     const kernelForm = this.state === "frozen" ? EVAL_FORM : form === "graph" ? GRAPH_FORM : COMPACT_FORM;
     runBackward(this.layer.engine, { dtype: this.layer.dtype, shape: this.geo, form: kernelForm }, {
-      dout: null, x: null, saved: null, dx: null, ...targets,
+      dout: null, x: null, saved: null, dx: null, ...targets, checksum: null,
     }, this.plan, this.placed());
     return this.dx;
   }

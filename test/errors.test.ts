@@ -30,7 +30,7 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     ["x empty", () => batchnormForward(f32(0), gamma(), beta(), { mode: "train" }), RangeError, /x is an empty or detached array/],
     ["gamma empty", () => batchnormForward(x(), f32(0), f32(0), { mode: "train" }), RangeError, /gamma is an empty/],
     ["gamma is an Array", () => batchnormForward(x(), [1, 1, 1, 1, 1] as never, beta(), { mode: "train" }), TypeError, /gamma must be a Float32Array/],
-    ["beta of the wrong length", () => batchnormForward(x(), gamma(), f32(4), { mode: "train" }), RangeError, /beta must have length 5 \(D = gamma.length\), got length 4/],
+    ["beta of the wrong length", () => batchnormForward(x(), gamma(), f32(4), { mode: "train" }), RangeError, /gamma and beta must have one value per feature, D each: gamma has length 5, beta 4/],
     ["gamma float64 with x float32", () => batchnormForward(x(), new Float64Array(5) as never, beta(), { mode: "train" }), TypeError, /gamma is a Float64Array but the input is a Float32Array; float32 and float64 are never mixed/],
     ["x float64 with gamma float32", () => batchnormForward(new Float64Array(20) as never, gamma(), beta(), { mode: "train" }), TypeError, /gamma is a Float32Array but the input is a Float64Array/],
     ["bnParam missing", () => batchnormForward(x(), gamma(), beta(), undefined as never), TypeError, /bnParam must be an object/],
