@@ -4,17 +4,19 @@
 // on tfjs-cpu and tfjs-wasm, float32. Stock and ours alternate sample by sample, so drift of
 // a shared machine hits both; medians and ratios are printed, and --json writes them.
 //
-//   node bench/tfjs.mjs [--quick] [--json file]
+//   node bench/tfjs.mjs [--quick] [--json file] [--backends cpu,wasm]
 import { writeFileSync } from "node:fs";
 import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
-import { batchNormalization } from "../dist/tfjs.js";
+import { batchNormalization, wasmDirectReads } from "../dist/tfjs.js";
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
 const jsonAt = args.indexOf("--json");
 const jsonFile = jsonAt >= 0 ? args[jsonAt + 1] : null;
+const backendsAt = args.indexOf("--backends");
+const backends = backendsAt >= 0 ? args[backendsAt + 1].split(",") : ["cpu", "wasm"];
 
 /** Alternates the runs of `fns` until each has `min` samples and `budget` ms passed (or `max` samples); medians in ms. */
 function interleaved(fns, { min = 5, max = 30, budget = quick ? 1500 : 6000 } = {}) {
@@ -96,7 +98,7 @@ const results = { date: new Date().toISOString(), node: process.version, cpu: os
 console.log(`batchnorm-wasm/tfjs benchmarks${quick ? " (--quick)" : ""}: ${results.cpu}, ${results.cores} cores, Node ${results.node}, tfjs ${results.tfjs}`);
 console.log("median ms per step, stock tf.layers.batchNormalization vs batchnorm-wasm/tfjs; stock/ours = speed-up\n");
 
-for (const backend of ["cpu", "wasm"]) {
+for (const backend of backends) {
   await tf.setBackend(backend);
   await tf.ready();
   for (const { name, shape } of shapes) {
@@ -106,8 +108,21 @@ for (const backend of ["cpu", "wasm"]) {
     const ours = batchNormalization();
     for (const l of [stock, ours]) tf.dispose(l.apply(x, { training: true }));
     const big = shape.reduce((a, b) => a * b, 1) > 4e6;
-    const [s, o] = interleaved([bnStep(stock, x, dout), bnStep(ours, x, dout)], big ? { min: 3, max: 8 } : {});
-    report({ backend, what: "batch-norm step", name, stock: s, ours: o });
+    const fns = [bnStep(stock, x, dout), bnStep(ours, x, dout)];
+    // On tfjs-wasm, also this layer with dataSync() copies instead of views of tfjs-wasm's memory.
+    if (backend === "wasm") {
+      const step = bnStep(ours, x, dout);
+      fns.push(() => {
+        wasmDirectReads.enabled = false;
+        try {
+          step();
+        } finally {
+          wasmDirectReads.enabled = true;
+        }
+      });
+    }
+    const [s, o, copies] = interleaved(fns, big ? { min: 3, max: 8 } : {});
+    report({ backend, what: "batch-norm step", name, stock: s, ours: o, ...(copies === undefined ? {} : { oursWithCopies: copies }) });
     tf.dispose([x, dout]);
     stock.dispose();
     ours.dispose();
@@ -136,7 +151,8 @@ function report(row) {
   row.ratio = row.stock / row.ours;
   results.rows.push(row);
   const ms = (v) => (v < 10 ? v.toFixed(2) : v.toFixed(1)).padStart(8);
-  console.log(`tfjs-${row.backend.padEnd(4)} ${row.what.padEnd(16)} ${row.name.padEnd(46)} stock ${ms(row.stock)}  ours ${ms(row.ours)}  ${row.ratio.toFixed(1).padStart(6)}×`);
+  const copies = row.oursWithCopies === undefined ? "" : `   (ours with dataSync copies ${ms(row.oursWithCopies).trim()}, ${(row.stock / row.oursWithCopies).toFixed(1)}×)`;
+  console.log(`tfjs-${row.backend.padEnd(4)} ${row.what.padEnd(16)} ${row.name.padEnd(46)} stock ${ms(row.stock)}  ours ${ms(row.ours)}  ${row.ratio.toFixed(1).padStart(6)}×${copies}`);
 }
 
 if (jsonFile) writeFileSync(jsonFile, JSON.stringify(results, null, 2) + "\n");

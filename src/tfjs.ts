@@ -4,7 +4,8 @@
 // The class extends tfjs-layers' own BatchNormalization, so config parsing, weights (gamma,
 // beta, moving_mean, moving_variance), initializers, regularizers, constraints and getConfig
 // are the stock layer's, byte for byte; only call() differs. Data goes in and out by
-// dataSync() and tf.tensor (on tfjs-cpu neither copies; on tfjs-wasm both do). Backends
+// dataSync() and tf.tensor (on tfjs-cpu neither copies; on tfjs-wasm both do, but reads
+// take a view of tfjs-wasm's memory where its backend offers one, see read()). Backends
 // whose data lives elsewhere (webgl, webgpu, tensorflow) get the stock math, written with
 // tf ops so that it also covers rank 5 and center/scale = false.
 //
@@ -60,6 +61,33 @@ const Stock = stockClass();
 
 /** The tfjs backends whose tensors the kernels read through dataSync() without a GPU download. */
 export const kernelBackends: Set<string> = new Set(["cpu", "wasm"]);
+
+/**
+ * On tfjs-wasm, read tensors through a view of its memory (its backend's typedArrayFromHeap)
+ * instead of dataSync()'s copy; false: always dataSync(). Results are the same either way.
+ */
+export const wasmDirectReads = { enabled: true };
+
+/**
+ * A float32 tensor's values, to be read before tfjs allocates again (a view of tfjs-wasm's
+ * memory is detached when that memory grows; the kernels copy what they read at once).
+ * typedArrayFromHeap is an internal of tfjs-wasm 4.x: feature-checked, and any surprise
+ * falls back to dataSync().
+ */
+function read(t: tfc.Tensor): Float32Array {
+  if (wasmDirectReads.enabled && t.dtype === "float32" && tfc.getBackend() === "wasm" && tfc.version_core.startsWith("4.")) {
+    const wasm = tfc.backend() as unknown as { typedArrayFromHeap?: (info: tfc.TensorInfo) => unknown };
+    if (typeof wasm.typedArrayFromHeap === "function") {
+      try {
+        const view = wasm.typedArrayFromHeap({ dataId: t.dataId, shape: t.shape, dtype: "float32" });
+        if (view instanceof Float32Array && view.length === t.size) return view;
+      } catch {
+        // Not in tfjs-wasm's memory (yet): dataSync() moves it there.
+      }
+    }
+  }
+  return t.dataSync() as Float32Array;
+}
 
 function describe(value: unknown): string {
   return typeof value === "string" ? JSON.stringify(value) : value === null ? "null" : typeof value === "object" ? "an object" : String(value);
@@ -163,18 +191,17 @@ export class BatchNormalization extends (Stock as StockConstructor) {
     const { outer, C, inner } = view(shape, k);
     const { gamma, beta, ones, zeros } = this.affine(C);
     const present = [gamma, beta].filter((t): t is tfc.Variable => t !== null);
-    // The kernels copy what they read into their memory, so the running statistics are
-    // copies: on tfjs-cpu, dataSync() hands out the tensor's own array.
+    // The kernel updates the running statistics in place, so they are copies: on tfjs-cpu,
+    // dataSync() hands out the tensor's own array.
     const bnParam: BNParam<Float32Array> = {
       mode: "train", eps: f.epsilon, momentum: f.momentum,
-      runningMean: (f.movingMean!.read().dataSync() as Float32Array).slice(),
-      runningVar: (f.movingVariance!.read().dataSync() as Float32Array).slice(),
+      runningMean: read(f.movingMean!.read()).slice(), runningVar: read(f.movingVariance!.read()).slice(),
     };
     const op = tfc.customGrad((...args: (tfc.Tensor | tfc.GradSaveFunc)[]) => {
       const xs = args[0] as tfc.Tensor;
-      const g = gamma ? (gamma.dataSync() as Float32Array) : ones();
-      const b = beta ? (beta.dataSync() as Float32Array) : zeros();
-      const xData = xs.dataSync() as Float32Array;
+      const g = gamma ? read(gamma) : ones();
+      const b = beta ? read(beta) : zeros();
+      const xData = read(xs);
       let cache: BatchnormCache<Float32Array> | null;
       let out: Float32Array;
       if (inner === 1) ({ out, cache } = batchnormForward(xData, g, b, bnParam));
@@ -182,7 +209,7 @@ export class BatchNormalization extends (Stock as StockConstructor) {
       return {
         value: tfc.tensor(out, shape, "float32"),
         gradFunc: (dy: tfc.Tensor | tfc.Tensor[]) => {
-          const d = (Array.isArray(dy) ? dy[0] : dy).dataSync() as Float32Array;
+          const d = read(Array.isArray(dy) ? dy[0] : dy);
           const r = inner === 1 ? batchnormBackwardAlt(d, cache!) : spatialBatchnormBackward(d, cache!);
           const grads = [tfc.tensor(r.dx, shape, "float32")];
           if (gamma) grads.push(tfc.tensor(r.dgamma, [C], "float32"));
@@ -209,12 +236,10 @@ export class BatchNormalization extends (Stock as StockConstructor) {
     const variance = f.movingVariance!.read();
     const op = tfc.customGrad((...args: (tfc.Tensor | tfc.GradSaveFunc)[]) => {
       const xs = args[0] as tfc.Tensor;
-      const g = gamma ? (gamma.dataSync() as Float32Array) : ones();
-      const b = beta ? (beta.dataSync() as Float32Array) : zeros();
-      const bnParam: BNParam<Float32Array> = {
-        mode: "test", eps: f.epsilon, runningMean: mean.dataSync() as Float32Array, runningVar: variance.dataSync() as Float32Array,
-      };
-      const xData = xs.dataSync() as Float32Array;
+      const g = gamma ? read(gamma) : ones();
+      const b = beta ? read(beta) : zeros();
+      const bnParam: BNParam<Float32Array> = { mode: "test", eps: f.epsilon, runningMean: read(mean), runningVar: read(variance) };
+      const xData = read(xs);
       const { out } = inner === 1
         ? batchnormForward(xData, g, b, bnParam)
         : spatialBatchnormForward(xData, g, b, bnParam, [outer, C, inner], "NCL");

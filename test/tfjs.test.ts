@@ -8,8 +8,8 @@
 // statistics, per channel over every other axis.
 import * as tf from "@tensorflow/tfjs";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { BatchNormalization, batchNormalization, kernelBackends, useForStockLayers } from "../src/tfjs.js";
+import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
+import { BatchNormalization, batchNormalization, kernelBackends, useForStockLayers, wasmDirectReads } from "../src/tfjs.js";
 import { expectClose, expectRelClose, randn } from "./helpers.js";
 
 type Layer = tf.layers.Layer;
@@ -316,6 +316,30 @@ describe.each(["cpu", "wasm"])("tfjs-%s", (backendName) => {
     const again = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
     expect(again.layers.some((l) => l instanceof BatchNormalization)).toBe(false);
     tf.dispose([x, y, a, b]);
+  });
+
+  test(`reads tensors ${backendName === "wasm" ? "through views of tfjs-wasm's memory, or dataSync() when turned off" : "with dataSync()"}: same results`, () => {
+    const run = (direct: boolean) => {
+      wasmDirectReads.enabled = direct;
+      try {
+        const layer = batchNormalization({ axis: 1 });
+        const x = tensor(19, [5, 3, 4], 1, 2);
+        const spy = vi.spyOn(x, "dataSync");
+        const [y, dx] = [layer.apply(x, { training: true }) as tf.Tensor, tf.grad((xs: tf.Tensor) => tf.sum(tf.square(layer.apply(xs, { training: true }) as tf.Tensor)) as tf.Scalar)(x)];
+        const calls = spy.mock.calls.length;
+        const result = { y: y.dataSync().slice(), dx: dx.dataSync().slice(), mv: bnWeights(layer).moving_variance, calls };
+        tf.dispose([x, y, dx]);
+        return result;
+      } finally {
+        wasmDirectReads.enabled = true;
+      }
+    };
+    const [direct, copied] = [run(true), run(false)];
+    expect(direct.calls).toBe(backendName === "wasm" ? 0 : 2);
+    expect(copied.calls).toBe(2);
+    expect(direct.y).toEqual(copied.y);
+    expect(direct.dx).toEqual(copied.dx);
+    expect(direct.mv).toEqual(copied.mv);
   });
 
   test("off the kernel backends the layer runs the stock math in tf ops, with the same results", () => {
