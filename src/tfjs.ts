@@ -236,6 +236,8 @@ export class BatchNormalization extends (Stock as StockConstructor) {
     const variance = f.movingVariance!.read();
     const op = tfc.customGrad((...args: (tfc.Tensor | tfc.GradSaveFunc)[]) => {
       const xs = args[0] as tfc.Tensor;
+      // Kept for the backward: x may be an intermediate that its tidy disposes before then.
+      (args.at(-1) as tfc.GradSaveFunc)([xs]);
       const g = gamma ? read(gamma) : ones();
       const b = beta ? read(beta) : zeros();
       const bnParam: BNParam<Float32Array> = { mode: "test", eps: f.epsilon, runningMean: read(mean), runningVar: read(variance) };
@@ -247,8 +249,9 @@ export class BatchNormalization extends (Stock as StockConstructor) {
         value: tfc.tensor(out, shape, "float32"),
         // Inference is affine in x; its gradient is a few elementwise ops (the package has
         // no test-mode backward), e.g. for fine-tuning around a frozen layer.
-        gradFunc: (dy: tfc.Tensor | tfc.Tensor[]) => {
+        gradFunc: (dy: tfc.Tensor | tfc.Tensor[], saved: tfc.Tensor[]) => {
           const d = Array.isArray(dy) ? dy[0] : dy;
+          const [xSaved] = saved;
           const b3 = [outer, C, inner];
           const invStd = tfc.rsqrt(tfc.add(variance, f.epsilon));
           const d3 = tfc.reshape(d, b3);
@@ -256,7 +259,7 @@ export class BatchNormalization extends (Stock as StockConstructor) {
           const scaleC = gamma ? tfc.mul(gamma, invStd) : invStd;
           const grads = [tfc.reshape(tfc.mul(d3, toC(scaleC)), shape)];
           if (gamma) {
-            const xhat = tfc.mul(tfc.sub(tfc.reshape(xs, b3), toC(mean)), toC(invStd));
+            const xhat = tfc.mul(tfc.sub(tfc.reshape(xSaved, b3), toC(mean)), toC(invStd));
             grads.push(tfc.sum(tfc.mul(d3, xhat), [0, 2]));
           }
           if (beta) grads.push(tfc.sum(d3, [0, 2]));
