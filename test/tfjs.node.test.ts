@@ -65,6 +65,18 @@ describe("batchnorm-wasm/tfjs through package.json exports", () => {
     run(["-e", program(`const tf = require("@tensorflow/tfjs"); const m = require("batchnorm-wasm/tfjs");`)]);
   });
 
+  test("a second copy (ESM after CJS, after useForStockLayers) still extends the stock class", () => {
+    const out = execFileSync(process.execPath, ["-e", `
+const tf = require("@tensorflow/tfjs");
+const cjs = require("batchnorm-wasm/tfjs");
+cjs.useForStockLayers();
+import("batchnorm-wasm/tfjs").then((esm) => {
+  const stock = Object.getPrototypeOf(cjs.BatchNormalization);
+  console.log(JSON.stringify({ two: esm.BatchNormalization !== cjs.BatchNormalization, same: Object.getPrototypeOf(esm.BatchNormalization) === stock, name: stock.className }));
+});`], { cwd: root, encoding: "utf8" });
+    expect(JSON.parse(out.trim().split("\n").at(-1)!)).toEqual({ two: true, same: true, name: "BatchNormalization" });
+  });
+
   test("types are declared for both", () => {
     const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
     expect(pkg.exports["./tfjs"]).toEqual({
