@@ -1,7 +1,7 @@
 // The packed tarball, installed like a user would, from ESM and CJS, and in a JavaScript
 // engine without WebAssembly (node --jitless).
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
 import { packAndInstall } from "./support/pack.js";
@@ -44,13 +44,15 @@ describe("npm pack", () => {
     expect(files).toContain("dist/cjs/index.js");
     expect(files).toContain("dist/cjs/index.d.ts");
     expect(files).toContain("dist/cjs/package.json");
+    for (const f of ["dist/tfjs.js", "dist/tfjs.d.ts", "dist/cjs/tfjs.js", "dist/cjs/tfjs.d.ts"]) expect(files).toContain(f);
     const stray = files.filter((f) => !/^(dist\/.+\.(js|d\.ts|json)|README\.md|LICENSE|CHANGELOG\.md|package\.json)$/.test(f));
     expect(stray).toEqual([]);
   });
 
-  test("package.json: exports for import and require with types, no side effects", () => {
+  test("package.json: exports for import and require with types, side effects only in the tfjs entry", () => {
     const pkg = JSON.parse(readFileSync(join(dir, "node_modules/batchnorm-wasm/package.json"), "utf8"));
-    expect(pkg.sideEffects).toBe(false);
+    // Only the tfjs entry has one: it registers its layer class with tfjs when loaded.
+    expect(pkg.sideEffects).toEqual(["./dist/tfjs.js", "./dist/cjs/tfjs.js"]);
     expect(pkg.exports["."].import).toEqual({ types: "./dist/index.d.ts", default: "./dist/index.js" });
     expect(pkg.exports["."].require).toEqual({ types: "./dist/cjs/index.d.ts", default: "./dist/cjs/index.js" });
   });
@@ -72,6 +74,11 @@ describe("npm pack", () => {
     expect(warnings).toEqual([]);
     const { scripts = {} } = JSON.parse(readFileSync(join(dir, "node_modules/batchnorm-wasm/package.json"), "utf8"));
     for (const hook of ["preinstall", "install", "postinstall", "prepare"]) expect(scripts).not.toHaveProperty(hook);
+  });
+
+  test("TensorFlow.js, an optional peer, is not installed with the package", () => {
+    expect(existsSync(join(dir, "node_modules/batchnorm-wasm/dist/tfjs.js"))).toBe(true);
+    expect(existsSync(join(dir, "node_modules/@tensorflow"))).toBe(false);
   });
 
   test("import from ESM", () => {
