@@ -74,13 +74,19 @@ export const wasmDirectReads = { enabled: true };
  * typedArrayFromHeap is an internal of tfjs-wasm 4.x: feature-checked, and any surprise
  * falls back to dataSync().
  */
+/** Arrays read() handed out as views of tfjs-wasm's memory. */
+const heapViews = new WeakSet<Float32Array>();
+
 function read(t: tfc.Tensor): Float32Array {
   if (wasmDirectReads.enabled && t.dtype === "float32" && tfc.getBackend() === "wasm" && tfc.version_core.startsWith("4.")) {
     const wasm = tfc.backend() as unknown as { typedArrayFromHeap?: (info: tfc.TensorInfo) => unknown };
     if (typeof wasm.typedArrayFromHeap === "function") {
       try {
         const view = wasm.typedArrayFromHeap({ dataId: t.dataId, shape: t.shape, dtype: "float32" });
-        if (view instanceof Float32Array && view.length === t.size) return view;
+        if (view instanceof Float32Array && view.length === t.size) {
+          heapViews.add(view);
+          return view;
+        }
       } catch {
         // Not in tfjs-wasm's memory (yet): dataSync() moves it there.
       }
@@ -201,7 +207,10 @@ export class BatchNormalization extends (Stock as StockConstructor) {
       const xs = args[0] as tfc.Tensor;
       const g = gamma ? read(gamma) : ones();
       const b = beta ? read(beta) : zeros();
-      const xData = read(xs);
+      // The cache refers to x until the backward: a view of tfjs-wasm's memory would be
+      // detached by its next growth, so that one is copied.
+      const read0 = read(xs);
+      const xData = heapViews.has(read0) ? read0.slice() : read0;
       let cache: BatchnormCache<Float32Array> | null;
       let out: Float32Array;
       if (inner === 1) ({ out, cache } = batchnormForward(xData, g, b, bnParam));
