@@ -7,10 +7,9 @@
 // the graph form goes through dx̂, dvar and dmean node by node; the compact form uses
 // dx = (γ·invStd / N)·(N·dout − dβ − x̂·dγ). Centring dout before scaling keeps the
 // cancellation in N·dout − Σdout exact for N = 1.
-import { lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, loadTwo, storeTwo } from "./columns";
+import { lanes, at, addToF64, addLanesToF64x2, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, loadTwo, storeTwo } from "./columns";
 import { ROW_BLOCK, STRIP_GROUPS, blockGroups, foldBlock, streams, streamsGradients, gradientQuarters, stripsOf, quartersOf } from "./tuning";
 import { MAP_ARRAYS, after, columnArray } from "./work";
-import { planeBackwardSums, planeBackwardApply } from "./planes";
 
 /**
  * The sums of backwardSumsGroups over `rows` groups from byte `block` on, added into f64
@@ -443,6 +442,90 @@ export function backwardApply<T>(dout: usize, x: usize, n: i32, d: i32, S: i32, 
       const xc: T = load<T>(x + p) - load<T>(at<T>(mean, j));
       const t: T = load<T>(dout + p) - load<T>(at<T>(m, j)) - load<T>(at<T>(b, j)) * xc;
       store<T>(dx + p, load<T>(at<T>(a, j)) * t);
+    }
+  }
+}
+
+// Channels-first data (N, C, S): channel c of item i is the contiguous run of S values at
+// base + ((i·C + c)·S)·sizeof<T>() (S = H·W for NCHW images, L for (N, C, L)). Per-channel
+// sums reduce contiguous runs, so these loops need no patterns or transposes.
+
+/** s0[c] = Σ dout, s1[c] = Σ dout·(x − k[c]) over every run of channel c (f64), in memory order. */
+export function planeBackwardSums<T>(dout: usize, x: usize, n: i32, d: i32, S: i32, k: usize, s0: usize, s1: usize): void {
+  const L = lanes<T>();
+  const runBytes = <usize>S * sizeof<T>();
+  memory.fill(s0, 0, <usize>d << 3);
+  memory.fill(s1, 0, <usize>d << 3);
+  let p: usize = 0;
+  for (let i = 0; i < n; i++) {
+    for (let ch = 0; ch < d; ch++) {
+      const kc = load<T>(at<T>(k, ch));
+      const end = p + runBytes;
+      let sum0 = 0.0;
+      let sum1 = 0.0;
+      if (ASC_FEATURE_SIMD) {
+        const zero = v128.splat<T>(<T>0);
+        const kv = v128.splat<T>(kc);
+        let f0 = f64x2.splat(0);
+        let f1 = f64x2.splat(0);
+        while (p + 32 <= end) {
+          let a0 = zero, a1 = zero, b0 = zero, b1 = zero;
+          for (let step = 0; step < ROW_BLOCK && p + 32 <= end; step++, p += 32) {
+            const g0 = v128.load(dout + p);
+            const g1 = v128.load(dout + p, 16);
+            a0 = v128.add<T>(a0, g0);
+            a1 = v128.add<T>(a1, g1);
+            b0 = v128.add<T>(b0, v128.mul<T>(g0, v128.sub<T>(v128.load(x + p), kv)));
+            b1 = v128.add<T>(b1, v128.mul<T>(g1, v128.sub<T>(v128.load(x + p, 16), kv)));
+          }
+          f0 = addLanesToF64x2<T>(f0, v128.add<T>(a0, a1));
+          f1 = addLanesToF64x2<T>(f1, v128.add<T>(b0, b1));
+        }
+        sum0 += f64x2.extract_lane(f0, 0) + f64x2.extract_lane(f0, 1);
+        sum1 += f64x2.extract_lane(f1, 0) + f64x2.extract_lane(f1, 1);
+      }
+      while (p < end) {
+        let a: T = 0;
+        let b: T = 0;
+        for (let step = 0; step < ROW_BLOCK * L && p < end; step++, p += sizeof<T>()) {
+          const g = load<T>(dout + p);
+          a += g;
+          b += g * (load<T>(x + p) - kc);
+        }
+        sum0 += <f64>a;
+        sum1 += <f64>b;
+      }
+      store<f64>(at<f64>(s0, ch), load<f64>(at<f64>(s0, ch)) + sum0);
+      store<f64>(at<f64>(s1, ch), load<f64>(at<f64>(s1, ch)) + sum1);
+    }
+  }
+}
+
+/** dx = a[c]·((dout − m[c]) − b[c]·(x − k[c])) over every run of channel c. */
+export function planeBackwardApply<T>(dout: usize, x: usize, n: i32, d: i32, S: i32, k: usize, a: usize, m: usize, b: usize, dx: usize): void {
+  const runBytes = <usize>S * sizeof<T>();
+  for (let i = 0; i < n; i++) {
+    for (let ch = 0; ch < d; ch++) {
+      const kc = load<T>(at<T>(k, ch));
+      const ac = load<T>(at<T>(a, ch));
+      const mc = load<T>(at<T>(m, ch));
+      const bc = load<T>(at<T>(b, ch));
+      let p = (<usize>i * d + ch) * runBytes;
+      const end = p + runBytes;
+      if (ASC_FEATURE_SIMD) {
+        const kv = v128.splat<T>(kc);
+        const av = v128.splat<T>(ac);
+        const mv = v128.splat<T>(mc);
+        const bv = v128.splat<T>(bc);
+        for (; p + 16 <= end; p += 16) {
+          const xc = v128.sub<T>(v128.load(x + p), kv);
+          const t = v128.sub<T>(v128.sub<T>(v128.load(dout + p), mv), v128.mul<T>(bv, xc));
+          v128.store(dx + p, v128.mul<T>(av, t));
+        }
+      }
+      for (; p < end; p += sizeof<T>()) {
+        store<T>(dx + p, ac * ((load<T>(dout + p) - mc) - bc * (load<T>(x + p) - kc)));
+      }
     }
   }
 }

@@ -115,3 +115,14 @@ export function foldPartials<T>(t0: usize, t1: usize, bytes: usize, p0: usize, p
 export function zeroF64(p: usize, count: i32): void {
   memory.fill(p, 0, <usize>count << 3);
 }
+
+/** acc + the lanes of v (a vector of T), as two f64 lanes. */
+// @ts-ignore: decorator
+@inline export function addLanesToF64x2<T>(acc: v128, v: v128): v128 {
+  if (sizeof<T>() == 4) {
+    const low = f64x2.promote_low_f32x4(v);
+    const high = f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 0, 1));
+    return f64x2.add(acc, f64x2.add(low, high));
+  }
+  return f64x2.add(acc, v);
+}

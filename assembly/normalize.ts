@@ -5,7 +5,6 @@ import { lanes, at, groupLength, patternOf, loadTwo, storeTwo, roundTo } from ".
 import { STRIP_GROUPS, streams, stripsOf, quartersOf } from "./tuning";
 import { MAP_ARRAYS, after, columnArray } from "./work";
 import { columnMeanVar } from "./statistics";
-import { planeAffine } from "./planes";
 
 /**
  * Strips of `strip` narrow groups from group g on (see NARROW_GROUP_BYTES), two vectors wide
@@ -315,4 +314,34 @@ export function normalize<T>(x: usize, n: i32, d: i32, S: i32, work: usize, out:
     x, n, d, S, columnArray<T>(work, d, CENTER), columnArray<T>(work, d, SCALE), columnArray<T>(work, d, BIAS), out,
     columnArray<T>(work, d, MAP_ARRAYS),
   );
+}
+
+// Channels-first data (N, C, S): channel c of item i is the contiguous run of S values at
+// base + ((i·C + c)·S)·sizeof<T>() (S = H·W for NCHW images, L for (N, C, L)). Per-channel
+// sums reduce contiguous runs, so these loops need no patterns or transposes.
+
+/** out = (x − center[c])·scale[c] + bias[c] over every run of channel c. */
+export function planeAffine<T>(x: usize, n: i32, d: i32, S: i32, center: usize, scale: usize, bias: usize, out: usize): void {
+  const runBytes = <usize>S * sizeof<T>();
+  for (let i = 0; i < n; i++) {
+    for (let ch = 0; ch < d; ch++) {
+      const c = load<T>(at<T>(center, ch));
+      const s = load<T>(at<T>(scale, ch));
+      const b = load<T>(at<T>(bias, ch));
+      const offset = (<usize>i * d + ch) * runBytes;
+      let p = x + offset;
+      let q = out + offset;
+      const end = p + runBytes;
+      if (ASC_FEATURE_SIMD) {
+        const cv = v128.splat<T>(c);
+        const sv = v128.splat<T>(s);
+        const bv = v128.splat<T>(b);
+        for (; p + 32 <= end; p += 32, q += 32) {
+          v128.store(q, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(p), cv), sv), bv));
+          v128.store(q, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(p, 16), cv), sv), bv), 16);
+        }
+      }
+      for (; p < end; p += sizeof<T>(), q += sizeof<T>()) store<T>(q, (load<T>(p) - c) * s + b);
+    }
+  }
 }

@@ -1,5 +1,5 @@
 // Per-column mean and biased variance of a row-major (n, d) array (or per channel of
-// channels-first (n, d, S) data, through planes.ts).
+// channels-first (n, d, S) data, at the end of this file).
 //
 // Numerics: a one-pass E[x²] − E[x]² loses every digit when |mean| >> std, and a plain f32
 // running sum of x drifts. We sum shifted values v = x − c instead, with c close to the mean:
@@ -12,10 +12,9 @@
 // - var = S2/n − (S1/n)² then cancels only (mean − c)² against var; if that ratio is large
 //   for any column (c was a poor guess, e.g. sorted data), a second pass with c = mean
 //   makes it negligible. Typical data needs one pass over memory.
-import { lanes, at, addToF64, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, loadTwo, storeTwo } from "./columns";
+import { lanes, at, addToF64, addLanesToF64x2, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, loadTwo, storeTwo } from "./columns";
 import { ROW_BLOCK, blockGroups, foldBlock, streams, streamsStatistics } from "./tuning";
 import { after } from "./work";
-import { planeShiftedSums } from "./planes";
 
 /** SIMD: p1[e] += Σ_g (x[g, e] − cPat[e]), p2[e] += Σ_g (x[g, e] − cPat[e])² over `groups` groups of E values. */
 function shiftedSumsGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, p1: usize, p2: usize): void {
@@ -196,7 +195,7 @@ const RESHIFT_RATIO: f64 = 3.0;
 
 /**
  * mean[j] and variance[j] (f64, biased) of the columns of x: `rows` (n, d), S = 1, or
- * channels of (n, d, S) (see planes.ts); n·S ≥ 1 values per column. The mean is shift + a
+ * channels of (n, d, S) (see planeShiftedSums); n·S ≥ 1 values per column. The mean is shift + a
  * small offset; for f64 data, meanLo[j] keeps what their f64 sum rounds away, so that
  * mean + meanLo is the mean to twice f64's precision (with |mean| ≫ std, the f64 mean alone
  * is off by up to half an ulp of the mean, a large error in x − mean; f32 data need only
@@ -322,5 +321,73 @@ function exactWhereNotFinite<T>(x: usize, n: i32, d: i32, S: i32, mean: usize, v
     if (sizeof<T>() == 8) store<f64>(at<f64>(meanLo, j), sumError(mu, m, mu + m));
     store<f64>(at<f64>(variance, j), max(s2 / count - m * m, 0.0));
     store<T>(at<T>(c, j), <T>(mu + m));
+  }
+}
+
+// Channels-first data (N, C, S): channel c of item i is the contiguous run of S values at
+// base + ((i·C + c)·S)·sizeof<T>() (S = H·W for NCHW images, L for (N, C, L)). Per-channel
+// sums reduce contiguous runs, so these loops need no patterns or transposes.
+
+/**
+ * s1[c] = Σ (x − k[c]), s2[c] = Σ (x − k[c])² over every run of channel c (f64). Runs are
+ * visited in memory order (item by item), so the pass streams through x.
+ */
+export function planeShiftedSums<T>(x: usize, n: i32, d: i32, S: i32, k: usize, s1: usize, s2: usize): void {
+  const L = lanes<T>();
+  const runBytes = <usize>S * sizeof<T>();
+  memory.fill(s1, 0, <usize>d << 3);
+  memory.fill(s2, 0, <usize>d << 3);
+  let p = x;
+  for (let i = 0; i < n; i++) {
+    for (let ch = 0; ch < d; ch++) {
+      const kc = load<T>(at<T>(k, ch));
+      const end = p + runBytes;
+      let sum1 = 0.0;
+      let sum2 = 0.0;
+      if (ASC_FEATURE_SIMD) {
+        // Blocks of ROW_BLOCK steps of four vectors summed in T; each block's four partial
+        // sums added together in T, then into f64 lanes, reduced once per run.
+        const zero = v128.splat<T>(<T>0);
+        const kv = v128.splat<T>(kc);
+        let f1 = f64x2.splat(0);
+        let f2 = f64x2.splat(0);
+        while (p + 64 <= end) {
+          let a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+          let b0 = zero, b1 = zero, b2 = zero, b3 = zero;
+          for (let step = 0; step < ROW_BLOCK && p + 64 <= end; step++, p += 64) {
+            const v0 = v128.sub<T>(v128.load(p), kv);
+            const v1 = v128.sub<T>(v128.load(p, 16), kv);
+            const v2 = v128.sub<T>(v128.load(p, 32), kv);
+            const v3 = v128.sub<T>(v128.load(p, 48), kv);
+            a0 = v128.add<T>(a0, v0);
+            a1 = v128.add<T>(a1, v1);
+            a2 = v128.add<T>(a2, v2);
+            a3 = v128.add<T>(a3, v3);
+            b0 = v128.add<T>(b0, v128.mul<T>(v0, v0));
+            b1 = v128.add<T>(b1, v128.mul<T>(v1, v1));
+            b2 = v128.add<T>(b2, v128.mul<T>(v2, v2));
+            b3 = v128.add<T>(b3, v128.mul<T>(v3, v3));
+          }
+          f1 = addLanesToF64x2<T>(f1, v128.add<T>(v128.add<T>(a0, a1), v128.add<T>(a2, a3)));
+          f2 = addLanesToF64x2<T>(f2, v128.add<T>(v128.add<T>(b0, b1), v128.add<T>(b2, b3)));
+        }
+        sum1 += f64x2.extract_lane(f1, 0) + f64x2.extract_lane(f1, 1);
+        sum2 += f64x2.extract_lane(f2, 0) + f64x2.extract_lane(f2, 1);
+      }
+      // The rest of the run (and all of it in the scalar build), ROW_BLOCK values at a time.
+      while (p < end) {
+        let a: T = 0;
+        let b: T = 0;
+        for (let step = 0; step < ROW_BLOCK * L && p < end; step++, p += sizeof<T>()) {
+          const v: T = load<T>(p) - kc;
+          a += v;
+          b += v * v;
+        }
+        sum1 += <f64>a;
+        sum2 += <f64>b;
+      }
+      store<f64>(at<f64>(s1, ch), load<f64>(at<f64>(s1, ch)) + sum1);
+      store<f64>(at<f64>(s2, ch), load<f64>(at<f64>(s2, ch)) + sum2);
+    }
   }
 }

@@ -2,12 +2,13 @@
 export { init, initSync, backend, supportedBackends, type Backend, type InitOptions } from "./wasm.js";
 export {
   batchnormForward, batchnormBackward, batchnormBackwardAlt, spatialBatchnormForward, spatialBatchnormBackward,
-  BatchnormCache, type BNParam, type ForwardResult, type BackwardResult,
+  BatchnormCache, type BNParam, type ForwardResult, type TrainResult, type BackwardResult, type ForwardOutputs, type BackwardOutputs,
 } from "./functional.js";
-export { BatchNorm, type BatchNormOptions, type PyTorchState, type KerasState } from "./layer.js";
+export { BatchNorm, type BatchNormOptions, type LayerForwardOptions } from "./layer.js";
 export { BatchNormWorkspace } from "./workspace.js";
+export { ChangedInputError } from "./step.js";
 export { foldBatchNorm, type BatchNormEvalState, type PreviousLayer, type FoldedLayer, type WeightLayout } from "./fold.js";
-export type { RunningStatsOptions } from "./conventions.js";
+export type { RunningStatsOptions, PyTorchState, KerasState } from "./conventions.js";
 export type { Layout } from "./shape.js";
 export type { Dtype, FloatArray } from "./dtype.js";
 export * as reference from "./reference.js";

@@ -8,7 +8,10 @@
 import { type ArrayOf, type Dtype, type FloatArray, arrayType, copyInto, copyOf, unfilled } from "./dtype.js";
 import { rememberedPlan } from "./block.js";
 import { BACKWARD_STEP, CHECKSUM_WORDS, EVAL_FORM, TEST_STEP } from "./kernels.js";
-import { type RunningStatsOptions, type RunningStatsRule, checkBatchCount, runningStatsRule, stepFactors } from "./conventions.js";
+import {
+  type KerasState, type PyTorchState, type RunningStatsOptions, type RunningStatsRule, checkBatchCount, kerasPreset, loadState, pytorchPreset,
+  runningStatsRule, stateOf, stepFactors,
+} from "./conventions.js";
 import { type Geometry, type Layout, checkLayout, geometry } from "./shape.js";
 import { type ForwardStep, SAVED, runBackward, runForward } from "./step.js";
 import * as check from "./validate.js";
@@ -38,27 +41,6 @@ const OPTION_KEYS = [
   "eps", "momentum", "momentumConvention", "runningVariance", "affine", "scale", "center", "trackRunningStats", "layout", "dtype",
 ] as const satisfies readonly (keyof BatchNormOptions)[];
 
-/** PyTorch's state_dict names; Keras' weight names. Plain arrays, JSON-serializable. */
-export interface PyTorchState {
-  weight?: number[];
-  bias?: number[];
-  running_mean?: number[];
-  running_var?: number[];
-  num_batches_tracked?: number;
-}
-export interface KerasState {
-  gamma?: number[];
-  beta?: number[];
-  moving_mean?: number[];
-  moving_variance?: number[];
-}
-
-/** The state's keys in each framework's names; Keras keeps no batch count. */
-const STATE_NAMES = {
-  pytorch: { gamma: "weight", beta: "bias", mean: "running_mean", variance: "running_var", count: "num_batches_tracked" },
-  keras: { gamma: "gamma", beta: "beta", mean: "moving_mean", variance: "moving_variance", count: null },
-} as const;
-type StateNames = (typeof STATE_NAMES)[keyof typeof STATE_NAMES];
 
 /** A batch: the data and, for (N, C, L) or (N, C, H, W) data, its logical shape. */
 type BatchShape = number | readonly number[];
@@ -161,13 +143,8 @@ export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D>
   static fromPyTorch<D extends Dtype = "float32">(options: {
     num_features: number; eps?: number; momentum?: number | null; affine?: boolean; track_running_stats?: boolean; dtype?: D;
   }): BatchNorm<D> {
-    if (options === null || typeof options !== "object") throw new TypeError("fromPyTorch options must be an object like { num_features: 64 }");
-    check.knownKeys("fromPyTorch options", options, ["num_features", "eps", "momentum", "affine", "track_running_stats", "dtype"]);
-    return new BatchNorm<D>(options.num_features, {
-      eps: options.eps ?? 1e-5, momentum: options.momentum === undefined ? 0.1 : options.momentum, momentumConvention: "pytorch",
-      runningVariance: "unbiased", affine: options.affine ?? true, trackRunningStats: options.track_running_stats ?? true,
-      layout: "NCHW", dtype: options.dtype,
-    });
+    const { numFeatures, options: converted } = pytorchPreset(options);
+    return new BatchNorm<D>(numFeatures, converted as BatchNormOptions<D>);
   }
 
   /**
@@ -177,14 +154,7 @@ export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D>
   static fromKeras<D extends Dtype = "float32">(numFeatures: number, options: {
     axis?: number; momentum?: number; epsilon?: number; center?: boolean; scale?: boolean; dtype?: D;
   } = {}): BatchNorm<D> {
-    if (options === null || typeof options !== "object") throw new TypeError("fromKeras options must be an object");
-    check.knownKeys("fromKeras options", options, ["axis", "momentum", "epsilon", "center", "scale", "dtype"]);
-    const axis = options.axis ?? -1;
-    if (axis !== -1 && axis !== 1) throw new RangeError(`axis must be -1 (channels last) or 1 (channels first), got ${check.shown(axis)}`);
-    return new BatchNorm<D>(numFeatures, {
-      eps: options.epsilon ?? 1e-3, momentum: options.momentum ?? 0.99, momentumConvention: "cs231n", runningVariance: "biased",
-      center: options.center ?? true, scale: options.scale ?? true, layout: axis === -1 ? "NHWC" : "NCHW", dtype: options.dtype,
-    });
+    return new BatchNorm<D>(numFeatures, kerasPreset(options) as BatchNormOptions<D>);
   }
 
   /** Train mode (batch statistics, running statistics updated). */
@@ -334,18 +304,10 @@ export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D>
   }
 
   /** The layer's state under PyTorch's names (default) or Keras' names, as plain arrays. */
+  stateDict(format?: "pytorch"): PyTorchState;
+  stateDict(format: "keras"): KerasState;
   stateDict(format: "pytorch" | "keras" = "pytorch"): PyTorchState | KerasState {
-    if (format !== "pytorch" && format !== "keras") throw new RangeError(`format must be 'pytorch' or 'keras', got ${JSON.stringify(format)}`);
-    const names = STATE_NAMES[format];
-    const state: Record<string, number[] | number> = {};
-    if (this.useGamma) state[names.gamma] = Array.from(this.gamma);
-    if (this.useBeta) state[names.beta] = Array.from(this.beta);
-    if (this.trackRunningStats) {
-      state[names.mean] = Array.from(this.runningMean);
-      state[names.variance] = Array.from(this.runningVar);
-      if (names.count) state[names.count] = this.numBatchesTracked;
-    }
-    return state;
+    return stateOf(this, format);
   }
 
   /**
@@ -354,44 +316,7 @@ export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D>
    * is left exactly as it was.
    */
   loadStateDict(state: PyTorchState | KerasState): this {
-    if (state === null || typeof state !== "object" || Array.isArray(state)) throw new TypeError("state must be an object");
-    const keras = "moving_mean" in state || "gamma" in state || "beta" in state || "moving_variance" in state;
-    const names: StateNames = STATE_NAMES[keras ? "keras" : "pytorch"];
-    const expected: string[] = [
-      ...(this.useGamma ? [names.gamma] : []), ...(this.useBeta ? [names.beta] : []),
-      ...(this.trackRunningStats ? [names.mean, names.variance, ...(names.count ? [names.count] : [])] : []),
-    ];
-    const record = state as Record<string, unknown>;
-    const extra = Object.keys(record).filter((k) => !expected.includes(k));
-    if (extra.length) throw new RangeError(`unexpected key(s) in state: ${extra.join(", ")} (expected ${expected.join(", ")})`);
-    const missing = expected.filter((k) => !(k in record));
-    if (missing.length) throw new RangeError(`missing key(s) in state: ${missing.join(", ")}`);
-    const values = (key: string): Float64Array => {
-      const v = record[key];
-      const ok = (Array.isArray(v) || v instanceof Float32Array || v instanceof Float64Array) && (v as ArrayLike<unknown>).length === this.numFeatures;
-      if (!ok) throw new RangeError(`state.${key} must be an array of ${this.numFeatures} numbers`);
-      return Float64Array.from(v as ArrayLike<number>, (x, i) => {
-        if (typeof x !== "number") throw new TypeError(`state.${key}[${i}] must be a number, got ${check.shown(x)}`);
-        // A negative or NaN variance would turn the column into NaN in eval mode.
-        if (key === names.variance && !(x >= 0)) throw new RangeError(`state.${key}[${i}] must be a variance ≥ 0, got ${x}`);
-        return x;
-      });
-    };
-    // Check everything before changing anything.
-    const loaded: [FloatArray, Float64Array][] = [];
-    if (this.useGamma) loaded.push([this.gamma, values(names.gamma)]);
-    if (this.useBeta) loaded.push([this.beta, values(names.beta)]);
-    let count = this.numBatchesTracked;
-    if (this.trackRunningStats) {
-      loaded.push([this.runningMean, values(names.mean)], [this.runningVar, values(names.variance)]);
-      if (names.count) {
-        const c = record[names.count];
-        if (typeof c !== "number" || !Number.isInteger(c) || c < 0) throw new RangeError(`state.${names.count} must be a whole number ≥ 0, got ${check.shown(c)}`);
-        count = c;
-      }
-    }
-    for (const [target, source] of loaded) target.set(source);
-    this.numBatchesTracked = count;
+    loadState(this, state);
     return this;
   }
 
