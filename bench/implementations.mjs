@@ -87,9 +87,66 @@ function functional(backend) {
   };
 }
 
-const plain = {
-  name: "plain JS",
-  kind: "baseline",
+/**
+ * The package's functional API with outputs given (`{ out }`, `{ dx, dgamma, dbeta }`): no
+ * N·D array allocated per call.
+ */
+function functionalOutputs(backend) {
+  return {
+    name: `${backend} functional, outputs`,
+    kind: "package",
+    setup(op, { shape, layout, x, gamma, beta, dout, runningMean, runningVar }) {
+      initSync({ backend });
+      const spatial = shape.length > 2;
+      const out = new Float32Array(x.length);
+      const fwd = spatial
+        ? (param) => spatialBatchnormForward(x, gamma, beta, param, shape, layout, { out })
+        : (param) => batchnormForward(x, gamma, beta, param, { out });
+      const bnParam = { mode: "train" };
+      const { cache } = fwd(bnParam);
+      if (op === "train") return { run: () => fwd(bnParam), result: () => fwd(bnParam).out.slice() };
+      if (op === "test") {
+        const testParam = { mode: "test", runningMean, runningVar };
+        return { run: () => fwd(testParam), result: () => fwd(testParam).out.slice() };
+      }
+      const grads = { dx: new Float32Array(x.length), dgamma: new Float32Array(shape[1]), dbeta: new Float32Array(shape[1]) };
+      const backward = spatial ? spatialBatchnormBackward : op === "backward" ? batchnormBackwardAlt : batchnormBackward;
+      return { run: () => backward(dout, cache, grads), result: () => backward(dout, cache, grads).dx.slice() };
+    },
+  };
+}
+
+/** The layer, bn.forward / bn.backward: fresh results, or with outputs given. */
+function layerApi(backend, given) {
+  return {
+    name: `${backend} layer${given ? ", outputs" : ""}`,
+    kind: "package",
+    supports: (op) => op !== "backward-graph",
+    setup(op, { shape, layout, x, gamma, beta, dout, runningMean, runningVar }) {
+      initSync({ backend });
+      const layer = new BatchNorm(shape[1], { layout: layout === "NHWC" ? "NHWC" : "NCHW" });
+      layer.gamma.set(gamma);
+      layer.beta.set(beta);
+      const logical = shape.length > 2 ? shape : undefined;
+      const out = new Float32Array(x.length);
+      const dx = new Float32Array(x.length);
+      const forward = given ? () => layer.forward(x, { shape: logical, out }) : () => layer.forward(x, logical);
+      forward();
+      if (op === "test") {
+        layer.eval();
+        layer.runningMean.set(runningMean);
+        layer.runningVar.set(runningVar);
+      }
+      const run = op === "backward" ? (given ? () => layer.backward(dout, { dx }) : () => layer.backward(dout)) : forward;
+      return { run, result: () => run().slice(), teardown: () => layer.dispose() };
+    },
+  };
+}
+
+/** Plain JavaScript as a CS231n port writes it: fresh outputs on every call. */
+const plainAllocating = {
+  name: "plain JS, allocating",
+  kind: "js",
   setup(op, { geometry, x, gamma, beta, dout, runningMean, runningVar }) {
     const bnParam = { mode: "train" };
     const { cache } = plainJs.forwardTrain(geometry, x, gamma, beta, bnParam);
@@ -98,6 +155,40 @@ const plain = {
     if (op === "test") return { run: () => plainJs.forwardTest(geometry, x, gamma, beta, testParam), result: () => plainJs.forwardTest(geometry, x, gamma, beta, testParam) };
     const form = FORMS[op];
     return { run: () => plainJs.backward(geometry, form, dout, cache), result: () => plainJs.backward(geometry, form, dout, cache).dx };
+  },
+};
+
+/** The baseline of every speed-up: the reference loops into outputs allocated once. */
+const plain = {
+  name: "plain JS",
+  kind: "baseline",
+  setup(op, { geometry, x, gamma, beta, dout, runningMean, runningVar }) {
+    const { n, d, S } = geometry;
+    const out = new Float32Array(x.length);
+    const stats = [0, 1, 2, 3].map(() => new Float32Array(d));
+    const train = () => {
+      reference.forwardTrain(x, n, d, S, gamma, beta, EPS, 0.9, 1, runMean, runVar, out, ...stats);
+      return out;
+    };
+    const runMean = new Float32Array(d);
+    const runVar = new Float32Array(d).fill(1);
+    train();
+    if (op === "train") return { run: train, result: () => train().slice() };
+    if (op === "test") {
+      const test = () => {
+        reference.forwardTest(x, n, d, S, gamma, beta, EPS, runningMean, runningVar, out);
+        return out;
+      };
+      return { run: test, result: () => test().slice() };
+    }
+    const dx = new Float32Array(x.length);
+    const dgamma = new Float32Array(d);
+    const dbeta = new Float32Array(d);
+    const back = () => {
+      reference.backward(FORMS[op], dout, x, n, d, S, gamma, stats[0], stats[1], stats[3], dx, dgamma, dbeta);
+      return dx;
+    };
+    return { run: back, result: () => back().slice() };
   },
 };
 
@@ -190,8 +281,8 @@ function onnxruntime(ort) {
 }
 
 export async function implementations({ quick }) {
-  const list = [zeroCopy("simd"), functional("simd"), zeroCopy("scalar"), plain];
-  if (!quick) list.splice(3, 0, functional("scalar"));
+  const list = [zeroCopy("simd"), functional("simd"), functionalOutputs("simd"), layerApi("simd", false), layerApi("simd", true), zeroCopy("scalar"), plain, plainAllocating];
+  if (!quick) list.splice(5, 0, functional("scalar"));
   list.push(tensorflow("cpu"), tensorflow("wasm"));
   try {
     list.push(onnxruntime(await import("onnxruntime-node")));

@@ -172,7 +172,7 @@ for (const { shape: dims, layout, label: shape } of SHAPES) {
     for (const r of rows.splice(0)) {
       r.speedupVsPlainJs = plainNs ? plainNs / r.nsPerElem : null;
       console.log(
-        `${r.op.padEnd(15)} ${r.shape.padEnd(17)} ${r.implementation.padEnd(22)} ${r.nsPerElem.toFixed(3).padStart(9)} ns/elem ±${r.rme.toFixed(1).padStart(4)}%  ` +
+        `${r.op.padEnd(15)} ${r.shape.padEnd(17)} ${r.implementation.padEnd(26)} ${r.nsPerElem.toFixed(3).padStart(9)} ns/elem ±${r.rme.toFixed(1).padStart(4)}%  ` +
           `${r.gbPerS.toFixed(1).padStart(6)} GB/s  ${r.xSol.toFixed(2).padStart(6)}× SOL  ${r.xAddFloor.toFixed(2).padStart(6)}× adder floor  ` +
           `${r.speedupVsPlainJs ? (r.speedupVsPlainJs.toFixed(1) + "× plain JS").padStart(16) : ""}`,
       );

@@ -100,6 +100,8 @@ export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D>
   private own: BatchNormWorkspace<D> | null = null;
   /** What the next backward differentiates: the own workspace (train mode) or an eval-mode forward. */
   private last: BatchNormWorkspace<D> | EvalForward | null = null;
+  private evalSaved: FloatArray | null = null;
+  private evalChecksum: Uint32Array | null = null;
 
   constructor(numFeatures: number, options: BatchNormOptions<D> = {}) {
     this.numFeatures = check.positiveInteger("numFeatures", numFeatures);
@@ -190,8 +192,9 @@ export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D>
       const inEngine = x.buffer === heap.buffer;
       const input = heap.pin(x);
       const result = out ?? (unfilled(this.dtype === "float64", x.length) as ArrayOf<D>);
-      const saved = new (arrayType(this.dtype))(SAVED.length * this.numFeatures);
-      const checksum = new Uint32Array(CHECKSUM_WORDS);
+      // Reused: only the last forward's are ever read.
+      const saved = (this.evalSaved ??= new (arrayType(this.dtype))(SAVED.length * this.numFeatures));
+      const checksum = (this.evalChecksum ??= new Uint32Array(CHECKSUM_WORDS));
       runForward(this.engine, step, { x, out: result, saved, checksum }, (rows) => evalPlan(this.engine, this.dtype, { n: rows, d: geo.d, S: geo.S }), null);
       // The engine reuses its memory: a view of it is copied, any other x referred to.
       this.last = { geo, x: inEngine ? copyOf(input()) : input(), saved, checksum };

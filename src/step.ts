@@ -6,7 +6,7 @@
 //      engine's memory are re-derived, see Heap.pin);
 //   4. copy inputs in;  5. run the kernels;  6. write results and state back.
 import { type Dtype, type FloatArray, bytesPerElement, copyInto } from "./dtype.js";
-import { type BlockPlan, elementOf, pointersOf } from "./block.js";
+import { type BlockPlan, pointersOf } from "./block.js";
 import { type BackwardForm, CHECKSUM_WORDS, type KernelShape, type Pointers, type StepFactors } from "./kernels.js";
 import { PART_BYTES, PART_ROWS_MULTIPLE } from "./tuning.js";
 import { type Engine } from "./wasm.js";
@@ -52,9 +52,18 @@ export const SAVED = ["gamma", "mean", "meanLo", "variance", "invStd"] as const;
 
 type Reserve = (plan: BlockPlan) => Placed;
 
-/** 2. The memory of a step: `placed` when the block is a workspace's, else scratch above every live block. */
-function reserve(engine: Engine, plan: BlockPlan, placed: Placed | null): Placed {
-  return placed ?? { plan, base: engine.heap.scratch(plan.bytes) };
+/**
+ * 2. The memory of a step (`placed` when the block is a workspace's, else scratch above every
+ * live block), and 3. the arrays of the call as views on the memory after it: growth detaches
+ * the views of the old buffer, so those are re-derived (Heap.pin). Others come back as they are.
+ */
+function reserve<T extends (FloatArray | null)[]>(engine: Engine, plan: BlockPlan, placed: Placed | null, arrays: T): { block: Placed; arrays: T } {
+  const { heap } = engine;
+  const before = heap.buffer;
+  const own = arrays.some((a) => a !== null && a.buffer === before);
+  const pins = own ? arrays.map((a) => (a ? heap.pin(a) : null)) : null;
+  const block = placed ?? { plan, base: heap.scratch(plan.bytes) };
+  return { block, arrays: pins ? (pins.map((get) => (get ? get() : null)) as T) : arrays };
 }
 
 /** Runs one forward step; `plan` is used for scratch when `placed` is null. */
@@ -62,24 +71,24 @@ export function runForward(engine: Engine, step: ForwardStep, io: ForwardIO, pla
   const { heap, kernels } = engine;
   const { dtype, shape, params } = step;
   const { n, d, S } = shape;
-  const pins = [io.x, params.gamma, params.beta, params.runMean, params.runVar, io.out, io.saved].map((a) => (a ? heap.pin(a) : () => null));
   // Test mode treats rows independently: a large batch in scratch goes through in parts that
   // stay in cache, and the engine's memory never holds more than one part.
   const rows = placed || step.statistics === "batch" ? n : partRows(n, d, S, bytesPerElement(dtype));
-  const block = reserve(engine, plan(rows), placed);
-  const [x, gamma, beta, runMean, runVar, out, saved] = pins.map((get) => get());
+  const { block, arrays } = reserve(engine, placed ? placed.plan : plan(rows), placed, [io.x, params.gamma, params.beta, params.runMean, params.runVar, io.out, io.saved]);
+  const [x, gamma, beta, runMean, runVar, out, saved] = arrays;
   const all = heap.all(dtype);
   const p = pointersOf(block.plan, block.base);
-  const at = (ptr: number) => elementOf(block.plan, ptr);
-  const wordsPer = bytesPerElement(dtype) / 4;
-  const sum = io.checksum ? (from: number, values: number) => kernels.checksum(p.x, values * wordsPer, from * wordsPer, p.checksum) : null;
+  const size = bytesPerElement(dtype);
+  const at = (ptr: number) => ptr / size;
+  const sum = io.checksum ? (from: number, values: number) => kernels.checksum(p.x, (values * size) / 4, (from * size) / 4, p.checksum) : null;
   if (sum) new Uint32Array(heap.buffer, p.checksum, CHECKSUM_WORDS).fill(0);
+  // 4. Copy in.
   if (!gamma) p.gamma = 0;
-  else all.set(gamma, at(p.gamma));
+  else copyInto(all, at(p.gamma), gamma, 0, d);
   if (!beta) p.beta = 0;
-  else all.set(beta, at(p.beta));
-  if (runMean) all.set(runMean, at(p.runMean));
-  if (runVar) all.set(runVar, at(p.runVar));
+  else copyInto(all, at(p.beta), beta, 0, d);
+  if (runMean) copyInto(all, at(p.runMean), runMean, 0, d);
+  if (runVar) copyInto(all, at(p.runVar), runVar, 0, d);
   const row = d * S;
   if (step.statistics === "running") {
     for (let r = 0; r < n; r += rows) {
@@ -92,12 +101,15 @@ export function runForward(engine: Engine, step: ForwardStep, io: ForwardIO, pla
   } else {
     if (x) all.set(x, at(p.x));
     sum?.(0, n * row);
-    const updated = step.update ? p : { ...p, runMean: 0, runVar: 0 };
-    kernels.forwardTrain(dtype, shape, updated, step.factors);
+    const runMeanAt = p.runMean;
+    const runVarAt = p.runVar;
+    if (!step.update) p.runMean = p.runVar = 0;
+    // 5. Run.
+    kernels.forwardTrain(dtype, shape, p, step.factors);
     // 6. Only once the kernels have run: an error above leaves every caller's array untouched.
     if (step.update) {
-      copyInto(runMean!, 0, all, at(p.runMean), d);
-      copyInto(runVar!, 0, all, at(p.runVar), d);
+      copyInto(runMean!, 0, all, at(runMeanAt), d);
+      copyInto(runVar!, 0, all, at(runVarAt), d);
     }
     if (out) copyInto(out, 0, all, at(p.out), n * row);
   }
@@ -156,19 +168,17 @@ export class ChangedInputError extends Error {
 /** Runs one backward step. */
 export function runBackward(engine: Engine, step: BackwardStep, io: BackwardIO, plan: BlockPlan, placed: Placed | null): void {
   const { heap, kernels } = engine;
-  const pins = [io.dout, io.x, io.saved, io.dx, io.dgamma, io.dbeta].map((a) => (a ? heap.pin(a) : () => null));
-  const block = reserve(engine, plan, placed);
-  const [dout, x, saved, dx, dgamma, dbeta] = pins.map((get) => get());
+  const { block, arrays } = reserve(engine, plan, placed, [io.dout, io.x, io.saved, io.dx, io.dgamma, io.dbeta]);
+  const [dout, x, saved, dx, dgamma, dbeta] = arrays;
   const all = heap.all(step.dtype);
   const p = pointersOf(block.plan, block.base);
-  const at = (ptr: number) => elementOf(block.plan, ptr);
+  const size = bytesPerElement(step.dtype);
+  const at = (ptr: number) => ptr / size;
   const d = step.shape.d;
   if (dout) all.set(dout, at(p.dout));
   if (x) all.set(x, at(p.x));
   if (saved) {
-    SAVED.forEach((name, k) => {
-      if (name !== "variance") copyInto(all, at(p[name]), saved, k * d, d);
-    });
+    for (let k = 0; k < SAVED.length; k++) if (SAVED[k] !== "variance") copyInto(all, at(p[SAVED[k]]), saved, k * d, d);
   }
   if (!io.hasGamma) p.gamma = 0;
   if (io.checksum) {

@@ -26,6 +26,9 @@ const BLOCK_ARRAYS: readonly ArrayName[] = [
   "x", "out", "dout", "dx", "gamma", "beta", "runMean", "runVar", "mean", "meanLo", "variance", "invStd", "dgamma", "dbeta",
 ];
 
+/** A workspace's forward copies nothing in or out. */
+const NO_FORWARD_IO = { x: null, out: null, saved: null, checksum: null } as const;
+
 const freeOnCollect = new FinalizationRegistry<{ engine: Engine; base: number }>(({ engine, base }) => engine.heap.free(base));
 
 /**
@@ -113,7 +116,7 @@ export class BatchNormWorkspace<D extends Dtype = "float32"> {
 
   /** @internal A validated step on the data in x (layer.forward has copied it in). */
   run(step: ForwardStep): void {
-    runForward(this.layer.engine, step, { x: null, out: null, saved: null, checksum: null }, () => this.plan, this.placed());
+    runForward(this.layer.engine, step, NO_FORWARD_IO, this.planOf, this.placed());
     if (step.statistics === "running") {
       // The frozen statistics, for an eval-mode backward (invStd came from the kernel).
       this.view("mean").set(step.params.runMean!);
@@ -153,8 +156,11 @@ export class BatchNormWorkspace<D extends Dtype = "float32"> {
   }
 
   private placed(): Placed {
-    return { plan: this.plan, base: this.base };
+    if (this.block?.base !== this.base) this.block = { plan: this.plan, base: this.base };
+    return this.block;
   }
+  private block: Placed | null = null;
+  private readonly planOf = () => this.plan;
 
   private checkAlive(): void {
     if (this.base === 0) throw new Error("this BatchNormWorkspace was disposed");
