@@ -177,7 +177,7 @@ export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D>
    */
   forward(x: ArrayOf<D>, shapeOrOptions?: readonly number[] | LayerForwardOptions<ArrayOf<D>>): ArrayOf<D> {
     // 1. Validate: the input, then the layer's state and the step it asks for.
-    check.floatArray("x", x, this.dtype);
+    check.floatArray("x", x, this.dtype, "this layer");
     const { shape, out: given } = forwardOptions(shapeOrOptions);
     const geo = geometry(x.length, this.numFeatures, shape, this.layout);
     const step = this.forwardStep(geo);
@@ -217,7 +217,7 @@ export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D>
    * array, or `options.dx` filled (it may be dout itself).
    */
   backward(dout: ArrayOf<D>, options?: { dx?: ArrayOf<D> }): ArrayOf<D> {
-    check.floatArray("dout", dout, this.dtype);
+    check.floatArray("dout", dout, this.dtype, "this layer");
     const last = this.last;
     if (!last) throw new Error("BatchNorm.backward needs a forward first");
     const size = last instanceof BatchNormWorkspace ? last.size : last.x.length;
@@ -232,7 +232,7 @@ export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D>
     const given = options?.dx ? (check.output("options.dx", options.dx, this.dtype, size, layerArrays, []) as ArrayOf<D>) : null;
     if (!(last instanceof BatchNormWorkspace)) {
       // After an eval-mode forward: the statistics are constants.
-      check.floatArray("x of the last forward", last.x, this.dtype);
+      check.floatArray("x of the last forward", last.x, this.dtype, "this layer");
       const dx = given ?? (unfilled(this.dtype === "float64", size) as ArrayOf<D>);
       runBackward(this.engine, { dtype: this.dtype, shape: last.geo, form: EVAL_FORM }, {
         dout, x: last.x, saved: last.saved, ...targets, dx, checksum: last.checksum,
