@@ -151,6 +151,7 @@ export class BatchNormWorkspace<D extends Dtype = "float32"> {
     return this.dx;
   }
 
+  /** Frees the memory of the workspace; every later use throws. Calling it again does nothing. */
   dispose(): void {
     if (this.base === 0) return;
     freeOnCollect.unregister(this);
