@@ -1,6 +1,8 @@
-// npm test: type-check, run the tests in Node, then the same tests in headless Chromium
-// when one is installed (Debian's chromium at /usr/bin/chromium, or CHROMIUM_PATH). Without
-// a Chromium it says so and passes; with REQUIRE_BROWSER_TESTS=1 (CI) it fails instead.
+// npm test: type-check, check that every public symbol has a doc comment (typedoc with
+// validation.notDocumented as an error, no output written), run the tests in Node, then the
+// same tests in headless Chromium when one is installed (Debian's chromium at
+// /usr/bin/chromium, or CHROMIUM_PATH). Without a Chromium it says so and passes; with
+// REQUIRE_BROWSER_TESTS=1 (CI) it fails instead.
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 
@@ -11,6 +13,7 @@ function run(command) {
 }
 
 run("tsc -p tsconfig.check.json");
+run("typedoc --emit none");
 run("vitest run --project node");
 const chromium = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 if (existsSync(chromium)) {

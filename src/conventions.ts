@@ -4,6 +4,7 @@ import type { FloatArray } from "./dtype.js";
 import type { BatchNormOptions } from "./layer.js";
 import * as check from "./validate.js";
 
+/** How the running statistics are kept: momentum, its convention, and the variance they track. */
 export interface RunningStatsOptions {
   /**
    * How fast the running statistics move; default 0.9. null: the cumulative average of all
@@ -98,16 +99,26 @@ export function kerasPreset(options: {
 
 /** PyTorch's state_dict names; Keras' weight names. Plain arrays, JSON-serializable. */
 export interface PyTorchState {
+  /** gamma, one value per feature. */
   weight?: number[];
+  /** beta, one value per feature. */
   bias?: number[];
+  /** The running mean, one value per feature. */
   running_mean?: number[];
+  /** The running variance (unbiased, as PyTorch keeps it), one value per feature. */
   running_var?: number[];
+  /** The number of train-mode batches seen so far. */
   num_batches_tracked?: number;
 }
+/** Keras' weights of a BatchNormalization layer, by their names; plain arrays, JSON-serializable. */
 export interface KerasState {
+  /** The scale, one value per feature (absent when scale is false). */
   gamma?: number[];
+  /** The shift, one value per feature (absent when center is false). */
   beta?: number[];
+  /** The running mean, one value per feature. */
   moving_mean?: number[];
+  /** The running variance (biased, as Keras keeps it), one value per feature. */
   moving_variance?: number[];
 }
 

@@ -1,6 +1,8 @@
 // The two element types the package works in. float32 and float64 are never mixed.
 import { UNFILLED_BYTES } from "./tuning.js";
+/** The arrays the package takes and returns: every array of one call has the same type. */
 export type FloatArray = Float32Array | Float64Array;
+/** The element type of a layer or a call: "float32" (Float32Array) or "float64" (Float64Array). */
 export type Dtype = "float32" | "float64";
 /** The array type of a dtype: ArrayOf<"float32"> is Float32Array. */
 export type ArrayOf<D extends Dtype> = D extends "float64" ? Float64Array : Float32Array;

@@ -34,9 +34,13 @@ const SHAPE_OF: Record<WeightLayout, string> = {
  * beta absent is 0 (affine = false). All arrays have one dtype and one length, the channels.
  */
 export interface BatchNormEvalState<A extends FloatArray = FloatArray> {
+  /** The scale, one value per channel; absent: 1. */
   gamma?: A;
+  /** The shift, one value per channel; absent: 0. */
   beta?: A;
+  /** The running mean, one value per channel. */
   runningMean: A;
+  /** The running variance, one value per channel. */
   runningVar: A;
   /** Required: the default differs between frameworks (PyTorch 1e-5, Keras 1e-3). */
   eps: number;
@@ -46,10 +50,13 @@ const STATE_KEYS = ["gamma", "beta", "runningMean", "runningVar", "eps"] as cons
 
 /** The layer before the batch norm: its weight, its bias (absent or null: zero) and how the weight is stored. */
 export interface PreviousLayer<A extends FloatArray = FloatArray> {
+  /** The weight, row-major in `layout`, of `shape`. */
   weight: A;
+  /** The bias, one value per output channel; absent or null: zero. */
   bias?: A | null;
   /** The weight's logical shape, in the order of `layout` (see WeightLayout). */
   shape: readonly number[];
+  /** How the weight is stored: PyTorch's 'linear', 'conv', 'convTranspose' or tfjs's 'dense', 'conv2d'. */
   layout: WeightLayout;
   /** 'convTranspose' only (default 1): its weight holds out / groups output channels per group of inputs. */
   groups?: number;
@@ -59,7 +66,9 @@ const PREVIOUS_KEYS = ["weight", "bias", "shape", "layout", "groups"] as const s
 
 /** The folded layer: new arrays of the weight's dtype and shape, and a bias of one value per output channel. */
 export interface FoldedLayer<A extends FloatArray = FloatArray> {
+  /** The folded weight, in the previous layer's shape and layout. */
   weight: A;
+  /** The folded bias, one value per output channel. */
   bias: A;
 }
 

@@ -21,6 +21,7 @@ export interface BNParam<A extends FloatArray = FloatArray> extends RunningStats
   eps?: number;
   /** Created as zeros by the first train call when absent (CS231n); updated in place in train mode. */
   runningMean?: A;
+  /** As runningMean: created as zeros by the first train call when absent (CS231n); updated in place in train mode. */
   runningVar?: A;
   /** Train calls so far; kept here when momentum is null (the cumulative average). */
   numBatchesTracked?: number;
@@ -46,9 +47,11 @@ const row = (name: (typeof SAVED)[number]) => SAVED.indexOf(name);
 export class BatchnormCache<A extends FloatArray = FloatArray> {
   /** @internal */
   constructor(
+    /** The forward's dtype. */
     readonly dtype: Dtype,
     /** The data's shape as the kernels see it (see shape.ts), and the caller's shape. */
     readonly geometry: Geometry,
+    /** The forward's eps. */
     readonly eps: number,
     /** The forward's input. */
     readonly x: A,
@@ -66,6 +69,7 @@ export class BatchnormCache<A extends FloatArray = FloatArray> {
   get gamma(): A {
     return this.row(row("gamma"));
   }
+  /** The batch mean the forward normalized with, one value per feature. */
   get mean(): A {
     return this.row(row("mean"));
   }
@@ -73,15 +77,19 @@ export class BatchnormCache<A extends FloatArray = FloatArray> {
   get meanLo(): A {
     return this.row(row("meanLo"));
   }
+  /** The biased batch variance, one value per feature. */
   get variance(): A {
     return this.row(row("variance"));
   }
+  /** 1/sqrt(variance + eps), one value per feature. */
   get invStd(): A {
     return this.row(row("invStd"));
   }
 }
 
+/** The result of a forward: the output and, in train mode, the cache for the backward. */
 export interface ForwardResult<A extends FloatArray = FloatArray> {
+  /** The normalized, scaled and shifted output: a new array, or the outputs' `out`. */
   out: A;
   /** null in test mode. */
   cache: BatchnormCache<A> | null;
@@ -92,21 +100,29 @@ export interface TrainResult<A extends FloatArray = FloatArray> extends ForwardR
   cache: BatchnormCache<A>;
 }
 
+/** The gradients of a backward. */
 export interface BackwardResult<A extends FloatArray = FloatArray> {
+  /** The gradient with respect to x, of its shape. */
   dx: A;
+  /** The gradient with respect to gamma, one value per feature. */
   dgamma: A;
+  /** The gradient with respect to beta, one value per feature. */
   dbeta: A;
 }
 
 /** Arrays a forward writes into instead of a new one (returned as they are). */
 export interface ForwardOutputs<A extends FloatArray = FloatArray> {
+  /** Where the output goes: the length of x (in test mode it may be x itself). */
   out?: A;
 }
 
 /** Arrays a backward writes into, each instead of a new one (returned as they are). */
 export interface BackwardOutputs<A extends FloatArray = FloatArray> {
+  /** Where dx goes: the length of dout (it may be dout itself). */
   dx?: A;
+  /** Where dgamma goes: one value per feature. */
   dgamma?: A;
+  /** Where dbeta goes: one value per feature. */
   dbeta?: A;
 }
 

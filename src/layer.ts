@@ -27,6 +27,7 @@ export interface BatchNormOptions<D extends Dtype = Dtype> extends RunningStatsO
   affine?: boolean;
   /** Keras' names for the two halves of affine: scale (gamma) and center (beta). */
   scale?: boolean;
+  /** Learn beta (Keras' center); default: affine. */
   center?: boolean;
   /** Keep running statistics (default true); false: batch statistics in eval mode too. */
   trackRunningStats?: boolean;
@@ -47,7 +48,9 @@ type BatchShape = number | readonly number[];
 
 /** Options of layer.forward(x, options): the logical shape, and an array to write into. */
 export interface LayerForwardOptions<A extends FloatArray = FloatArray> {
+  /** The logical shape [N, C], [N, C, L] or [N, C, H, W], whatever the layout; absent: x is (N, C). */
   shape?: readonly number[];
+  /** Where the output goes: the length of x. */
   out?: A;
 }
 
@@ -72,28 +75,43 @@ interface EvalForward {
 const evalPlan = rememberedPlan(["x", "out", "gamma", "beta", "runMean", "runVar", "invStd", "checksum"], [TEST_STEP]);
 const evalBackwardPlan = rememberedPlan(["dout", "x", "dx", "gamma", "mean", "meanLo", "invStd", "dgamma", "dbeta", "checksum"], [BACKWARD_STEP]);
 
+/** A batch normalization layer (PyTorch's BatchNorm1d/2d, Keras' BatchNormalization): its parameters, running statistics and train/eval mode, with forward(), backward() and a zero-copy workspace(). Every array of the layer is of its dtype (D). */
 export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D> {
+  /** C, the number of features (channels): the length of gamma, beta and the running statistics. */
   readonly numFeatures: number;
+  /** The layer's element type: 'float32' (default) or 'float64'. */
   readonly dtype: D;
+  /** Added to the variance; default 1e-5. */
   eps: number;
   /** See RunningStatsOptions; null is the cumulative average. */
   momentum: number | null;
+  /** How momentum moves the running statistics: 'cs231n' (running = momentum·running + (1 − momentum)·batch) or 'pytorch' (the other way round). */
   readonly momentumConvention: "cs231n" | "pytorch";
+  /** The variance the running statistics track: 'biased' (CS231n, Keras) or 'unbiased' (PyTorch). */
   readonly runningVariance: "biased" | "unbiased";
+  /** Whether gamma is learned (affine / scale); false: gamma stays 1. */
   readonly useGamma: boolean;
+  /** Whether beta is learned (affine / center); false: beta stays 0. */
   readonly useBeta: boolean;
+  /** Whether running statistics are kept; false: eval mode normalizes with the batch statistics too. */
   readonly trackRunningStats: boolean;
+  /** How (N, C, L) and (N, C, H, W) inputs are stored: 'NCHW' or 'NHWC'. */
   readonly layout: Layout;
   /** true after train(), false after eval(). */
   training = true;
   /** Train-mode forwards since creation (or as loaded); drives momentum = null. */
   numBatchesTracked = 0;
+  /** The scale, one value per feature; starts as ones. */
   gamma: ArrayOf<D>;
+  /** The shift, one value per feature; starts as zeros. */
   beta: ArrayOf<D>;
+  /** The running mean, one value per feature; starts as zeros. */
   runningMean: ArrayOf<D>;
+  /** The running variance, one value per feature; starts as ones. */
   runningVar: ArrayOf<D>;
   /** Gradients of the last backward, overwritten in place by each backward. */
   dgamma: ArrayOf<D>;
+  /** The gradient with respect to beta of the last backward. */
   dbeta: ArrayOf<D>;
   /** The engine (backend) this layer's buffers live in: the active one when it was created. */
   readonly engine: Engine;
@@ -179,7 +197,7 @@ export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D>
    */
   forward(x: ArrayOf<D>, shapeOrOptions?: readonly number[] | LayerForwardOptions<ArrayOf<D>>): ArrayOf<D> {
     // 1. Validate: the input, then the layer's state and the step it asks for.
-    check.floatArray("x", x, this.dtype);
+    check.floatArray("x", x, this.dtype, "this layer");
     const { shape, out: given } = forwardOptions(shapeOrOptions);
     const geo = geometry(x.length, this.numFeatures, shape, this.layout);
     const step = this.forwardStep(geo);
@@ -220,7 +238,7 @@ export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D>
    * array, or `options.dx` filled (it may be dout itself).
    */
   backward(dout: ArrayOf<D>, options?: { dx?: ArrayOf<D> }): ArrayOf<D> {
-    check.floatArray("dout", dout, this.dtype);
+    check.floatArray("dout", dout, this.dtype, "this layer");
     const last = this.last;
     if (!last) throw new Error("BatchNorm.backward needs a forward first");
     const size = last instanceof BatchNormWorkspace ? last.size : last.x.length;
@@ -235,7 +253,7 @@ export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D>
     const given = options?.dx ? (check.output("options.dx", options.dx, this.dtype, size, layerArrays, []) as ArrayOf<D>) : null;
     if (!(last instanceof BatchNormWorkspace)) {
       // After an eval-mode forward: the statistics are constants.
-      check.floatArray("x of the last forward", last.x, this.dtype);
+      check.floatArray("x of the last forward", last.x, this.dtype, "this layer");
       const dx = given ?? (unfilled(this.dtype === "float64", size) as ArrayOf<D>);
       runBackward(this.engine, { dtype: this.dtype, shape: last.geo, form: EVAL_FORM }, {
         dout, x: last.x, saved: last.saved, ...targets, dx, checksum: last.checksum,

@@ -162,6 +162,7 @@ export interface BackwardIO {
 
 /** What a backward throws for an x changed since its forward. */
 export class ChangedInputError extends Error {
+  /** "ChangedInputError", to tell it from other errors without instanceof. */
   override name = "ChangedInputError";
 }
 

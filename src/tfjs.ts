@@ -66,7 +66,10 @@ export const kernelBackends: Set<string> = new Set(["cpu", "wasm"]);
  * On tfjs-wasm, read tensors through a view of its memory (its backend's typedArrayFromHeap)
  * instead of dataSync()'s copy; false: always dataSync(). Results are the same either way.
  */
-export const wasmDirectReads = { enabled: true };
+export const wasmDirectReads = {
+  /** Whether to read through the view (default true). */
+  enabled: true,
+};
 
 /**
  * A float32 tensor's values, to be read before tfjs allocates again (a view of tfjs-wasm's
@@ -135,7 +138,7 @@ function view(shape: readonly number[], k: number) {
  * and center or scale false in training, which the stock layer refuses.
  */
 export class BatchNormalization extends (Stock as StockConstructor) {
-  /** @nocollapse */
+  /** The name the layer is serialized and registered under. @nocollapse */
   static override className = "BatchNormalizationWasm";
   /** @internal */
   static readonly [OURS] = true;
@@ -157,6 +160,7 @@ export class BatchNormalization extends (Stock as StockConstructor) {
     return k;
   }
 
+  /** Creates the stock layer's weights (gamma, beta, moving_mean, moving_variance), after checking the axis against the input's rank. */
   override build(inputShape: Parameters<StockLayer["build"]>[0]): void {
     const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as (number | null)[];
     this.channelAxis(shape.length);
@@ -168,6 +172,7 @@ export class BatchNormalization extends (Stock as StockConstructor) {
     }
   }
 
+  /** The layer's output; with kwargs.training true, batch statistics (and the moving statistics move), else the moving ones. Runs this package's kernels on tfjs-cpu and tfjs-wasm, the stock math elsewhere. */
   override call(inputs: tfc.Tensor | tfc.Tensor[], kwargs: Kwargs): tfc.Tensor {
     return tfc.tidy(() => {
       const input = Array.isArray(inputs) ? inputs[0] : inputs;
@@ -317,7 +322,7 @@ export function batchNormalization(config?: BatchNormalizationArgs): BatchNormal
  * plain TensorFlow.js and Keras.
  */
 export class StockNamedBatchNormalization extends BatchNormalization {
-  /** @nocollapse */
+  /** The stock layer's name, so that models saved with it load as this class. @nocollapse */
   static override className = "BatchNormalization";
 }
 

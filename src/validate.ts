@@ -71,20 +71,47 @@ export function knownKeys(name: string, value: object, keys: readonly string[]):
   }
 }
 
-/** A Float32Array or Float64Array, not detached. `dtype`, when given, must match. */
-export function floatArray(name: string, value: unknown, dtype?: Dtype): FloatArray {
+/** What an empty array named `name` should have held, for the message that refuses it. */
+function wanted(name: string): string {
+  if (name === "x" || name === "dout" || name.endsWith(".x") || name.startsWith("x ")) return "N·D values";
+  if (name === "gamma" || name === "beta") return "D values, one per feature";
+  return "at least one value";
+}
+
+/** Whether buffer is detached (transferred, or the old buffer of a grown WebAssembly memory). */
+function isDetached(buffer: ArrayBufferLike): boolean {
+  const detached = (buffer as { detached?: unknown }).detached;
+  if (typeof detached === "boolean") return detached;
+  try {
+    new Uint8Array(buffer);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * A Float32Array or Float64Array, not detached. `dtype`, when given, must match; `dtypeFrom`
+ * says where that dtype comes from ("this layer"), for the message when it does not.
+ */
+export function floatArray(name: string, value: unknown, dtype?: Dtype, dtypeFrom?: string): FloatArray {
   if (!(value instanceof Float32Array || value instanceof Float64Array)) {
     throw new TypeError(`${name} must be a Float32Array or Float64Array, got ${describe(value)}`);
   }
   if (dtype !== undefined && dtypeOf(value) !== dtype) {
     throw new TypeError(
-      `${name} is a ${typeName(dtypeOf(value))} but the input is a ${typeName(dtype)}; float32 and float64 are never mixed`,
+      dtypeFrom !== undefined
+        ? `${dtypeFrom} is ${dtype}: ${name} must be ${article(typeName(dtype))}, got ${article(typeName(dtypeOf(value)))}`
+        : `${name} is a ${typeName(dtypeOf(value))} but the input is a ${typeName(dtype)}; float32 and float64 are never mixed`,
     );
   }
   if (value.length === 0 && value.buffer.byteLength === 0 && value.byteOffset === 0) {
-    // An engine detaches every view of a WebAssembly memory when that memory grows.
+    // An engine detaches every view of a WebAssembly memory when that memory grows. A fresh
+    // empty array is told apart from a detached view by ArrayBuffer's `detached` where it
+    // exists (Node 22, current browsers), else by a view of the buffer, which a detached one refuses.
+    if (!isDetached(value.buffer)) throw new RangeError(`${name} is empty: it must have ${wanted(name)}`);
     throw new RangeError(
-      `${name} is an empty or detached array (a view of WebAssembly memory is detached when the memory grows: take a fresh view after each call)`,
+      `${name} is a detached array (a view of WebAssembly memory is detached when the memory grows: take a fresh view after each call)`,
     );
   }
   return value;

@@ -8,6 +8,7 @@ import { Heap, JsMemory } from "./memory.js";
 import * as reference from "./reference.js";
 import * as check from "./validate.js";
 
+/** A kernel implementation: 'simd' (WebAssembly with 128-bit SIMD), 'scalar' (WebAssembly without SIMD) or 'js' (plain JavaScript). */
 export type Backend = "simd" | "scalar" | "js";
 export const BACKENDS: readonly Backend[] = ["simd", "scalar", "js"];
 
@@ -119,6 +120,7 @@ export function supportedBackends(): Backend[] {
   return list;
 }
 
+/** The options of init() and initSync(). */
 export interface InitOptions {
   /** Force a backend; by default the best supported one (simd, then scalar, then js). */
   backend?: Backend;

@@ -37,6 +37,11 @@ const freeOnCollect = new FinalizationRegistry<{ engine: Engine; base: number }>
  * backward(), read `ws.dx` (and layer.dgamma / layer.dbeta). Nothing is copied but O(C)
  * parameters.
  *
+ * Sizes: x, out, dout and dx hold exactly `size` values (the batch shape's N·C·H·W), mean,
+ * variance and invStd C (numFeatures). A view's length is fixed, so `ws.x.set(batch)` with a longer batch
+ * throws the engine's own "offset is out of bounds" RangeError: set a batch of exactly
+ * `ws.size` values, or make a workspace of the new shape with layer.workspace(shape).
+ *
  * Lifetime rules:
  * - The getters x/out/dout/dx return a view on the memory as it is now. When any allocation
  *   grows the memory (a larger batch, another workspace, a functional call), views taken
@@ -75,7 +80,7 @@ export class BatchNormWorkspace<D extends Dtype = "float32"> {
     freeOnCollect.register(this, { engine: layer.engine, base: this.base }, this);
   }
 
-  /** The batch input, in the layer's layout. */
+  /** The batch input, in the layer's layout: exactly `size` values (set() of more throws). */
   get x(): ArrayOf<D> {
     return this.view("x");
   }
@@ -95,9 +100,11 @@ export class BatchNormWorkspace<D extends Dtype = "float32"> {
   get mean(): ArrayOf<D> {
     return this.view("mean");
   }
+  /** The variance the last forward normalized with, one value per channel. */
   get variance(): ArrayOf<D> {
     return this.view("variance");
   }
+  /** 1/sqrt(variance + eps) of the last forward, one value per channel. */
   get invStd(): ArrayOf<D> {
     return this.view("invStd");
   }
@@ -147,6 +154,7 @@ export class BatchNormWorkspace<D extends Dtype = "float32"> {
     return this.dx;
   }
 
+  /** Frees the memory of the workspace; every later use throws. Calling it again does nothing. */
   dispose(): void {
     if (this.base === 0) return;
     freeOnCollect.unregister(this);

@@ -27,8 +27,8 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     ["x is an Int32Array", () => batchnormForward(new Int32Array(10) as never, gamma(), beta(), { mode: "train" }), TypeError, /x must be a Float32Array or Float64Array, got an Int32Array/],
     ["x is null", () => batchnormForward(null as never, gamma(), beta(), { mode: "train" }), TypeError, /x must be .* got null/],
     ["x length not a multiple of D", () => batchnormForward(f32(21), gamma(), beta(), { mode: "train" }), RangeError, /x must have a positive multiple of D = 5 values .* got length 21/],
-    ["x empty", () => batchnormForward(f32(0), gamma(), beta(), { mode: "train" }), RangeError, /x is an empty or detached array/],
-    ["gamma empty", () => batchnormForward(x(), f32(0), f32(0), { mode: "train" }), RangeError, /gamma is an empty/],
+    ["x empty", () => batchnormForward(f32(0), gamma(), beta(), { mode: "train" }), RangeError, /^x is empty: it must have N·D values$/],
+    ["gamma empty", () => batchnormForward(x(), f32(0), f32(0), { mode: "train" }), RangeError, /^gamma is empty: it must have D values, one per feature$/],
     ["gamma is an Array", () => batchnormForward(x(), [1, 1, 1, 1, 1] as never, beta(), { mode: "train" }), TypeError, /gamma must be a Float32Array/],
     ["beta of the wrong length", () => batchnormForward(x(), gamma(), f32(4), { mode: "train" }), RangeError, /gamma and beta must have one value per feature, D each: gamma has length 5, beta 4/],
     ["gamma float64 with x float32", () => batchnormForward(x(), new Float64Array(5) as never, beta(), { mode: "train" }), TypeError, /gamma is a Float64Array but the input is a Float32Array; float32 and float64 are never mixed/],
@@ -115,7 +115,7 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     const bn = new BatchNorm(5);
     expect(() => bn.backward(f32(20))).toThrow(/needs a forward first/);
     expect(() => bn.forward(f32(7))).toThrow(/x must have a positive multiple of D = 5/);
-    expect(() => bn.forward(new Float64Array(10) as never)).toThrow(/never mixed/);
+    expect(() => bn.forward(new Float64Array(10) as never)).toThrow(/^this layer is float32: x must be a Float32Array, got a Float64Array$/);
     bn.forward(x());
     expect(() => bn.backward(f32(15))).toThrow(/dout must have length 20/);
     const keep = bn.gamma;
@@ -137,6 +137,36 @@ describe.each(["simd", "scalar", "js"] as Backend[])("%s backend", (backend) => 
     ws.x.set(c.x);
     expectClose(ws.forward(), c.out, tolerance("float32").abs, "workspace after errors");
     ws.dispose();
+  });
+
+  /** The message of what `call` throws, to compare whole. */
+  function messageOf(call: () => unknown): string {
+    try {
+      call();
+    } catch (e) {
+      return (e as Error).message;
+    }
+    throw new Error("the call did not throw");
+  }
+
+  test("a float64 layer fed float32 data names the layer's dtype", () => {
+    const bn = new BatchNorm(5, { dtype: "float64" });
+    expect(messageOf(() => bn.forward(x() as never))).toBe("this layer is float64: x must be a Float64Array, got a Float32Array");
+    bn.forward(typed("float64", c.x));
+    expect(messageOf(() => bn.backward(f32(20) as never))).toBe("this layer is float64: dout must be a Float64Array, got a Float32Array");
+    const bn32 = new BatchNorm(5);
+    expect(messageOf(() => bn32.forward(new Float64Array(20) as never))).toBe("this layer is float32: x must be a Float32Array, got a Float64Array");
+  });
+
+  test("an empty x is called empty, not detached; a detached one detached", () => {
+    expect(messageOf(() => batchnormForward(f32(0), gamma(), beta(), { mode: "train" }))).toBe("x is empty: it must have N·D values");
+    expect(messageOf(() => new BatchNorm(5).forward(f32(0)))).toBe("x is empty: it must have N·D values");
+    const held = f32(20);
+    structuredClone(held.buffer, { transfer: [held.buffer] });
+    expect(messageOf(() => batchnormForward(held, gamma(), beta(), { mode: "train" }))).toBe(
+      "x is a detached array (a view of WebAssembly memory is detached when the memory grows: take a fresh view after each call)",
+    );
+    expectStillCorrect();
   });
 
   test("a batch too large for 4 GiB of memory is refused, and the module still works", () => {
