@@ -1,10 +1,12 @@
 // npm run bench [-- --quick] [-- --filter REGEX]
 // Benchmarks batch normalization (forward train, forward test, backward in both forms) across
 // shapes and implementations, next to the memory-bandwidth speed of light measured in the same
-// run. Writes a table to the terminal, bench/results/latest.json and bench/results/chart.svg.
+// run, then the TensorFlow.js layer against the stock one (bench/tfjs.mjs). Writes a table to
+// the terminal, bench/results/latest.json, chart.svg and tfjs.json.
 // Instantiation (WASM compile, tfjs backend set-up, workspaces) is outside every timing.
 import Benchmark from "benchmark";
 import * as tf from "@tensorflow/tfjs";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { BatchNorm, batchnormForward, initSync } from "../dist/index.js";
@@ -222,3 +224,11 @@ writeFileSync(
   }),
 );
 console.log(`\nwrote ${args.out}/latest.json and ${args.out}/chart.svg in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+
+// The TensorFlow.js layer's training step against the stock layer (bench/tfjs.mjs), in the same
+// run unless a filter narrows the suite to some cases.
+if (!args.filter) {
+  console.log("\nbatchnorm-wasm/tfjs against tf.layers.batchNormalization:");
+  const tfjsArgs = ["bench/tfjs.mjs", "--json", `${args.out}/tfjs.json`, ...(args.quick ? ["--quick"] : [])];
+  execFileSync(process.execPath, tfjsArgs, { stdio: "inherit" });
+}
