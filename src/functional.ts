@@ -116,6 +116,12 @@ export interface ForwardOutputs<A extends FloatArray = FloatArray> {
   out?: A;
 }
 
+/** The options of the row functions: outputs given, and the shape of x stated to be checked. */
+export interface RowForwardOptions<A extends FloatArray = FloatArray> extends ForwardOutputs<A> {
+  /** x's shape [N, D]: when given, D must be gamma.length and N·D x.length (else a RangeError). */
+  shape?: readonly number[];
+}
+
 /** Arrays a backward writes into, each instead of a new one (returned as they are). */
 export interface BackwardOutputs<A extends FloatArray = FloatArray> {
   /** Where dx goes: the length of dout (it may be dout itself). */
@@ -126,11 +132,19 @@ export interface BackwardOutputs<A extends FloatArray = FloatArray> {
   dbeta?: A;
 }
 
-/** Batch normalization of row-major (N, D) x, D = gamma.length, as in CS231n; `outputs.out` is written into when given. */
-export function batchnormForward<A extends FloatArray>(x: A, gamma: A, beta: A, bnParam: BNParam<A> & { mode: "train" }, outputs?: ForwardOutputs<A>): TrainResult<A>;
-export function batchnormForward<A extends FloatArray>(x: A, gamma: A, beta: A, bnParam: BNParam<A>, outputs?: ForwardOutputs<A>): ForwardResult<A>;
-export function batchnormForward<A extends FloatArray>(x: A, gamma: A, beta: A, bnParam: BNParam<A>, outputs?: ForwardOutputs<A>): ForwardResult<A> {
-  return forward(x, gamma, beta, bnParam as BNParam, undefined, "NCHW", outputs) as ForwardResult<A>;
+/**
+ * Batch normalization of row-major (N, D) x, D = gamma.length, as in CS231n; `options.out` is
+ * written into when given, and `options.shape` ([N, D]) is checked against x and gamma.
+ */
+export function batchnormForward<A extends FloatArray>(x: A, gamma: A, beta: A, bnParam: BNParam<A> & { mode: "train" }, options?: RowForwardOptions<A>): TrainResult<A>;
+export function batchnormForward<A extends FloatArray>(x: A, gamma: A, beta: A, bnParam: BNParam<A>, options?: RowForwardOptions<A>): ForwardResult<A>;
+export function batchnormForward<A extends FloatArray>(x: A, gamma: A, beta: A, bnParam: BNParam<A>, options?: RowForwardOptions<A>): ForwardResult<A> {
+  const given = outputsOf("forward options", options, ["out", "shape"]) as { out?: FloatArray; shape?: unknown };
+  const shape = given.shape;
+  if (shape !== undefined && (!Array.isArray(shape) || shape.length !== 2)) {
+    throw new RangeError(`options.shape must be [N, D], got ${check.shown(shape)}`);
+  }
+  return forward(x, gamma, beta, bnParam as BNParam, shape as number[] | undefined, "NCHW", options && { out: given.out }) as ForwardResult<A>;
 }
 
 /**

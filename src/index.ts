@@ -2,7 +2,7 @@
 export { init, initSync, backend, supportedBackends, type Backend, type InitOptions } from "./wasm.js";
 export {
   batchnormForward, batchnormBackward, batchnormBackwardAlt, spatialBatchnormForward, spatialBatchnormBackward,
-  BatchnormCache, type BNParam, type ForwardResult, type TrainResult, type BackwardResult, type ForwardOutputs, type BackwardOutputs,
+  BatchnormCache, type BNParam, type ForwardResult, type TrainResult, type BackwardResult, type ForwardOutputs, type RowForwardOptions, type BackwardOutputs,
 } from "./functional.js";
 export { BatchNorm, type BatchNormOptions, type LayerForwardOptions } from "./layer.js";
 export { BatchNormWorkspace } from "./workspace.js";

@@ -185,3 +185,35 @@ test("init: unknown backend or options are refused", async () => {
   expect(await init()).toBe("simd");
   expect(await init({ backend: "scalar" })).toBe("scalar");
 });
+
+describe("the row functions check a stated shape", () => {
+  const twelve = () => Float32Array.from({ length: 12 }, (_, i) => Math.cos(i) * 3 + i);
+  const three = (v: number) => new Float32Array(3).fill(v);
+
+  test("x of 12 values meant as (3, 4) with gamma and beta of 3 is refused, bnParam untouched", () => {
+    const bnParam: { mode: "train"; runningMean?: Float32Array } = { mode: "train" };
+    expect(() => batchnormForward(twelve(), three(1), three(0), bnParam, { shape: [3, 4] })).toThrow(
+      new RangeError("shape[1] must be the number of channels, 3 (gamma.length), got 4"),
+    );
+    expect(bnParam.runningMean).toBeUndefined();
+  });
+
+  test("a shape whose product is not x.length, or not [N, D], is refused", () => {
+    expect(() => batchnormForward(twelve(), three(1), three(0), { mode: "train" }, { shape: [5, 3] })).toThrow(/x must have 15 values for shape \[5, 3\], got length 12/);
+    expect(() => batchnormForward(twelve(), three(1), three(0), { mode: "train" }, { shape: [2, 3, 2] })).toThrow(/options.shape must be \[N, D\]/);
+    expect(() => batchnormForward(twelve(), three(1), three(0), { mode: "train" }, { shape: [4, 3], outt: 1 } as never)).toThrow(/outt/);
+  });
+
+  test("the right shape gives the same result as none; with out given, out is written", () => {
+    // Column 0 of the (4, 3) rows normalized by hand in float64.
+    const x = twelve();
+    const col = [0, 3, 6, 9].map((i) => x[i]);
+    const mean = col.reduce((a, b) => a + b) / 4;
+    const variance = col.reduce((a, b) => a + (b - mean) ** 2, 0) / 4;
+    const out = new Float32Array(12);
+    const result = batchnormForward(x, three(1), three(0), { mode: "train" }, { shape: [4, 3], out });
+    expect(result.out).toBe(out);
+    [0, 1, 2, 3].forEach((r) => expect(out[3 * r]).toBeCloseTo((col[r] - mean) / Math.sqrt(variance + 1e-5), 5));
+    expect(Array.from(batchnormForward(x, three(1), three(0), { mode: "train" }).out)).toEqual(Array.from(out));
+  });
+});
