@@ -144,7 +144,7 @@ export function batchnormForward<A extends FloatArray>(x: A, gamma: A, beta: A, 
   if (shape !== undefined && (!Array.isArray(shape) || shape.length !== 2)) {
     throw new RangeError(`options.shape must be [N, D], got ${check.shown(shape)}`);
   }
-  return forward(x, gamma, beta, bnParam as BNParam, shape as number[] | undefined, "NCHW", options && { out: given.out }) as ForwardResult<A>;
+  return forward(x, gamma, beta, bnParam as BNParam, shape as number[] | undefined, "NCHW", given.out) as ForwardResult<A>;
 }
 
 /**
@@ -162,12 +162,12 @@ export function spatialBatchnormForward<A extends FloatArray>(
   x: A, gamma: A, beta: A, bnParam: BNParam<A>, shape: readonly number[], dataLayout: Layout = "NCHW", outputs?: ForwardOutputs<A>,
 ): ForwardResult<A> {
   if (!Array.isArray(shape)) throw new RangeError(`shape must be [N, C, H, W] or [N, C, L], got ${JSON.stringify(shape)}`);
-  return forward(x, gamma, beta, bnParam as BNParam, shape, checkLayout(dataLayout), outputs) as ForwardResult<A>;
+  return forward(x, gamma, beta, bnParam as BNParam, shape, checkLayout(dataLayout), outputsOf("forward outputs", outputs, ["out"]).out) as ForwardResult<A>;
 }
 
 function forward(
   x: FloatArray, gamma: FloatArray, beta: FloatArray, bnParam: BNParam, shape: readonly number[] | undefined, dataLayout: Layout,
-  outputs: ForwardOutputs | undefined,
+  givenOut: FloatArray | undefined,
 ): ForwardResult {
   // 1. Validate everything before anything is reserved, copied or written.
   check.floatArray("x", x);
@@ -207,12 +207,11 @@ function forward(
     if (countsBatches) check.settable("bnParam", bnParam, "numBatchesTracked");
   }
 
-  const requested = outputsOf("forward outputs", outputs, ["out"]);
   // In test mode out may be x itself (rows are read before they are written); in train mode
   // the cache refers to x, which must stay as it is.
   const inputs = { x, gamma, beta, "bnParam.runningMean": runMean, "bnParam.runningVar": runVar };
-  const out = requested.out
-    ? check.output("outputs.out", requested.out, dtype, x.length, inputs, train ? [] : ["x"])
+  const out = givenOut
+    ? check.output("outputs.out", givenOut, dtype, x.length, inputs, train ? [] : ["x"])
     : unfilled(f64Of(dtype), x.length);
   const e = engine();
   if (!train) {
