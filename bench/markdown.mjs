@@ -1,12 +1,39 @@
-// Prints the results of bench/results/latest.json as Markdown tables for the README:
-// node bench/markdown.mjs [path/to/latest.json]
+// Prints the results of bench/results/latest.json as Markdown tables: every table for
+// docs/benchmarks.md, or with --summary the README's short one.
+// node bench/markdown.mjs [--summary] [path/to/latest.json]
 import { existsSync, readFileSync } from "node:fs";
 
-const report = JSON.parse(readFileSync(process.argv[2] ?? new URL("./results/latest.json", import.meta.url), "utf8"));
+const summary = process.argv.includes("--summary");
+const file = process.argv.slice(2).find((a) => a !== "--summary");
+const report = JSON.parse(readFileSync(file ?? new URL("./results/latest.json", import.meta.url), "utf8"));
 const { machine, results } = report;
 const impls = [...new Set(results.map((r) => r.implementation))];
 const shapes = [...new Set(results.map((r) => r.shape))];
 const fmt = (v) => (v >= 10 ? v.toFixed(1) : v >= 1 ? v.toFixed(2) : v.toFixed(3));
+
+if (summary) {
+  // One cache-sized shape and two beyond the caches; each API's ns per element and its speed-up
+  // over plain JavaScript.
+  const columns = ["simd zero-copy", "simd layer, outputs", "simd layer", "simd functional", "tfjs-wasm", "plain JS"];
+  const named = (row, c) => row.find((r) => r.implementation === c || (c === "tfjs-wasm" && r.implementation.startsWith("tfjs-wasm")));
+  console.log(`Measured ${machine.date.slice(0, 10)} on ${machine.cpu} (${machine.cores} cores), Node ${machine.node}, one thread, float32; medians, ns per element (× plain JS).\n`);
+  console.log(`| shape | op | ${columns.join(" | ")} |`);
+  console.log(`|---|---|${columns.map(() => "---:").join("|")}|`);
+  for (const shape of ["256x1024", "8192x1024", "8x256x56x56 NCHW"]) {
+    for (const op of ["train", "test", "backward"]) {
+      const row = results.filter((r) => r.op === op && r.shape === shape);
+      const plain = named(row, "plain JS");
+      if (!plain) continue;
+      const cells = columns.map((c) => {
+        const r = named(row, c);
+        if (!r) return "—";
+        return c === "plain JS" ? fmt(r.nsPerElem) : `${fmt(r.nsPerElem)} (${(plain.nsPerElem / r.nsPerElem).toFixed(1)}×)`;
+      });
+      console.log(`| ${shape} | ${op} | ${cells.join(" | ")} |`);
+    }
+  }
+  process.exit(0);
+}
 
 console.log(`Measured ${machine.date.slice(0, 10)} on ${machine.cpu} (${machine.cores} cores), Node ${machine.node}, one thread, float32; medians, ns per element (lower is better).\n`);
 for (const op of ["train", "test", "backward"]) {
@@ -32,7 +59,7 @@ console.log(`Fixed cost of one call on a (1, 4) batch: zero-copy forward ${f.zer
 
 // The native comparison (npm run bench:native), when it has been run.
 const nativeFile = new URL("./results/native.json", import.meta.url);
-if (process.argv[2] === undefined && existsSync(nativeFile)) {
+if (file === undefined && existsSync(nativeFile)) {
   const native = JSON.parse(readFileSync(nativeFile, "utf8"));
   const builds = Object.keys(native.results[0].native);
   console.log(`\nNative comparison, measured ${native.machine.date.slice(0, 10)} (gcc ${native.machine.gcc} -O3, Node ${native.machine.node}); ns per element (× SOL):\n`);
