@@ -75,8 +75,11 @@ interface EvalForward {
 const evalPlan = rememberedPlan(["x", "out", "gamma", "beta", "runMean", "runVar", "invStd", "checksum"], [TEST_STEP]);
 const evalBackwardPlan = rememberedPlan(["dout", "x", "dx", "gamma", "mean", "meanLo", "invStd", "dgamma", "dbeta", "checksum"], [BACKWARD_STEP]);
 
+// No `implements WorkspaceLayer<D>`: the members it names are internal, stripped from the
+// published types, where the clause would then fail a user's type check. workspace() passes
+// `this` as a WorkspaceLayer, which checks the same structurally.
 /** A batch normalization layer (PyTorch's BatchNorm1d/2d, Keras' BatchNormalization): its parameters, running statistics and train/eval mode, with forward(), backward() and a zero-copy workspace(). Every array of the layer is of its dtype (D). */
-export class BatchNorm<D extends Dtype = "float32"> implements WorkspaceLayer<D> {
+export class BatchNorm<D extends Dtype = "float32"> {
   /** C, the number of features (channels): the length of gamma, beta and the running statistics. */
   readonly numFeatures: number;
   /** The layer's element type: 'float32' (default) or 'float64'. */

@@ -1,9 +1,11 @@
 // The packed tarball, installed like a user would, from ESM and CJS, and in a JavaScript
 // engine without WebAssembly (node --jitless).
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import ts from "typescript";
 import { beforeAll, describe, expect, test } from "vitest";
+import { tsBlocks } from "./support/markdown.js";
 import { packAndInstall } from "./support/pack.js";
 
 let dir = "";
@@ -95,5 +97,41 @@ describe("npm pack", () => {
     // asserts an empty stderr).
     const flags = Number(process.versions.node.split(".")[0]) >= 24 ? ["--jitless"] : ["--jitless", "--no-expose-wasm"];
     expect(run([...flags, "--input-type=module", "-e", program(`import * as m from "batchnorm-wasm";`)])).toBe("js");
+  });
+
+  test("the README's first example, copied into the app as written, compiles under tsc --strict and runs", () => {
+    const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+    const first = tsBlocks(readme, "README.md")[0];
+    expect(first.code).toMatch(/from "batchnorm-wasm"/);
+    // What the example computed, for the check below: out is (N, D), each column normalized.
+    const source = `${first.code}\nconsole.log("RESULT " + JSON.stringify({ N, D, out: Array.from(out) }));\n`;
+    writeFileSync(join(dir, "first-example.mts"), source);
+    // The user's compiler settings for an ES module app in Node; the package's types come
+    // from the installed tarball (its exports map), not from this repository.
+    const program = ts.createProgram([join(dir, "first-example.mts")], {
+      strict: true,
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      lib: ["lib.es2022.d.ts", "lib.dom.d.ts"],
+      types: [],
+      outDir: dir,
+    });
+    const diagnostics = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, "\n"));
+    expect(diagnostics).toEqual([]);
+    expect(program.emit().emitSkipped).toBe(false);
+    const child = spawnSync(process.execPath, ["first-example.mjs"], { cwd: dir, encoding: "utf8" });
+    expect(child.stderr).toBe("");
+    expect(child.status).toBe(0);
+    const line = child.stdout.split("\n").find((l) => l.startsWith("RESULT "));
+    const { N, D, out } = JSON.parse(line!.slice("RESULT ".length)) as { N: number; D: number; out: number[] };
+    expect(out).toHaveLength(N * D);
+    for (let j = 0; j < D; j++) {
+      const column = Array.from({ length: N }, (_, i) => out[i * D + j]);
+      const mean = column.reduce((a, v) => a + v, 0) / N;
+      const variance = column.reduce((a, v) => a + (v - mean) ** 2, 0) / N;
+      expect(Math.abs(mean)).toBeLessThan(1e-6);
+      expect(variance).toBeCloseTo(1, 3);
+    }
   });
 });

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import ts from "typescript";
 import { afterAll, describe, expect, test } from "vitest";
+import { tsBlocks, type Block } from "./support/markdown.js";
 
 const root = resolve(import.meta.dirname, "..");
 
@@ -28,30 +29,6 @@ const FREE: Record<string, string> = {
   bnState: "pkg.PyTorchState",
   kGamma: "number[]", kBeta: "number[]", moving_mean: "number[]", moving_variance: "number[]",
 };
-
-export interface Block {
-  /** "README.md:47": the file and the line of the opening fence. */
-  where: string;
-  file: string;
-  line: number;
-  code: string;
-}
-
-/** The ```ts blocks of a markdown text. */
-export function tsBlocks(markdown: string, file: string): Block[] {
-  const blocks: Block[] = [];
-  const lines = markdown.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const open = /^(\s*)(`{3,}|~{3,})\s*(ts|typescript)\s*$/.exec(lines[i]);
-    if (!open) continue;
-    const fence = open[2];
-    const start = i;
-    const body: string[] = [];
-    for (i++; i < lines.length && !lines[i].trimStart().startsWith(fence); i++) body.push(lines[i]);
-    blocks.push({ where: `${file}:${start + 1}`, file, line: start + 1, code: body.join("\n") });
-  }
-  return blocks;
-}
 
 const options: ts.CompilerOptions = {
   strict: true,
