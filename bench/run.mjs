@@ -17,7 +17,7 @@ import { chartSvg } from "./chart.mjs";
 import { implementations, plainJs } from "./implementations.mjs";
 
 const HELP = `usage: npm run bench [-- --quick] [-- --filter REGEX] [-- --out DIR]
-  --quick         fewer shapes and shorter timings (under a minute)
+  --quick         fewer shapes and shorter timings
   --filter REGEX  only cases whose "op shape implementation" matches
   --out DIR       where latest.json and chart.svg go (default bench/results)`;
 
