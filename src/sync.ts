@@ -232,8 +232,8 @@ export function syncBatchnormBackward<A extends FloatArray>(
   const f64 = dtype === "float64";
   const result = {
     dx: given.dx ? check.output("outputs.dx", given.dx, dtype, size, {}, ["dout"]) : unfilled(f64, size),
-    dgamma: given.dgamma ? check.output("outputs.dgamma", given.dgamma, dtype, d, { "outputs.dx": given.dx }, []) : unfilled(f64, d),
-    dbeta: given.dbeta ? check.output("outputs.dbeta", given.dbeta, dtype, d, { "outputs.dx": given.dx, "outputs.dgamma": given.dgamma }, []) : unfilled(f64, d),
+    dgamma: given.dgamma ? check.output("outputs.dgamma", given.dgamma, dtype, d, { sums, "outputs.dx": given.dx }, []) : unfilled(f64, d),
+    dbeta: given.dbeta ? check.output("outputs.dbeta", given.dbeta, dtype, d, { sums, "outputs.dx": given.dx, "outputs.dgamma": given.dgamma }, []) : unfilled(f64, d),
   };
   backwardShard(engine(), dout, cache, sums, result.dx, result.dgamma, result.dbeta);
   return result as BackwardResult<A>;

@@ -255,6 +255,9 @@ describe("bad input: clear errors, nothing changed", () => {
     expect(() => syncBatchnormBackward(dout.subarray(1), cache, new Float64Array(2 * C))).toThrow(/dout must have length 30/);
     expect(() => localGradientSums(new Float32Array(30), cache as never)).toThrow(/Float64Array but the input is a Float32Array|float32 and float64/);
     expect(() => sumGradientSums([new Float64Array(6), new Float64Array(4)])).toThrow(/parts\[1\] must be a Float64Array of 6 values/);
+    // dgamma is written before dbeta reads the sums: an output in the sums is refused.
+    const sums = new Float64Array(2 * C);
+    expect(() => syncBatchnormBackward(dout, cache, sums, { dgamma: sums.subarray(0, C) })).toThrow(/outputs.dgamma shares memory with sums/);
     expect(() => new SyncBatchNorm(C).gradientSums(new Float32Array(30))).toThrow(/need a forwardSync first/);
     const layer = new SyncBatchNorm(C, { dtype: "float64" }).eval();
     expect(() => layer.forwardSync(x, stats)).toThrow(/use forward\(\)/);
