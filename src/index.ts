@@ -12,3 +12,7 @@ export type { RunningStatsOptions, PyTorchState, KerasState } from "./convention
 export type { Layout } from "./shape.js";
 export type { Dtype, FloatArray } from "./dtype.js";
 export * as reference from "./reference.js";
+export {
+  localStatistics, mergeStatistics, syncBatchnormForward, localGradientSums, sumGradientSums, syncBatchnormBackward, SyncBatchNorm,
+  SyncBatchnormCache, type SyncShapeOptions, type SyncForwardOptions, type SyncForwardResult,
+} from "./sync.js";

@@ -69,6 +69,18 @@ export interface Kernels {
    * whose state (CHECKSUM_WORDS u32) is at `state` (see assembly/checksum.ts).
    */
   checksum(p: number, words: number, first: number, state: number): void;
+  /**
+   * Synchronized batch norm (sync.ts): the column mean, meanLo (what the mean's rounding lost,
+   * or 0) and biased variance of x in float64, into `into` (3·d values in that order), as a
+   * train step's first kernel computes them.
+   */
+  moments(dtype: Dtype, shape: KernelShape, p: Pointers, into: Float64Array): void;
+  /** Synchronized batch norm: out = (x − center)·scale + bias, `map` 3·d float64 values (center, scale, bias). */
+  normalizeWith(dtype: Dtype, shape: KernelShape, p: Pointers, map: Float64Array): void;
+  /** Synchronized batch norm: Σdout and Σdout·(x − p.mean) in float64, into `into` (2·d values); p.meanLo, p.invStd any. */
+  backwardSums(dtype: Dtype, shape: KernelShape, p: Pointers, into: Float64Array): void;
+  /** Synchronized batch norm: dx = a·((dout − m) − b·(x − p.mean)), `map` 3·d float64 values (a, m, b). */
+  backwardApplyWith(dtype: Dtype, shape: KernelShape, p: Pointers, map: Float64Array): void;
 }
 
 /** u32 words of a checksum's state: Fletcher's two sums in four lanes. */

@@ -153,3 +153,28 @@ export function checksum(words: Uint32Array, first: number, state: Uint32Array):
     state[lane + 4] = (state[lane + 4] + state[lane]) >>> 0;
   }
 }
+
+/** out = (x − center)·scale + bias per column: a normalization with given (merged) statistics. */
+export function affine(
+  x: FloatArray, n: number, d: number, S: number, center: FloatArray, scale: FloatArray, bias: FloatArray, out: FloatArray,
+): void {
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < d; j++) {
+      const o = (i * d + j) * S;
+      for (let s = 0; s < S; s++) out[o + s] = (x[o + s] - center[j]) * scale[j] + bias[j];
+    }
+  }
+}
+
+/** dx = a·((dout − m) − b·(x − mean)) per column: a backward with given (summed) sums. */
+export function applyBackwardMap(
+  dout: FloatArray, x: FloatArray, n: number, d: number, S: number, mean: FloatArray,
+  a: FloatArray, m: FloatArray, b: FloatArray, dx: FloatArray,
+): void {
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < d; j++) {
+      const o = (i * d + j) * S;
+      for (let s = 0; s < S; s++) dx[o + s] = a[j] * ((dout[o + s] - m[j]) - b[j] * (x[o + s] - mean[j]));
+    }
+  }
+}

@@ -3,7 +3,7 @@
 // a module or its memory except through an Engine's heap.
 import { type WasmPart, wasmModules } from "./generated/binaries.js";
 import { type Dtype } from "./dtype.js";
-import { type Bound, CHECKSUM_WORDS, type KernelName, type Kernels, KERNELS, SUFFIX, type TypedKernel } from "./kernels.js";
+import { type Bound, CHECKSUM_WORDS, COMPACT_FORM, type KernelName, type Kernels, KERNELS, SUFFIX, type TypedKernel } from "./kernels.js";
 import { Heap, JsMemory } from "./memory.js";
 import * as reference from "./reference.js";
 import * as check from "./validate.js";
@@ -52,8 +52,49 @@ function wasmEngine(backend: WasmBuild, modules: WebAssembly.Module[]): Engine {
       if (p.dx) k.backwardApply[dtype](shape, p);
     },
     checksum,
+    // Synchronized batch norm (sync.ts): the f64 sums the kernels leave in the work area are
+    // read out, and maps computed from global statistics written in (assembly/work.ts).
+    moments(dtype, shape, p, into) {
+      if (shape.S === 1) k.trainMoments[dtype](shape, p);
+      else k.trainPlaneMoments[dtype](shape, p);
+      const { d } = shape;
+      const mean64 = workArray(p.work, d, dtype, MAP_ARRAYS);
+      into.set(heap.view("float64", mean64, d), 0);
+      if (dtype === "float64") into.set(heap.view("float64", mean64 + 2 * padded(d * 8), d), d);
+      else into.fill(0, d, 2 * d);
+      into.set(heap.view("float64", mean64 + padded(d * 8), d), 2 * d);
+    },
+    normalizeWith(dtype, shape, p, map) {
+      writeMap(heap, dtype, shape.d, p.work, map);
+      k.normalize[dtype](shape, p);
+    },
+    backwardSums(dtype, shape, p, into) {
+      const q = { ...p, gamma: 0, dgamma: 0, dbeta: 0 };
+      if (shape.S === 1) k.backwardConstants[dtype](COMPACT_FORM, shape, q);
+      else k.backwardPlaneConstants[dtype](COMPACT_FORM, shape, q);
+      const { d } = shape;
+      const sums = workArray(p.work, d, dtype, MAP_ARRAYS);
+      into.set(heap.view("float64", sums, d), 0);
+      into.set(heap.view("float64", sums + padded(d * 8), d), d);
+    },
+    backwardApplyWith(dtype, shape, p, map) {
+      writeMap(heap, dtype, shape.d, p.work, map);
+      k.backwardApply[dtype](shape, p);
+    },
   };
   return { backend, heap, kernels };
+}
+
+/** The per-column arrays at the start of a work area, and the kernels' f64 sums after them (assembly/work.ts). */
+const MAP_ARRAYS = 3;
+const padded = (bytes: number) => Math.ceil(bytes / 16) * 16;
+/** Array k of the per-column arrays of the dtype at the start of a work area (columnArray). */
+function workArray(work: number, d: number, dtype: Dtype, k: number): number {
+  return work + k * padded(d * (dtype === "float64" ? 8 : 4));
+}
+/** A map of 3·d f64 values into the work area's first three arrays, rounded to the dtype. */
+function writeMap(heap: Heap, dtype: Dtype, d: number, work: number, map: Float64Array): void {
+  for (let k = 0; k < MAP_ARRAYS; k++) heap.view(dtype, workArray(work, d, dtype, k), d).set(map.subarray(k * d, (k + 1) * d));
 }
 
 /** The plain-JS backend: the reference implementation on views of a JS memory. */
@@ -89,6 +130,33 @@ function jsEngine(): Engine {
     },
     checksum(p, words, first, state) {
       reference.checksum(new Uint32Array(heap.buffer, p, words), first, new Uint32Array(heap.buffer, state, CHECKSUM_WORDS));
+    },
+    moments(dtype, { n, d, S }, p, into) {
+      const size = n * d * S;
+      // The reference's forward, for its statistics only (eps 0: its out is thrown away).
+      reference.forwardTrain(
+        v(dtype, p.x, size)!, n, d, S, null, null, 0, 1, 1, null, null, new Float64Array(size),
+        into.subarray(0, d), into.subarray(d, 2 * d), into.subarray(2 * d, 3 * d), new Float64Array(d),
+      );
+    },
+    normalizeWith(dtype, { n, d, S }, p, map) {
+      const size = n * d * S;
+      reference.affine(v(dtype, p.x, size)!, n, d, S, map.subarray(0, d), map.subarray(d, 2 * d), map.subarray(2 * d), v(dtype, p.out, size)!);
+    },
+    backwardSums(dtype, { n, d, S }, p, into) {
+      const size = n * d * S;
+      // invStd 1: the reference's dgamma is then Σdout·(x − mean) itself.
+      reference.backward(
+        COMPACT_FORM, v(dtype, p.dout, size)!, v(dtype, p.x, size)!, n, d, S, null, v(dtype, p.mean, d)!,
+        new Float64Array(d), new Float64Array(d).fill(1), null, into.subarray(d, 2 * d), into.subarray(0, d),
+      );
+    },
+    backwardApplyWith(dtype, { n, d, S }, p, map) {
+      const size = n * d * S;
+      reference.applyBackwardMap(
+        v(dtype, p.dout, size)!, v(dtype, p.x, size)!, n, d, S, v(dtype, p.mean, d)!,
+        map.subarray(0, d), map.subarray(d, 2 * d), map.subarray(2 * d), v(dtype, p.dx, size)!,
+      );
     },
   };
   return { backend: "js", heap, kernels };
