@@ -12,3 +12,6 @@ export type { RunningStatsOptions, PyTorchState, KerasState } from "./convention
 export type { Layout } from "./shape.js";
 export type { Dtype, FloatArray } from "./dtype.js";
 export * as reference from "./reference.js";
+export {
+  layernormForward, layernormBackward, NormCache, type LNParam, type NormForwardResult, type LayernormForwardOptions,
+} from "./layernorm.js";
