@@ -15,3 +15,4 @@ export * as reference from "./reference.js";
 export {
   layernormForward, layernormBackward, NormCache, type LNParam, type NormForwardResult, type LayernormForwardOptions,
 } from "./layernorm.js";
+export { spatialGroupnormForward, spatialGroupnormBackward, type GNParam } from "./groupnorm.js";

@@ -8,7 +8,7 @@ import { CHECKSUM_WORDS } from "./kernels.js";
 import type { BackwardOutputs, BackwardResult, ForwardOutputs } from "./functional.js";
 import { GROUP_SAVED, type GroupGeometry, runGroupBackward, runGroupForward } from "./group-step.js";
 import * as check from "./validate.js";
-import { engine } from "./wasm.js";
+import { type Engine, engine } from "./wasm.js";
 
 /** The state object of layernormForward, as CS231n's ln_param; any other key is refused. */
 export interface LNParam {
@@ -105,13 +105,12 @@ export function epsOf(name: string, param: unknown): number {
  */
 export function normForward(
   x: FloatArray, gamma: FloatArray, beta: FloatArray, g: GroupGeometry, shape: readonly number[], eps: number,
-  out: FloatArray | undefined, affine: { gamma: boolean; beta: boolean },
+  out: FloatArray | undefined, affine: { gamma: boolean; beta: boolean }, e: Engine = engine(),
 ): NormForwardResult {
   const dtype = dtypeOf(x);
   const result = out ?? unfilled(dtype === "float64", x.length);
   const saved = new (arrayType(dtype))(GROUP_SAVED.length * g.n * g.G);
   const checksum = new Uint32Array(CHECKSUM_WORDS);
-  const e = engine();
   const inEngine = x.buffer === e.heap.buffer;
   const input = e.heap.pin(x);
   const gammaCopy = copyOf(gamma);
@@ -121,7 +120,7 @@ export function normForward(
 }
 
 /** The backward shared by the three norms; `name` for messages. dgamma/dbeta are null without affine parameters. */
-export function normBackward(name: string, dout: FloatArray, cache: NormCache, outputs: unknown): { dx: FloatArray; dgamma: FloatArray | null; dbeta: FloatArray | null } {
+export function normBackward(name: string, dout: FloatArray, cache: NormCache, outputs: unknown, e: Engine = engine()): { dx: FloatArray; dgamma: FloatArray | null; dbeta: FloatArray | null } {
   if (!(cache instanceof NormCache)) {
     throw new TypeError(`${name}: cache must be the cache returned by the matching forward, got ${cache === null ? "null" : typeof cache}`);
   }
@@ -141,7 +140,7 @@ export function normBackward(name: string, dout: FloatArray, cache: NormCache, o
     : given.dgamma ? check.output("outputs.dgamma", given.dgamma, dtype, C, { "outputs.dx": given.dx }, []) : unfilled(f64, C);
   const dbeta = !cache.affine.beta ? null
     : given.dbeta ? check.output("outputs.dbeta", given.dbeta, dtype, C, { "outputs.dx": given.dx, "outputs.dgamma": given.dgamma }, []) : unfilled(f64, C);
-  runGroupBackward(engine(), dtype, g, { dout, x, gamma: cache.gamma, saved: cache.saved, checksum: cache.checksum, dx, dgamma, dbeta });
+  runGroupBackward(e, dtype, g, { dout, x, gamma: cache.gamma, saved: cache.saved, checksum: cache.checksum, dx, dgamma, dbeta });
   return { dx, dgamma, dbeta };
 }
 
