@@ -113,3 +113,32 @@ export function backwardApplyF64(dout: usize, x: usize, n: i32, d: i32, S: i32, 
 export function checksumWords(p: usize, words: i32, first: i32, state: usize): void {
   checksum(p, words, first, state);
 }
+
+// LayerNorm, GroupNorm, InstanceNorm (layernorm.ts): data (n, G, K, S), statistics per (item, group).
+import { groupApply, groupBackward } from "./layernorm";
+
+export function groupApplyF32(
+  x: usize, n: i32, G: i32, K: i32, S: i32, mean: usize, meanLo: usize, invStd: usize, gamma: usize, beta: usize, out: usize,
+): void {
+  groupApply<f32>(x, n, G, K, S, mean, meanLo, invStd, gamma, beta, out);
+}
+
+export function groupApplyF64(
+  x: usize, n: i32, G: i32, K: i32, S: i32, mean: usize, meanLo: usize, invStd: usize, gamma: usize, beta: usize, out: usize,
+): void {
+  groupApply<f64>(x, n, G, K, S, mean, meanLo, invStd, gamma, beta, out);
+}
+
+export function groupBackwardF32(
+  dout: usize, x: usize, n: i32, G: i32, K: i32, S: i32, mean: usize, meanLo: usize, invStd: usize, gamma: usize,
+  dx: usize, dgamma: usize, dbeta: usize, work: usize,
+): void {
+  groupBackward<f32>(dout, x, n, G, K, S, mean, meanLo, invStd, gamma, dx, dgamma, dbeta, work);
+}
+
+export function groupBackwardF64(
+  dout: usize, x: usize, n: i32, G: i32, K: i32, S: i32, mean: usize, meanLo: usize, invStd: usize, gamma: usize,
+  dx: usize, dgamma: usize, dbeta: usize, work: usize,
+): void {
+  groupBackward<f64>(dout, x, n, G, K, S, mean, meanLo, invStd, gamma, dx, dgamma, dbeta, work);
+}

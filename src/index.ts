@@ -16,3 +16,7 @@ export {
   localStatistics, mergeStatistics, syncBatchnormForward, localGradientSums, sumGradientSums, syncBatchnormBackward, SyncBatchNorm,
   SyncBatchnormCache, type SyncShapeOptions, type SyncForwardOptions, type SyncForwardResult,
 } from "./sync.js";
+export {
+  layernormForward, layernormBackward, NormCache, type LNParam, type NormForwardResult, type LayernormForwardOptions,
+} from "./layernorm.js";
+export { spatialGroupnormForward, spatialGroupnormBackward, type GNParam } from "./groupnorm.js";

@@ -136,6 +136,18 @@ export const KERNELS = {
     untyped: true,
     bind: (f: Export) => (p: number, words: number, first: number, state: number) => f(p, words, first, state),
   },
+  /** LayerNorm/GroupNorm: out = x̂·gamma[c] + beta[c] with the statistics per (item, group). */
+  groupApply: {
+    part: "group-apply",
+    bind: (f: Export) => (s: GroupShape, p: GroupPointers) =>
+      f(p.x, s.n, s.G, s.K, s.S, p.mean, p.meanLo, p.invStd, p.gamma, p.beta, p.out),
+  },
+  /** LayerNorm/GroupNorm backward: dgamma, dbeta and (when p.dx) dx. */
+  groupBackward: {
+    part: "group-backward",
+    bind: (f: Export) => (s: GroupShape, p: GroupPointers) =>
+      f(p.dout, p.x, s.n, s.G, s.K, s.S, p.mean, p.meanLo, p.invStd, p.gamma, p.dx, p.dgamma, p.dbeta, p.work),
+  },
 } as const;
 
 export type KernelName = keyof typeof KERNELS;
@@ -147,3 +159,36 @@ export type TypedKernel = { [K in KernelName]: (typeof KERNELS)[K] extends { unt
 export const EVERY_PART = ["heapBase"] as const;
 /** Export names: the kernel's name and its element type. */
 export const SUFFIX: Record<Dtype, string> = { float32: "F32", float64: "F64" };
+
+/**
+ * The kernels' view of LayerNorm/GroupNorm data: (n, G, K, S) contiguous, one statistic per
+ * (item, group) over K·S values; channel g·K + k owns a run of S values (LayerNorm: G = 1,
+ * K = D, S = 1; GroupNorm NCHW: K = C/G, S = H·W). See assembly/layernorm.ts.
+ */
+export interface GroupShape {
+  n: number;
+  G: number;
+  K: number;
+  S: number;
+}
+
+/**
+ * Byte addresses of a group-normalization step's arrays (0: absent): data n·G·K·S values,
+ * statistics (mean, meanLo, variance, invStd) n·G, per-channel arrays (gamma, beta, dgamma, dbeta) G·K.
+ * work: 2·G·K f64 for the backward.
+ */
+export interface GroupPointers {
+  x: number; out: number; dout: number; dx: number;
+  gamma: number; beta: number; mean: number; meanLo: number; variance: number; invStd: number;
+  dgamma: number; dbeta: number; work: number;
+}
+
+/** What every backend provides for a LayerNorm/GroupNorm/InstanceNorm step. */
+export interface GroupKernels {
+  /** Bytes of work area a forward or a backward of this shape takes (a float64 count). */
+  workBytes(dtype: Dtype, shape: GroupShape): number;
+  /** mean, meanLo, variance, invStd per statistic (n·G each) and out; gamma and beta are required. */
+  forward(dtype: Dtype, shape: GroupShape, p: GroupPointers, eps: number): void;
+  /** dgamma, dbeta and (when p.dx) dx from dout, x, mean, meanLo, invStd and gamma. */
+  backward(dtype: Dtype, shape: GroupShape, p: GroupPointers): void;
+}

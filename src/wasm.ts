@@ -4,8 +4,10 @@
 import { type WasmPart, wasmModules } from "./generated/binaries.js";
 import { type Dtype } from "./dtype.js";
 import { type Bound, CHECKSUM_WORDS, COMPACT_FORM, type KernelName, type Kernels, KERNELS, SUFFIX, type TypedKernel } from "./kernels.js";
+import { type GroupKernels, type GroupPointers, type GroupShape, type Pointers, TRAIN_STEP } from "./kernels.js";
 import { Heap, JsMemory } from "./memory.js";
 import * as reference from "./reference.js";
+import * as referenceNorms from "./reference-norms.js";
 import * as check from "./validate.js";
 
 /** A kernel implementation: 'simd' (WebAssembly with 128-bit SIMD), 'scalar' (WebAssembly without SIMD) or 'js' (plain JavaScript). */
@@ -16,6 +18,8 @@ export interface Engine {
   readonly backend: Backend;
   readonly heap: Heap;
   readonly kernels: Kernels;
+  /** LayerNorm, GroupNorm and InstanceNorm steps. */
+  readonly groups: GroupKernels;
 }
 
 type WasmBuild = "simd" | "scalar";
@@ -82,7 +86,30 @@ function wasmEngine(backend: WasmBuild, modules: WebAssembly.Module[]): Engine {
       k.backwardApply[dtype](shape, p);
     },
   };
-  return { backend, heap, kernels };
+  // The statistics of LayerNorm/GroupNorm are the channels-first moments with one plane per
+  // (item, group): (1, n·G, K·S). trainConstants without gamma, beta or running statistics
+  // gives mean, meanLo, variance, invStd; groupApply then applies gamma and beta per channel.
+  const rowsOf = (s: GroupShape) => ({ n: 1, d: s.n * s.G, S: s.K * s.S });
+  const groups: GroupKernels = {
+    workBytes: (dtype, s) => Math.max(k.workBytes[dtype](rowsOf(s), TRAIN_STEP), 16 * s.G * s.K + 16),
+    forward(dtype, s, p, eps) {
+      const rows = rowsOf(s);
+      const q = statisticsPointers(p);
+      k.trainPlaneMoments[dtype](rows, q);
+      k.trainConstants[dtype](rows, q, { eps, momentum: 1, runVarScale: 1 });
+      k.groupApply[dtype](s, p);
+    },
+    backward: (dtype, s, p) => k.groupBackward[dtype](s, p),
+  };
+  return { backend, heap, kernels, groups };
+}
+
+/** The batch norm's view of a group step's statistics: no gamma, beta or running statistics. */
+function statisticsPointers(p: GroupPointers): Pointers {
+  return {
+    x: p.x, out: 0, dout: 0, dx: 0, gamma: 0, beta: 0, runMean: 0, runVar: 0,
+    mean: p.mean, meanLo: p.meanLo, variance: p.variance, invStd: p.invStd, dgamma: 0, dbeta: 0, work: p.work, checksum: 0,
+  };
 }
 
 /** The per-column arrays at the start of a work area, and the kernels' f64 sums after them (assembly/work.ts). */
@@ -159,7 +186,28 @@ function jsEngine(): Engine {
       );
     },
   };
-  return { backend: "js", heap, kernels };
+  const groups: GroupKernels = {
+    workBytes: () => 16,
+    forward(dtype, { n, G, K, S }, p, eps) {
+      const size = n * G * K * S;
+      const C = G * K;
+      const R = n * G;
+      referenceNorms.groupForward(
+        v(dtype, p.x, size)!, n, G, K, S, v(dtype, p.gamma, C)!, v(dtype, p.beta, C)!, eps, v(dtype, p.out, size)!,
+        v(dtype, p.mean, R)!, v(dtype, p.meanLo, R)!, v(dtype, p.variance, R)!, v(dtype, p.invStd, R)!,
+      );
+    },
+    backward(dtype, { n, G, K, S }, p) {
+      const size = n * G * K * S;
+      const C = G * K;
+      const R = n * G;
+      referenceNorms.groupBackward(
+        v(dtype, p.dout, size)!, v(dtype, p.x, size)!, n, G, K, S, v(dtype, p.mean, R)!, v(dtype, p.meanLo, R)!,
+        v(dtype, p.invStd, R)!, v(dtype, p.gamma, C)!, v(dtype, p.dx, size), v(dtype, p.dgamma, C), v(dtype, p.dbeta, C),
+      );
+    },
+  };
+  return { backend: "js", heap, kernels, groups };
 }
 
 function decodeBase64(text: string): Uint8Array<ArrayBuffer> {

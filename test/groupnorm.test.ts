@@ -1,0 +1,133 @@
+// GroupNorm (spatialGroupnormForward / spatialGroupnormBackward) against PyTorch's
+// F.group_norm and its autograd (test/fixtures/norms.json), NCHW and NHWC, finite
+// differences, the backends against each other, and the errors.
+import { describe, expect, test } from "vitest";
+import type { Dtype } from "../src/dtype.js";
+import { type Backend, initSync, spatialGroupnormBackward, spatialGroupnormForward } from "../src/index.js";
+import { expectClose, maxAbs, randn, tolerance, typed } from "./helpers.js";
+import { expectGradClose, normFixtures, numericGradient, relError } from "./norms-helpers.js";
+
+const BACKENDS: Backend[] = ["simd", "scalar", "js"];
+
+/** (N, C, S) values into (N, S, C) order, a plain loop. */
+function toChannelsLast(a: ArrayLike<number>, N: number, C: number, S: number): number[] {
+  const out = new Array<number>(N * C * S);
+  for (let i = 0; i < N; i++) for (let c = 0; c < C; c++) for (let s = 0; s < S; s++) out[(i * S + s) * C + c] = a[(i * C + c) * S + s];
+  return out;
+}
+
+/** Terms of the gradients' sums (see expectGradClose), from channels-first data in float64. */
+function terms(x: ArrayLike<number>, gamma: ArrayLike<number>, dout: ArrayLike<number>, N: number, C: number, S: number, G: number, eps: number) {
+  const K = C / G;
+  let dx = 0;
+  const dg = new Float64Array(C);
+  const db = new Float64Array(C);
+  for (let i = 0; i < N; i++) {
+    for (let g = 0; g < G; g++) {
+      const o = (i * G + g) * K * S;
+      let m = 0;
+      for (let e = 0; e < K * S; e++) m += x[o + e] / (K * S);
+      let v = 0;
+      for (let e = 0; e < K * S; e++) v += (x[o + e] - m) ** 2 / (K * S);
+      const inv = 1 / Math.sqrt(v + eps);
+      for (let e = 0; e < K * S; e++) {
+        const c = g * K + Math.floor(e / S);
+        dx = Math.max(dx, Math.abs(gamma[c] * inv * dout[o + e]));
+        dg[c] += Math.abs(dout[o + e]) * (Math.abs(x[o + e] - m) + Math.abs(x[o + e])) * inv;
+        db[c] += Math.abs(dout[o + e]);
+      }
+    }
+  }
+  return { dx, dgamma: maxAbs(dg), dbeta: maxAbs(db) };
+}
+
+describe.each(BACKENDS)("%s backend", (backend) => {
+  describe.each(["NCHW", "NHWC"] as const)("%s", (layout) => {
+    test.each(normFixtures.group.map((c) => [c.name, c] as const))("PyTorch %s", (_, c) => {
+      initSync({ backend });
+      const [N, C] = c.shape;
+      const S = c.shape.slice(2).reduce((a, b) => a * b, 1);
+      const last = layout === "NHWC";
+      const stored = (a: number[]) => typed(c.dtype, last ? toChannelsLast(a, N, C, S) : a);
+      const x = stored(c.x);
+      const dout = stored(c.dout);
+      const gamma = typed(c.dtype, c.gamma);
+      const beta = typed(c.dtype, c.beta);
+      const { out, cache } = spatialGroupnormForward(x, gamma, beta, c.G!, { eps: c.eps }, c.shape, layout);
+      const tol = tolerance(c.dtype);
+      expectClose(out, stored(c.out), tol.abs * Math.max(1, maxAbs(c.out)), "out");
+      expect(cache.mean.length).toBe(N * c.G!);
+      const grads = spatialGroupnormBackward(dout, cache);
+      const t = terms(c.x, c.gamma, c.dout, N, C, S, c.G!, c.eps);
+      expectGradClose(c.dtype, grads.dx, stored(c.dx), t.dx, "dx");
+      expectGradClose(c.dtype, grads.dgamma, c.dgamma, t.dgamma, "dgamma");
+      expectGradClose(c.dtype, grads.dbeta, c.dbeta, t.dbeta, "dbeta");
+    });
+  });
+
+  test.each(["NCHW", "NHWC"] as const)("float64 finite differences, %s", (layout) => {
+    initSync({ backend });
+    const shape = [2, 6, 3, 2];
+    const size = 72;
+    const x = randn(11, size, -1, 2);
+    const gamma = randn(12, 6, 1, 0.5);
+    const beta = randn(13, 6);
+    const dout = randn(14, size);
+    const f = () => spatialGroupnormForward(x, gamma, beta, 3, { eps: 1e-5 }, shape, layout).out;
+    const grads = spatialGroupnormBackward(dout, spatialGroupnormForward(x, gamma, beta, 3, undefined, shape, layout).cache);
+    expect(relError(grads.dx, numericGradient(f, dout, x))).toBeLessThan(1e-7);
+    expect(relError(grads.dgamma, numericGradient(f, dout, gamma))).toBeLessThan(1e-7);
+    expect(relError(grads.dbeta, numericGradient(f, dout, beta))).toBeLessThan(1e-7);
+  });
+});
+
+describe.each(["float32", "float64"] as Dtype[])("%s: the backends agree", (dtype) => {
+  // [N, C, S, G]: C/G = 1, 3, 5, 1031 and runs S = 1 to 33.
+  test.each([[2, 6, 5, 2], [2, 5, 7, 1], [3, 4, 9, 4], [1, 1031, 2, 1], [2, 8, 1, 2], [2, 4, 33, 2], [4, 32, 16, 8]])(
+    "[%i, %i, %i] G = %i", (N, C, S, G) => {
+      const seed = N * 1000 + C * 10 + S;
+      const size = N * C * S;
+      const x = typed(dtype, randn(seed, size, 3, 2));
+      const gamma = typed(dtype, randn(seed + 1, C, 1, 0.5));
+      const beta = typed(dtype, randn(seed + 2, C));
+      const dout = typed(dtype, randn(seed + 3, size));
+      const run = (backend: Backend) => {
+        initSync({ backend });
+        const { out, cache } = spatialGroupnormForward(x, gamma, beta, G, {}, [N, C, S]);
+        return { out, ...spatialGroupnormBackward(dout, cache) };
+      };
+      const js = run("js");
+      const t = terms(x, gamma, dout, N, C, S, G, 1e-5);
+      for (const backend of ["simd", "scalar"] as const) {
+        const got = run(backend);
+        expectClose(got.out, js.out, tolerance(dtype).abs, `${backend} out`);
+        expectGradClose(dtype, got.dx, js.dx, t.dx, `${backend} dx`);
+        expectGradClose(dtype, got.dgamma, js.dgamma, t.dgamma, `${backend} dgamma`);
+        expectGradClose(dtype, got.dbeta, js.dbeta, t.dbeta, `${backend} dbeta`);
+      }
+    },
+  );
+});
+
+describe("errors", () => {
+  const x = Float64Array.from(randn(21, 48));
+  const gamma = new Float64Array(6).fill(1);
+  const beta = new Float64Array(6);
+  test.each<[string, () => unknown, RegExp]>([
+    ["G not dividing C", () => spatialGroupnormForward(x, gamma, beta, 4, {}, [2, 6, 4]), /G = 4 must divide the number of channels C = 6/],
+    ["G not a positive integer", () => spatialGroupnormForward(x, gamma, beta, 0, {}, [2, 6, 4]), /G must be a positive integer/],
+    ["shape's C", () => spatialGroupnormForward(x, gamma, beta, 2, {}, [2, 4, 6]), /shape\[1\] must be the number of channels, 6/],
+    ["shape's size", () => spatialGroupnormForward(x, gamma, beta, 2, {}, [2, 6, 5]), /must have 60 values/],
+    ["no shape", () => spatialGroupnormForward(x, gamma, beta, 2, {}, undefined as never), /shape must be/],
+    ["layout", () => spatialGroupnormForward(x, gamma, beta, 2, {}, [2, 6, 4], "CHWN" as never), /layout must be/],
+    ["gnParam key", () => spatialGroupnormForward(x, gamma, beta, 2, { G: 2 } as never, [2, 6, 4]), /gnParam/],
+    ["gamma's length", () => spatialGroupnormForward(x, new Float64Array(3), new Float64Array(3), 1, {}, [2, 6, 4]), /shape\[1\] must be the number of channels, 3/],
+    ["out overlapping x", () => spatialGroupnormForward(x, gamma, beta, 2, {}, [2, 6, 4], "NCHW", { out: x }), /shares memory with x/],
+    ["no cache", () => spatialGroupnormBackward(x, {} as never), /cache must be the cache/],
+  ])("%s", (_, call, message) => {
+    initSync({ backend: "simd" });
+    const copy = Float64Array.from(x);
+    expect(call).toThrow(message);
+    expect(Array.from(x)).toEqual(Array.from(copy));
+  });
+});
