@@ -36,25 +36,36 @@ export function reluMap<T>(d: i32, gamma: usize, beta: usize, meanLo: usize, inv
   }
 }
 
-/** max(y, 0) when `relu` (a constant at every call: each module keeps one of the two). */
+/**
+ * y < 0 ? 0 : y when `relu` (a constant at every call: each module keeps one of the two):
+ * pmax, one instruction on x64 where max's NaN and −0 rules take several; NaN stays NaN.
+ */
 // @ts-ignore: decorator
 @inline export function activated<T>(y: v128, relu: bool): v128 {
-  return relu ? v128.max<T>(y, v128.splat<T>(<T>0)) : y;
+  return relu ? v128.pmax<T>(y, v128.splat<T>(<T>0)) : y;
 }
 
-/** The scalar activated. */
+/** The scalar activated, the same rule. */
 // @ts-ignore: decorator
 @inline export function activatedOne<T>(y: T, relu: bool): T {
-  return relu ? max<T>(y, <T>0) : y;
+  return relu ? (y < <T>0 ? <T>0 : y) : y;
 }
 
 /**
- * dout where (x − c)·s + r > 0, else 0, for the vector x at address `px`; dout itself unless
- * `relu` (then x is not even loaded: the plain kernels stay as they were).
+ * In place: bias = −bias, for the backward's masks, which test (x − c)·s > −bias: the same
+ * as (x − c)·s + bias > 0 (a rounded sum is 0 only when the exact one is), one addition less.
+ */
+export function negate<T>(d: i32, bias: usize): void {
+  for (let j = 0; j < d; j++) store<T>(at<T>(bias, j), -load<T>(at<T>(bias, j)));
+}
+
+/**
+ * dout where (x − c)·s > nr (nr = −bias: out > 0), else 0, for the vector x at address `px`;
+ * dout itself unless `relu` (then x is not even loaded: the plain kernels stay as they were).
  */
 // @ts-ignore: decorator
-@inline export function masked<T>(dout: v128, px: usize, c: v128, s: v128, r: v128, relu: bool): v128 {
-  return relu ? v128.and(dout, v128.gt<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px), c), s), r), v128.splat<T>(<T>0))) : dout;
+@inline export function masked<T>(dout: v128, px: usize, c: v128, s: v128, nr: v128, relu: bool): v128 {
+  return relu ? v128.and(dout, v128.gt<T>(v128.mul<T>(v128.sub<T>(v128.load(px), c), s), nr)) : dout;
 }
 
 /**
@@ -68,8 +79,15 @@ export function reluMap<T>(d: i32, gamma: usize, beta: usize, meanLo: usize, inv
 }
 
 // @ts-ignore: decorator
-@inline export function maskedXc<T>(dout: v128, xc: v128, s: v128, r: v128, relu: bool): v128 {
-  return relu ? v128.and(dout, v128.gt<T>(v128.add<T>(v128.mul<T>(xc, s), r), v128.splat<T>(<T>0))) : dout;
+@inline export function maskedXc<T>(dout: v128, xc: v128, s: v128, nr: v128, relu: bool): v128 {
+  return relu ? v128.and(dout, v128.gt<T>(v128.mul<T>(xc, s), nr)) : dout;
+}
+
+/** dx = a·((masked dout − m) − b·(x − c)), x − c computed once for the mask and the product. */
+// @ts-ignore: decorator
+@inline export function dxOf<T>(dout: v128, px: usize, c: v128, a: v128, m: v128, b: v128, s: v128, nr: v128, relu: bool): v128 {
+  const xc = v128.sub<T>(v128.load(px), c);
+  return v128.mul<T>(a, v128.sub<T>(v128.sub<T>(maskedXc<T>(dout, xc, s, nr, relu), m), v128.mul<T>(b, xc)));
 }
 
 // @ts-ignore: decorator
@@ -79,6 +97,6 @@ export function reluMap<T>(d: i32, gamma: usize, beta: usize, meanLo: usize, inv
 
 /** The scalar masked. */
 // @ts-ignore: decorator
-@inline export function maskedOne<T>(dout: T, px: usize, c: T, s: T, r: T, relu: bool): T {
-  return relu && !((load<T>(px) - c) * s + r > <T>0) ? <T>0 : dout;
+@inline export function maskedOne<T>(dout: T, px: usize, c: T, s: T, nr: T, relu: bool): T {
+  return relu && !((load<T>(px) - c) * s > nr) ? <T>0 : dout;
 }

@@ -10,7 +10,7 @@
 import { lanes, at, addToF64, addLanesToF64x2, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, loadTwo, storeTwo } from "./columns";
 import { ROW_BLOCK, STRIP_GROUPS, blockGroups, foldBlock, streams, streamsGradients, gradientQuarters, stripsOf, quartersOf } from "./tuning";
 import { MAP_ARRAYS, after, columnArray } from "./work";
-import { isRelu, masked, maskedOne, maskedXc, reluMap, xcIf, xcOr } from "./activation";
+import { dxOf, isRelu, masked, maskedOne, maskedXc, negate, reluMap, xcIf, xcOr } from "./activation";
 
 /**
  * The sums of backwardSumsGroups over `rows` groups from byte `block` on, added into f64
@@ -216,11 +216,11 @@ function backwardSumsRows<T, A>(dout: usize, x: usize, r0: i32, n: i32, d: i32, 
       const ms1 = relu ? v128.load(sPat + off, 16) : c0, mr1 = relu ? v128.load(rPat + off, 16) : c0;
       let pd = dout + base + off, px = x + base + off, po = dx + base + off;
       for (let r = 0; r < strip; r += 2, pd += 2 * groupBytes, px += 2 * groupBytes, po += 2 * groupBytes) {
-        v128.store(po, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(masked<T>(v128.load(pd), px, c0, ms0, mr0, relu), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(px), c0)))));
-        v128.store(po, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(masked<T>(v128.load(pd, 16), px + 16, c1, ms1, mr1, relu), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(px, 16), c1)))), 16);
+        v128.store(po, dxOf<T>(v128.load(pd), px, c0, a0, m0, b0, ms0, mr0, relu));
+        v128.store(po, dxOf<T>(v128.load(pd, 16), px + 16, c1, a1, m1, b1, ms1, mr1, relu), 16);
         const qd = pd + groupBytes, qx = px + groupBytes, qo = po + groupBytes;
-        v128.store(qo, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(masked<T>(v128.load(qd), qx, c0, ms0, mr0, relu), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(qx), c0)))));
-        v128.store(qo, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(masked<T>(v128.load(qd, 16), qx + 16, c1, ms1, mr1, relu), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(qx, 16), c1)))), 16);
+        v128.store(qo, dxOf<T>(v128.load(qd), qx, c0, a0, m0, b0, ms0, mr0, relu));
+        v128.store(qo, dxOf<T>(v128.load(qd, 16), qx + 16, c1, a1, m1, b1, ms1, mr1, relu), 16);
       }
     }
   }
@@ -250,17 +250,17 @@ function backwardApplyQuarters<T, A>(
       const ms1 = relu ? v128.load(sPat + off, 16) : c0, mr1 = relu ? v128.load(rPat + off, 16) : c0;
       // Written out four times: as a loop, V8 kept its counter and a stack check per vector.
       let p = base + off;
-      v128.store(dx + p, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(masked<T>(v128.load(dout + p), x + p, c0, ms0, mr0, relu), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(x + p), c0)))));
-      v128.store(dx + p, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(masked<T>(v128.load(dout + p, 16), x + p + 16, c1, ms1, mr1, relu), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(x + p, 16), c1)))), 16);
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p), x + p, c0, a0, m0, b0, ms0, mr0, relu));
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p, 16), x + p + 16, c1, a1, m1, b1, ms1, mr1, relu), 16);
       p += stride;
-      v128.store(dx + p, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(masked<T>(v128.load(dout + p), x + p, c0, ms0, mr0, relu), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(x + p), c0)))));
-      v128.store(dx + p, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(masked<T>(v128.load(dout + p, 16), x + p + 16, c1, ms1, mr1, relu), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(x + p, 16), c1)))), 16);
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p), x + p, c0, a0, m0, b0, ms0, mr0, relu));
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p, 16), x + p + 16, c1, a1, m1, b1, ms1, mr1, relu), 16);
       p += stride;
-      v128.store(dx + p, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(masked<T>(v128.load(dout + p), x + p, c0, ms0, mr0, relu), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(x + p), c0)))));
-      v128.store(dx + p, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(masked<T>(v128.load(dout + p, 16), x + p + 16, c1, ms1, mr1, relu), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(x + p, 16), c1)))), 16);
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p), x + p, c0, a0, m0, b0, ms0, mr0, relu));
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p, 16), x + p + 16, c1, a1, m1, b1, ms1, mr1, relu), 16);
       p += stride;
-      v128.store(dx + p, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(masked<T>(v128.load(dout + p), x + p, c0, ms0, mr0, relu), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(x + p), c0)))));
-      v128.store(dx + p, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(masked<T>(v128.load(dout + p, 16), x + p + 16, c1, ms1, mr1, relu), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(x + p, 16), c1)))), 16);
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p), x + p, c0, a0, m0, b0, ms0, mr0, relu));
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p, 16), x + p + 16, c1, a1, m1, b1, ms1, mr1, relu), 16);
     }
   }
   return g + 4 * quads;
@@ -332,7 +332,10 @@ export const EVAL_FORM = 2;
   // With relu, the mask's scale and bias (d values of T each) come first.
   const ms = columnArray<T>(work, d, MAP_ARRAYS);
   const mr = after(ms, <usize>d * sizeof<T>());
-  if (relu) reluMap<T>(d, gamma, beta, meanLo, invStd, ms, mr);
+  if (relu) {
+    reluMap<T>(d, gamma, beta, meanLo, invStd, ms, mr);
+    negate<T>(d, mr);
+  }
   const sDout = relu ? after(mr, <usize>d * sizeof<T>()) : ms;
   const sDoutX = after(sDout, <usize>d << 3);
   const scratch = after(sDoutX, <usize>d << 3);
@@ -480,7 +483,10 @@ export function backwardApply<T, A>(
   const b = columnArray<T>(work, d, B);
   const ms = columnArray<T>(work, d, MAP_ARRAYS);
   const mr = after(ms, <usize>d * sizeof<T>());
-  if (relu) reluMap<T>(d, gamma, beta, meanLo, invStd, ms, mr);
+  if (relu) {
+    reluMap<T>(d, gamma, beta, meanLo, invStd, ms, mr);
+    negate<T>(d, mr);
+  }
   if (S > 1) {
     planeBackwardApply<T, A>(dout, x, n, d, S, mean, a, m, b, dx, ms, mr);
     return;
