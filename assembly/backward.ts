@@ -10,13 +10,17 @@
 import { lanes, at, addToF64, addLanesToF64x2, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, loadTwo, storeTwo } from "./columns";
 import { ROW_BLOCK, STRIP_GROUPS, blockGroups, foldBlock, streams, streamsGradients, gradientQuarters, stripsOf, quartersOf } from "./tuning";
 import { MAP_ARRAYS, after, columnArray } from "./work";
+import { dxOf, isRelu, masked, maskedOne, maskedXc, negate, reluMap, xcIf, xcOr } from "./activation";
 
 /**
  * The sums of backwardSumsGroups over `rows` groups from byte `block` on, added into f64
  * accumulators s0, s1 (toT false) or into partial sums in T (toT true).
  */
 // @ts-ignore: decorator
-@inline function backwardSumsBlock<T>(dout: usize, x: usize, block: usize, rows: i32, P: i32, groupBytes: usize, cPat: usize, s0: usize, s1: usize, toT: bool): void {
+@inline function backwardSumsBlock<T>(
+  dout: usize, x: usize, block: usize, rows: i32, P: i32, groupBytes: usize, cPat: usize, s0: usize, s1: usize, toT: bool,
+  sPat: usize, rPat: usize, relu: bool,
+): void {
   const L = lanes<T>();
   const accBytes = <usize>L << 3;
   // Two vectors per step (groupLength makes their count even); the first row starts the sums,
@@ -28,34 +32,41 @@ import { MAP_ARRAYS, after, columnArray } from "./work";
     const off = <usize>k << 4;
     const c0 = v128.load(cPat + off);
     const c1 = v128.load(cPat + off, 16);
+    // The mask's constants (relu): loaded only where used.
+    const m0 = relu ? v128.load(sPat + off) : c0, m1 = relu ? v128.load(sPat + off, 16) : c0;
+    const r0 = relu ? v128.load(rPat + off) : c0, r1 = relu ? v128.load(rPat + off, 16) : c0;
     let p = block + off;
-    let a0 = v128.load(dout + p);
-    let a1 = v128.load(dout + p, 16);
-    let b0 = v128.mul<T>(a0, v128.sub<T>(v128.load(x + p), c0));
-    let b1 = v128.mul<T>(a1, v128.sub<T>(v128.load(x + p, 16), c1));
+    let e0 = xcIf<T>(x + p, c0, relu), e1 = xcIf<T>(x + p + 16, c1, relu);
+    let a0 = maskedXc<T>(v128.load(dout + p), e0, m0, r0, relu);
+    let a1 = maskedXc<T>(v128.load(dout + p, 16), e1, m1, r1, relu);
+    let b0 = v128.mul<T>(a0, xcOr<T>(e0, x + p, c0, relu));
+    let b1 = v128.mul<T>(a1, xcOr<T>(e1, x + p + 16, c1, relu));
     p += groupBytes;
     for (let r = 0; r < pairs; r++, p += 2 * groupBytes) {
       const q = p + groupBytes;
-      const g0v = v128.load(dout + p);
-      const g1v = v128.load(dout + p, 16);
-      const g2v = v128.load(dout + q);
-      const g3v = v128.load(dout + q, 16);
+      const e0 = xcIf<T>(x + p, c0, relu), e1 = xcIf<T>(x + p + 16, c1, relu);
+      const e2 = xcIf<T>(x + q, c0, relu), e3 = xcIf<T>(x + q + 16, c1, relu);
+      const g0v = maskedXc<T>(v128.load(dout + p), e0, m0, r0, relu);
+      const g1v = maskedXc<T>(v128.load(dout + p, 16), e1, m1, r1, relu);
+      const g2v = maskedXc<T>(v128.load(dout + q), e2, m0, r0, relu);
+      const g3v = maskedXc<T>(v128.load(dout + q, 16), e3, m1, r1, relu);
       a0 = v128.add<T>(a0, v128.add<T>(g0v, g2v));
       a1 = v128.add<T>(a1, v128.add<T>(g1v, g3v));
-      const t0 = v128.mul<T>(g0v, v128.sub<T>(v128.load(x + p), c0));
-      const t2 = v128.mul<T>(g2v, v128.sub<T>(v128.load(x + q), c0));
+      const t0 = v128.mul<T>(g0v, xcOr<T>(e0, x + p, c0, relu));
+      const t2 = v128.mul<T>(g2v, xcOr<T>(e2, x + q, c0, relu));
       b0 = v128.add<T>(b0, v128.add<T>(t0, t2));
-      const t1 = v128.mul<T>(g1v, v128.sub<T>(v128.load(x + p, 16), c1));
-      const t3 = v128.mul<T>(g3v, v128.sub<T>(v128.load(x + q, 16), c1));
+      const t1 = v128.mul<T>(g1v, xcOr<T>(e1, x + p + 16, c1, relu));
+      const t3 = v128.mul<T>(g3v, xcOr<T>(e3, x + q + 16, c1, relu));
       b1 = v128.add<T>(b1, v128.add<T>(t1, t3));
     }
     if (!(rows & 1)) {
-      const g0v = v128.load(dout + p);
-      const g1v = v128.load(dout + p, 16);
+      const e0 = xcIf<T>(x + p, c0, relu), e1 = xcIf<T>(x + p + 16, c1, relu);
+      const g0v = maskedXc<T>(v128.load(dout + p), e0, m0, r0, relu);
+      const g1v = maskedXc<T>(v128.load(dout + p, 16), e1, m1, r1, relu);
       a0 = v128.add<T>(a0, g0v);
       a1 = v128.add<T>(a1, g1v);
-      b0 = v128.add<T>(b0, v128.mul<T>(g0v, v128.sub<T>(v128.load(x + p), c0)));
-      b1 = v128.add<T>(b1, v128.mul<T>(g1v, v128.sub<T>(v128.load(x + p, 16), c1)));
+      b0 = v128.add<T>(b0, v128.mul<T>(g0v, xcOr<T>(e0, x + p, c0, relu)));
+      b1 = v128.add<T>(b1, v128.mul<T>(g1v, xcOr<T>(e1, x + p + 16, c1, relu)));
     }
     if (toT) {
       v128.store(s0 + off, v128.add<T>(v128.load(s0 + off), a0));
@@ -80,13 +91,17 @@ import { MAP_ARRAYS, after, columnArray } from "./work";
  * (E values each): a fold into f64 every 4 rows made the loop slower (see MIN_BLOCK in
  * docs/tuning.md).
  */
-function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat: usize, t0: usize, t1: usize, p0: usize, p1: usize): void {
+function backwardSumsGroups<T, A>(
+  dout: usize, x: usize, groups: i32, E: i32, cPat: usize, t0: usize, t1: usize, p0: usize, p1: usize, sPat: usize, rPat: usize,
+): void {
+  const relu = isRelu<A>();
   const P = E / lanes<T>();
   const groupBytes = <usize>E * sizeof<T>();
   const blockRows = blockGroups(groupBytes, 2);
-  if (blockRows >= ROW_BLOCK) {
+  // With relu, partial sums in T always: one inlined block fewer keeps the module < 4 KiB.
+  if (!relu && blockRows >= ROW_BLOCK) {
     for (let g = 0; g < groups; g += blockRows) {
-      backwardSumsBlock<T>(dout, x, <usize>g * groupBytes, min(blockRows, groups - g), P, groupBytes, cPat, p0, p1, false);
+      backwardSumsBlock<T>(dout, x, <usize>g * groupBytes, min(blockRows, groups - g), P, groupBytes, cPat, p0, p1, false, sPat, rPat, relu);
     }
     return;
   }
@@ -95,7 +110,7 @@ function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
     memory.fill(t0, 0, groupBytes);
     memory.fill(t1, 0, groupBytes);
     for (let g = g0; g < end; g += blockRows) {
-      backwardSumsBlock<T>(dout, x, <usize>g * groupBytes, min(blockRows, end - g), P, groupBytes, cPat, t0, t1, true);
+      backwardSumsBlock<T>(dout, x, <usize>g * groupBytes, min(blockRows, end - g), P, groupBytes, cPat, t0, t1, true, sPat, rPat, relu);
     }
     foldPartials<T>(t0, t1, groupBytes, p0, p1);
   }
@@ -110,7 +125,11 @@ function backwardSumsGroups<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
  * groups: there four were slower. `block`: groups per fold into f64, as in shiftedSumsStream.
  * Measurements: docs/tuning.md (SPREAD_SUM_BYTES, STREAM_GRADIENT_BYTES).
  */
-function backwardSumsStream<T>(dout: usize, x: usize, groups: i32, E: i32, cPat: usize, t0: usize, t1: usize, p0: usize, p1: usize, quad: bool, block: i32): void {
+function backwardSumsStream<T, A>(
+  dout: usize, x: usize, groups: i32, E: i32, cPat: usize, t0: usize, t1: usize, p0: usize, p1: usize, quad: bool, block: i32,
+  sPat: usize, rPat: usize,
+): void {
+  const relu = isRelu<A>();
   const groupBytes = <usize>E * sizeof<T>();
   const K = quad ? 4 : 2;
   const runs = groups / K;
@@ -122,17 +141,20 @@ function backwardSumsStream<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
     for (let p = <usize>g0 * groupBytes; p < end; p += groupBytes) {
       for (let off: usize = 0; off < groupBytes; off += 16) {
         const c = v128.load(cPat + off);
+        const ms = relu ? v128.load(sPat + off) : c, mr = relu ? v128.load(rPat + off) : c;
         const q = p + off;
-        const g0v = v128.load(dout + q);
-        const g1v = v128.load(dout + q + far);
+        const e0 = xcIf<T>(x + q, c, relu), e1 = xcIf<T>(x + q + far, c, relu);
+        const g0v = maskedXc<T>(v128.load(dout + q), e0, ms, mr, relu);
+        const g1v = maskedXc<T>(v128.load(dout + q + far), e1, ms, mr, relu);
         let a = v128.add<T>(g0v, g1v);
-        let b = v128.add<T>(v128.mul<T>(g0v, v128.sub<T>(v128.load(x + q), c)), v128.mul<T>(g1v, v128.sub<T>(v128.load(x + q + far), c)));
+        let b = v128.add<T>(v128.mul<T>(g0v, xcOr<T>(e0, x + q, c, relu)), v128.mul<T>(g1v, xcOr<T>(e1, x + q + far, c, relu)));
         if (quad) {
           const r = q + 2 * far;
-          const g2v = v128.load(dout + r);
-          const g3v = v128.load(dout + r + far);
+          const e2 = xcIf<T>(x + r, c, relu), e3 = xcIf<T>(x + r + far, c, relu);
+          const g2v = maskedXc<T>(v128.load(dout + r), e2, ms, mr, relu);
+          const g3v = maskedXc<T>(v128.load(dout + r + far), e3, ms, mr, relu);
           a = v128.add<T>(a, v128.add<T>(g2v, g3v));
-          b = v128.add<T>(b, v128.add<T>(v128.mul<T>(g2v, v128.sub<T>(v128.load(x + r), c)), v128.mul<T>(g3v, v128.sub<T>(v128.load(x + r + far), c))));
+          b = v128.add<T>(b, v128.add<T>(v128.mul<T>(g2v, xcOr<T>(e2, x + r, c, relu)), v128.mul<T>(g3v, xcOr<T>(e3, x + r + far, c, relu))));
         }
         v128.store(t0 + off, v128.add<T>(v128.load(t0 + off), a));
         v128.store(t1 + off, v128.add<T>(v128.load(t1 + off), b));
@@ -141,22 +163,24 @@ function backwardSumsStream<T>(dout: usize, x: usize, groups: i32, E: i32, cPat:
     foldPartials<T>(t0, t1, groupBytes, p0, p1);
   }
   const rest = <usize>K * far;
-  backwardSumsGroups<T>(dout + rest, x + rest, groups - K * runs, E, cPat, t0, t1, p0, p1);
+  backwardSumsGroups<T, A>(dout + rest, x + rest, groups - K * runs, E, cPat, t0, t1, p0, p1, sPat, rPat);
 }
 
 /** Row by row: adds Σ dout and Σ dout·(x − c) over rows [r0, n) into s0[j], s1[j]. */
-function backwardSumsRows<T>(dout: usize, x: usize, r0: i32, n: i32, d: i32, c: usize, s0: usize, s1: usize): void {
+function backwardSumsRows<T, A>(dout: usize, x: usize, r0: i32, n: i32, d: i32, c: usize, s0: usize, s1: usize, ms: usize, mr: usize): void {
+  const relu = isRelu<A>();
   const rowBytes = <usize>d * sizeof<T>();
   for (; r0 < n; r0 += ROW_BLOCK) {
     const rows = min(ROW_BLOCK, n - r0);
     const offset = <usize>r0 * rowBytes;
     for (let j = 0; j < d; j++) {
       const cj = load<T>(at<T>(c, j));
+      const sj: T = relu ? load<T>(at<T>(ms, j)) : 0, rj: T = relu ? load<T>(at<T>(mr, j)) : 0;
       let a0: T = 0;
       let a1: T = 0;
       let p = at<T>(offset, j);
       for (let r = 0; r < rows; r++, p += rowBytes) {
-        const g = load<T>(dout + p);
+        const g = maskedOne<T>(load<T>(dout + p), x + p, cj, sj, rj, relu);
         a0 += g;
         a1 += g * (load<T>(x + p) - cj);
       }
@@ -177,6 +201,7 @@ function backwardSumsRows<T>(dout: usize, x: usize, r0: i32, n: i32, d: i32, c: 
 // @ts-ignore: decorator
 @inline function backwardApplyStrips<T>(
   dout: usize, x: usize, g: i32, groups: i32, E: i32, cPat: usize, aPat: usize, mPat: usize, bPat: usize, dx: usize, strip: i32,
+  sPat: usize, rPat: usize, relu: bool,
 ): i32 {
   const P = E / lanes<T>();
   const groupBytes = <usize>E * sizeof<T>();
@@ -187,13 +212,15 @@ function backwardSumsRows<T>(dout: usize, x: usize, r0: i32, n: i32, d: i32, c: 
       const c0 = v128.load(cPat + off), a0 = v128.load(aPat + off), m0 = v128.load(mPat + off), b0 = v128.load(bPat + off);
       const c1 = v128.load(cPat + off, 16), a1 = v128.load(aPat + off, 16);
       const m1 = v128.load(mPat + off, 16), b1 = v128.load(bPat + off, 16);
+      const ms0 = relu ? v128.load(sPat + off) : c0, mr0 = relu ? v128.load(rPat + off) : c0;
+      const ms1 = relu ? v128.load(sPat + off, 16) : c0, mr1 = relu ? v128.load(rPat + off, 16) : c0;
       let pd = dout + base + off, px = x + base + off, po = dx + base + off;
       for (let r = 0; r < strip; r += 2, pd += 2 * groupBytes, px += 2 * groupBytes, po += 2 * groupBytes) {
-        v128.store(po, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(v128.load(pd), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(px), c0)))));
-        v128.store(po, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(v128.load(pd, 16), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(px, 16), c1)))), 16);
+        v128.store(po, dxOf<T>(v128.load(pd), px, c0, a0, m0, b0, ms0, mr0, relu));
+        v128.store(po, dxOf<T>(v128.load(pd, 16), px + 16, c1, a1, m1, b1, ms1, mr1, relu), 16);
         const qd = pd + groupBytes, qx = px + groupBytes, qo = po + groupBytes;
-        v128.store(qo, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(v128.load(qd), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(qx), c0)))));
-        v128.store(qo, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(v128.load(qd, 16), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(qx, 16), c1)))), 16);
+        v128.store(qo, dxOf<T>(v128.load(qd), qx, c0, a0, m0, b0, ms0, mr0, relu));
+        v128.store(qo, dxOf<T>(v128.load(qd, 16), qx + 16, c1, a1, m1, b1, ms1, mr1, relu), 16);
       }
     }
   }
@@ -208,28 +235,32 @@ function backwardSumsRows<T>(dout: usize, x: usize, r0: i32, n: i32, d: i32, c: 
  * affineQuarters (little gain here: the data come from L2 and L3). Measurements:
  * docs/tuning.md (WIDE_GROUP_BYTES).
  */
-function backwardApplyQuarters<T>(
+function backwardApplyQuarters<T, A>(
   dout: usize, x: usize, g: i32, groups: i32, groupBytes: usize, cPat: usize, aPat: usize, mPat: usize, bPat: usize, dx: usize,
+  sPat: usize, rPat: usize,
 ): i32 {
+  const relu = isRelu<A>();
   const quads = (groups - g) >> 2;
   const stride = <usize>quads * groupBytes;
   for (let base = <usize>g * groupBytes, end = <usize>(g + quads) * groupBytes; base < end; base += groupBytes) {
     for (let off: usize = 0; off < groupBytes; off += 32) {
       const c0 = v128.load(cPat + off), a0 = v128.load(aPat + off), m0 = v128.load(mPat + off), b0 = v128.load(bPat + off);
       const c1 = v128.load(cPat + off, 16), a1 = v128.load(aPat + off, 16), m1 = v128.load(mPat + off, 16), b1 = v128.load(bPat + off, 16);
+      const ms0 = relu ? v128.load(sPat + off) : c0, mr0 = relu ? v128.load(rPat + off) : c0;
+      const ms1 = relu ? v128.load(sPat + off, 16) : c0, mr1 = relu ? v128.load(rPat + off, 16) : c0;
       // Written out four times: as a loop, V8 kept its counter and a stack check per vector.
       let p = base + off;
-      v128.store(dx + p, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(x + p), c0)))));
-      v128.store(dx + p, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(v128.load(dout + p, 16), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(x + p, 16), c1)))), 16);
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p), x + p, c0, a0, m0, b0, ms0, mr0, relu));
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p, 16), x + p + 16, c1, a1, m1, b1, ms1, mr1, relu), 16);
       p += stride;
-      v128.store(dx + p, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(x + p), c0)))));
-      v128.store(dx + p, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(v128.load(dout + p, 16), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(x + p, 16), c1)))), 16);
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p), x + p, c0, a0, m0, b0, ms0, mr0, relu));
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p, 16), x + p + 16, c1, a1, m1, b1, ms1, mr1, relu), 16);
       p += stride;
-      v128.store(dx + p, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(x + p), c0)))));
-      v128.store(dx + p, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(v128.load(dout + p, 16), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(x + p, 16), c1)))), 16);
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p), x + p, c0, a0, m0, b0, ms0, mr0, relu));
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p, 16), x + p + 16, c1, a1, m1, b1, ms1, mr1, relu), 16);
       p += stride;
-      v128.store(dx + p, v128.mul<T>(a0, v128.sub<T>(v128.sub<T>(v128.load(dout + p), m0), v128.mul<T>(b0, v128.sub<T>(v128.load(x + p), c0)))));
-      v128.store(dx + p, v128.mul<T>(a1, v128.sub<T>(v128.sub<T>(v128.load(dout + p, 16), m1), v128.mul<T>(b1, v128.sub<T>(v128.load(x + p, 16), c1)))), 16);
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p), x + p, c0, a0, m0, b0, ms0, mr0, relu));
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p, 16), x + p + 16, c1, a1, m1, b1, ms1, mr1, relu), 16);
     }
   }
   return g + 4 * quads;
@@ -241,29 +272,33 @@ function backwardApplyQuarters<T>(
  * streaming groups whose constants stay in L1 (see affineGroups in normalize.ts).
  * `rowsPerGroup` = E / d.
  */
-function backwardApplyGroups<T>(
+function backwardApplyGroups<T, A>(
   dout: usize, x: usize, groups: i32, E: i32, cPat: usize, aPat: usize, mPat: usize, bPat: usize, dx: usize, stream: bool, rowsPerGroup: i32,
+  sPat: usize, rPat: usize,
 ): void {
+  const relu = isRelu<A>();
   const P = E / lanes<T>();
   const groupBytes = <usize>E * sizeof<T>();
   let g = 0;
   if (stripsOf(groupBytes, stream)) {
     // Groups of several rows in strips of twice the height; each height inlined as a constant.
     g = rowsPerGroup > 1
-      ? backwardApplyStrips<T>(dout, x, g, groups, E, cPat, aPat, mPat, bPat, dx, 2 * STRIP_GROUPS)
-      : backwardApplyStrips<T>(dout, x, g, groups, E, cPat, aPat, mPat, bPat, dx, STRIP_GROUPS);
+      ? backwardApplyStrips<T>(dout, x, g, groups, E, cPat, aPat, mPat, bPat, dx, 2 * STRIP_GROUPS, sPat, rPat, relu)
+      : backwardApplyStrips<T>(dout, x, g, groups, E, cPat, aPat, mPat, bPat, dx, STRIP_GROUPS, sPat, rPat, relu);
   }
-  if (quartersOf(groupBytes, stream)) g = backwardApplyQuarters<T>(dout, x, g, groups, groupBytes, cPat, aPat, mPat, bPat, dx);
+  if (quartersOf(groupBytes, stream)) g = backwardApplyQuarters<T, A>(dout, x, g, groups, groupBytes, cPat, aPat, mPat, bPat, dx, sPat, rPat);
   for (; g < groups; g++) {
     const base = <usize>g * groupBytes;
     for (let k = 0; k < P; k += 2) {
       const off = <usize>k << 4;
       const p = base + off;
       const xc = v128.sub<T>(v128.load(x + p), v128.load(cPat + off));
-      const t = v128.sub<T>(v128.sub<T>(v128.load(dout + p), v128.load(mPat + off)), v128.mul<T>(v128.load(bPat + off), xc));
+      const gd = relu ? masked<T>(v128.load(dout + p), x + p, v128.load(cPat + off), v128.load(sPat + off), v128.load(rPat + off), true) : v128.load(dout + p);
+      const t = v128.sub<T>(v128.sub<T>(gd, v128.load(mPat + off)), v128.mul<T>(v128.load(bPat + off), xc));
       v128.store(dx + p, v128.mul<T>(v128.load(aPat + off), t));
       const yc = v128.sub<T>(v128.load(x + p, 16), v128.load(cPat + off, 16));
-      const u = v128.sub<T>(v128.sub<T>(v128.load(dout + p, 16), v128.load(mPat + off, 16)), v128.mul<T>(v128.load(bPat + off, 16), yc));
+      const ge = relu ? masked<T>(v128.load(dout + p, 16), x + p + 16, v128.load(cPat + off, 16), v128.load(sPat + off, 16), v128.load(rPat + off, 16), true) : v128.load(dout + p, 16);
+      const u = v128.sub<T>(v128.sub<T>(ge, v128.load(mPat + off, 16)), v128.mul<T>(v128.load(bPat + off, 16), yc));
       v128.store(dx + p, v128.mul<T>(v128.load(aPat + off, 16), u), 16);
     }
   }
@@ -283,17 +318,28 @@ export const EVAL_FORM = 2;
  * module keeps one of the two paths (as columnMeanVar). Writes dgamma and dbeta (either may
  * be 0 to skip) and the map dx = a·((dout − m) − b·(x − mean)) for backwardApply at the start
  * of work (a, m, b: d values of T each). gamma = 0 means gamma = 1.
- * work: workBytes<T>(d), 16-byte aligned.
+ * With A = Relu (the fused forward max(0, ·), see activation.ts), dout masked by the forward's
+ * out > 0, recomputed from x, gamma, beta (0: beta = 0) and the statistics; then only the
+ * sums, and backwardReluMap the rest.
+ * work: workBytes<T>(d) (with relu: for BACKWARD_RELU_STEP), 16-byte aligned.
  */
 // @ts-ignore: decorator
-@inline export function backwardConstants<T>(
+@inline export function backwardConstants<T, A>(
   form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32, rows: bool,
-  gamma: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
+  gamma: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize, beta: usize,
 ): void {
-  const sDout = columnArray<T>(work, d, MAP_ARRAYS);
+  const relu = isRelu<A>();
+  // With relu, the mask's scale and bias (d values of T each) come first.
+  const ms = columnArray<T>(work, d, MAP_ARRAYS);
+  const mr = after(ms, <usize>d * sizeof<T>());
+  if (relu) {
+    reluMap<T>(d, gamma, beta, meanLo, invStd, ms, mr);
+    negate<T>(d, mr);
+  }
+  const sDout = relu ? after(mr, <usize>d * sizeof<T>()) : ms;
   const sDoutX = after(sDout, <usize>d << 3);
   const scratch = after(sDoutX, <usize>d << 3);
-  if (!rows) planeBackwardSums<T>(dout, x, n, d, S, mean, sDout, sDoutX);
+  if (!rows) planeBackwardSums<T, A>(dout, x, n, d, S, mean, sDout, sDoutX, ms, mr);
   else {
     zeroF64(sDout, d);
     zeroF64(sDoutX, d);
@@ -308,17 +354,26 @@ export const EVAL_FORM = 2;
       const p1 = partialsOf(sDoutX, d, E, q1);
       const t0 = after(q1, <usize>E << 3);
       const t1 = after(t0, patBytes);
+      const sPat = relu ? patternOf<T>(ms, d, E, after(t1, patBytes)) : 0;
+      const rPat = relu ? patternOf<T>(mr, d, E, after(t1, 2 * patBytes)) : 0;
       // Large inputs stream unless their groups are narrow, and wide groups in cache too (see
       // shiftedSums in statistics.ts).
       const stream = streams<T>(n, d);
-      if (streamsGradients(patBytes, stream)) backwardSumsStream<T>(dout, x, groups, E, cPat, t0, t1, p0, p1, gradientQuarters(patBytes, stream), foldBlock(stream));
-      else backwardSumsGroups<T>(dout, x, groups, E, cPat, t0, t1, p0, p1);
+      if (streamsGradients(patBytes, stream)) backwardSumsStream<T, A>(dout, x, groups, E, cPat, t0, t1, p0, p1, gradientQuarters(patBytes, stream), foldBlock(stream), sPat, rPat);
+      else backwardSumsGroups<T, A>(dout, x, groups, E, cPat, t0, t1, p0, p1, sPat, rPat);
       foldPattern(p0, E, d, sDout);
       foldPattern(p1, E, d, sDoutX);
     }
-    backwardSumsRows<T>(dout, x, groups * (E / d), n, d, mean, sDout, sDoutX);
+    backwardSumsRows<T, A>(dout, x, groups * (E / d), n, d, mean, sDout, sDoutX, ms, mr);
   }
-  backwardMap<T>(form, <f64>n * <f64>S, d, gamma, meanLo, invStd, sDout, sDoutX, dgamma, dbeta, work);
+  // With relu the map is a kernel of its own (backwardReluMap): one module would be too large.
+  if (!relu) backwardMap<T>(form, <f64>n * <f64>S, d, gamma, meanLo, invStd, sDout, sDoutX, dgamma, dbeta, work);
+}
+
+/** The map of backwardConstants<T, Relu> from the sums it left in work, for N = n·S values per column. */
+export function backwardReluMap<T>(form: i32, N: f64, d: i32, gamma: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize): void {
+  const sDout = after(after(columnArray<T>(work, d, MAP_ARRAYS), <usize>d * sizeof<T>()), <usize>d * sizeof<T>());
+  backwardMap<T>(form, N, d, gamma, meanLo, invStd, sDout, after(sDout, <usize>d << 3), dgamma, dbeta, work);
 }
 
 /**
@@ -413,13 +468,27 @@ function backwardMap<T>(
   }
 }
 
-/** Backward, second half: dx = a·((dout − m) − b·(x − mean)) with the map at the start of work. */
-export function backwardApply<T>(dout: usize, x: usize, n: i32, d: i32, S: i32, mean: usize, dx: usize, work: usize): void {
+/**
+ * Backward, second half: dx = a·((dout − m) − b·(x − mean)) with the map at the start of work;
+ * with `relu`, dout masked as in backwardConstants (gamma, beta, meanLo, invStd are read
+ * only then).
+ */
+export function backwardApply<T, A>(
+  dout: usize, x: usize, n: i32, d: i32, S: i32, mean: usize, dx: usize, work: usize,
+  gamma: usize, beta: usize, meanLo: usize, invStd: usize,
+): void {
+  const relu = isRelu<A>();
   const a = columnArray<T>(work, d, A);
   const m = columnArray<T>(work, d, M);
   const b = columnArray<T>(work, d, B);
+  const ms = columnArray<T>(work, d, MAP_ARRAYS);
+  const mr = after(ms, <usize>d * sizeof<T>());
+  if (relu) {
+    reluMap<T>(d, gamma, beta, meanLo, invStd, ms, mr);
+    negate<T>(d, mr);
+  }
   if (S > 1) {
-    planeBackwardApply<T>(dout, x, n, d, S, mean, a, m, b, dx);
+    planeBackwardApply<T, A>(dout, x, n, d, S, mean, a, m, b, dx, ms, mr);
     return;
   }
   const E = groupLength<T>(d);
@@ -427,12 +496,14 @@ export function backwardApply<T>(dout: usize, x: usize, n: i32, d: i32, S: i32, 
   const r0 = groups * (E / d);
   if (groups > 0) {
     const patBytes = <usize>E * sizeof<T>();
-    const rest = columnArray<T>(work, d, MAP_ARRAYS);
+    const rest = relu ? after(mr, <usize>d * sizeof<T>()) : ms;
     const cPat = patternOf<T>(mean, d, E, rest);
     const aPat = patternOf<T>(a, d, E, after(rest, patBytes));
     const mPat = patternOf<T>(m, d, E, after(rest, 2 * patBytes));
     const bPat = patternOf<T>(b, d, E, after(rest, 3 * patBytes));
-    backwardApplyGroups<T>(dout, x, groups, E, cPat, aPat, mPat, bPat, dx, streams<T>(n, d), E / d);
+    const sPat = relu ? patternOf<T>(ms, d, E, after(rest, 4 * patBytes)) : 0;
+    const rPat = relu ? patternOf<T>(mr, d, E, after(rest, 5 * patBytes)) : 0;
+    backwardApplyGroups<T, A>(dout, x, groups, E, cPat, aPat, mPat, bPat, dx, streams<T>(n, d), E / d, sPat, rPat);
   }
   const rowBytes = <usize>d * sizeof<T>();
   for (let r = r0; r < n; r++) {
@@ -440,7 +511,8 @@ export function backwardApply<T>(dout: usize, x: usize, n: i32, d: i32, S: i32, 
     for (let j = 0; j < d; j++) {
       const p = at<T>(offset, j);
       const xc: T = load<T>(x + p) - load<T>(at<T>(mean, j));
-      const t: T = load<T>(dout + p) - load<T>(at<T>(m, j)) - load<T>(at<T>(b, j)) * xc;
+      const g: T = relu ? maskedOne<T>(load<T>(dout + p), x + p, load<T>(at<T>(mean, j)), load<T>(at<T>(ms, j)), load<T>(at<T>(mr, j)), true) : load<T>(dout + p);
+      const t: T = g - load<T>(at<T>(m, j)) - load<T>(at<T>(b, j)) * xc;
       store<T>(dx + p, load<T>(at<T>(a, j)) * t);
     }
   }
@@ -451,7 +523,10 @@ export function backwardApply<T>(dout: usize, x: usize, n: i32, d: i32, S: i32, 
 // sums reduce contiguous runs, so these loops need no patterns or transposes.
 
 /** s0[c] = Σ dout, s1[c] = Σ dout·(x − k[c]) over every run of channel c (f64), in memory order. */
-export function planeBackwardSums<T>(dout: usize, x: usize, n: i32, d: i32, S: i32, k: usize, s0: usize, s1: usize): void {
+export function planeBackwardSums<T, A>(
+  dout: usize, x: usize, n: i32, d: i32, S: i32, k: usize, s0: usize, s1: usize, ms: usize, mr: usize,
+): void {
+  const relu = isRelu<A>();
   const L = lanes<T>();
   const runBytes = <usize>S * sizeof<T>();
   memory.fill(s0, 0, <usize>d << 3);
@@ -460,19 +535,21 @@ export function planeBackwardSums<T>(dout: usize, x: usize, n: i32, d: i32, S: i
   for (let i = 0; i < n; i++) {
     for (let ch = 0; ch < d; ch++) {
       const kc = load<T>(at<T>(k, ch));
+      const sc: T = relu ? load<T>(at<T>(ms, ch)) : 0, rc: T = relu ? load<T>(at<T>(mr, ch)) : 0;
       const end = p + runBytes;
       let sum0 = 0.0;
       let sum1 = 0.0;
       if (ASC_FEATURE_SIMD) {
         const zero = v128.splat<T>(<T>0);
         const kv = v128.splat<T>(kc);
+        const sv = v128.splat<T>(sc), rv = v128.splat<T>(rc);
         let f0 = f64x2.splat(0);
         let f1 = f64x2.splat(0);
         while (p + 32 <= end) {
           let a0 = zero, a1 = zero, b0 = zero, b1 = zero;
           for (let step = 0; step < ROW_BLOCK && p + 32 <= end; step++, p += 32) {
-            const g0 = v128.load(dout + p);
-            const g1 = v128.load(dout + p, 16);
+            const g0 = masked<T>(v128.load(dout + p), x + p, kv, sv, rv, relu);
+            const g1 = masked<T>(v128.load(dout + p, 16), x + p + 16, kv, sv, rv, relu);
             a0 = v128.add<T>(a0, g0);
             a1 = v128.add<T>(a1, g1);
             b0 = v128.add<T>(b0, v128.mul<T>(g0, v128.sub<T>(v128.load(x + p), kv)));
@@ -488,7 +565,7 @@ export function planeBackwardSums<T>(dout: usize, x: usize, n: i32, d: i32, S: i
         let a: T = 0;
         let b: T = 0;
         for (let step = 0; step < ROW_BLOCK * L && p < end; step++, p += sizeof<T>()) {
-          const g = load<T>(dout + p);
+          const g = maskedOne<T>(load<T>(dout + p), x + p, kc, sc, rc, relu);
           a += g;
           b += g * (load<T>(x + p) - kc);
         }
@@ -502,7 +579,10 @@ export function planeBackwardSums<T>(dout: usize, x: usize, n: i32, d: i32, S: i
 }
 
 /** dx = a[c]·((dout − m[c]) − b[c]·(x − k[c])) over every run of channel c. */
-export function planeBackwardApply<T>(dout: usize, x: usize, n: i32, d: i32, S: i32, k: usize, a: usize, m: usize, b: usize, dx: usize): void {
+export function planeBackwardApply<T, A>(
+  dout: usize, x: usize, n: i32, d: i32, S: i32, k: usize, a: usize, m: usize, b: usize, dx: usize, ms: usize, mr: usize,
+): void {
+  const relu = isRelu<A>();
   const runBytes = <usize>S * sizeof<T>();
   for (let i = 0; i < n; i++) {
     for (let ch = 0; ch < d; ch++) {
@@ -510,6 +590,7 @@ export function planeBackwardApply<T>(dout: usize, x: usize, n: i32, d: i32, S: 
       const ac = load<T>(at<T>(a, ch));
       const mc = load<T>(at<T>(m, ch));
       const bc = load<T>(at<T>(b, ch));
+      const sc: T = relu ? load<T>(at<T>(ms, ch)) : 0, rc: T = relu ? load<T>(at<T>(mr, ch)) : 0;
       let p = (<usize>i * d + ch) * runBytes;
       const end = p + runBytes;
       if (ASC_FEATURE_SIMD) {
@@ -517,14 +598,15 @@ export function planeBackwardApply<T>(dout: usize, x: usize, n: i32, d: i32, S: 
         const av = v128.splat<T>(ac);
         const mv = v128.splat<T>(mc);
         const bv = v128.splat<T>(bc);
+        const sv = v128.splat<T>(sc), rv = v128.splat<T>(rc);
         for (; p + 16 <= end; p += 16) {
           const xc = v128.sub<T>(v128.load(x + p), kv);
-          const t = v128.sub<T>(v128.sub<T>(v128.load(dout + p), mv), v128.mul<T>(bv, xc));
+          const t = v128.sub<T>(v128.sub<T>(masked<T>(v128.load(dout + p), x + p, kv, sv, rv, relu), mv), v128.mul<T>(bv, xc));
           v128.store(dx + p, v128.mul<T>(av, t));
         }
       }
       for (; p < end; p += sizeof<T>()) {
-        store<T>(dx + p, ac * ((load<T>(dout + p) - mc) - bc * (load<T>(x + p) - kc)));
+        store<T>(dx + p, ac * ((maskedOne<T>(load<T>(dout + p), x + p, kc, sc, rc, relu) - mc) - bc * (load<T>(x + p) - kc)));
       }
     }
   }

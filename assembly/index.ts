@@ -2,8 +2,9 @@
 // Pointers are byte addresses in this module's memory; the caller (src/wasm.ts) owns all
 // memory above heapBase() and passes 16-byte aligned work areas of the sizes documented on
 // each kernel (workBytesF32/F64). The same contract is written in src/wasm.ts.
-import { trainMoments, trainConstants, testConstants, normalize } from "./normalize";
-import { backwardConstants, backwardApply } from "./backward";
+import { trainMoments, trainConstants, testConstants, normalize, normalizeRelu } from "./normalize";
+import { backwardConstants, backwardApply, backwardReluMap } from "./backward";
+import { Plain, Relu } from "./activation";
 import { workBytes } from "./work";
 import { checksum } from "./checksum";
 
@@ -77,36 +78,36 @@ export function backwardConstantsF32(
   form: i32, dout: usize, x: usize, n: i32, d: i32,
   gamma: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
-  backwardConstants<f32>(form, dout, x, n, d, 1, true, gamma, mean, meanLo, invStd, dgamma, dbeta, work);
+  backwardConstants<f32, Plain>(form, dout, x, n, d, 1, true, gamma, mean, meanLo, invStd, dgamma, dbeta, work, 0);
 }
 
 export function backwardConstantsF64(
   form: i32, dout: usize, x: usize, n: i32, d: i32,
   gamma: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
-  backwardConstants<f64>(form, dout, x, n, d, 1, true, gamma, mean, meanLo, invStd, dgamma, dbeta, work);
+  backwardConstants<f64, Plain>(form, dout, x, n, d, 1, true, gamma, mean, meanLo, invStd, dgamma, dbeta, work, 0);
 }
 
 export function backwardPlaneConstantsF32(
   form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32,
   gamma: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
-  backwardConstants<f32>(form, dout, x, n, d, S, false, gamma, mean, meanLo, invStd, dgamma, dbeta, work);
+  backwardConstants<f32, Plain>(form, dout, x, n, d, S, false, gamma, mean, meanLo, invStd, dgamma, dbeta, work, 0);
 }
 
 export function backwardPlaneConstantsF64(
   form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32,
   gamma: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
-  backwardConstants<f64>(form, dout, x, n, d, S, false, gamma, mean, meanLo, invStd, dgamma, dbeta, work);
+  backwardConstants<f64, Plain>(form, dout, x, n, d, S, false, gamma, mean, meanLo, invStd, dgamma, dbeta, work, 0);
 }
 
 export function backwardApplyF32(dout: usize, x: usize, n: i32, d: i32, S: i32, mean: usize, dx: usize, work: usize): void {
-  backwardApply<f32>(dout, x, n, d, S, mean, dx, work);
+  backwardApply<f32, Plain>(dout, x, n, d, S, mean, dx, work, 0, 0, 0, 0);
 }
 
 export function backwardApplyF64(dout: usize, x: usize, n: i32, d: i32, S: i32, mean: usize, dx: usize, work: usize): void {
-  backwardApply<f64>(dout, x, n, d, S, mean, dx, work);
+  backwardApply<f64, Plain>(dout, x, n, d, S, mean, dx, work, 0, 0, 0, 0);
 }
 
 /** Checksum of memory as u32 words, not typed (see checksum.ts). */
@@ -141,4 +142,67 @@ export function groupBackwardF64(
   dx: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
   groupBackward<f64>(dout, x, n, G, K, S, mean, meanLo, invStd, gamma, dx, dgamma, dbeta, work);
+}
+
+// The fused batch norm + ReLU (activation.ts): the same kernels with the activation, each in
+// its own module, so that the plain ones stay as they are.
+
+export function normalizeReluF32(
+  x: usize, n: i32, d: i32, S: i32, gamma: usize, beta: usize, mean: usize, meanLo: usize, invStd: usize, work: usize, out: usize,
+): void {
+  normalizeRelu<f32>(x, n, d, S, gamma, beta, mean, meanLo, invStd, work, out);
+}
+
+export function normalizeReluF64(
+  x: usize, n: i32, d: i32, S: i32, gamma: usize, beta: usize, mean: usize, meanLo: usize, invStd: usize, work: usize, out: usize,
+): void {
+  normalizeRelu<f64>(x, n, d, S, gamma, beta, mean, meanLo, invStd, work, out);
+}
+
+export function backwardConstantsReluF32(
+  form: i32, dout: usize, x: usize, n: i32, d: i32,
+  gamma: usize, beta: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
+): void {
+  backwardConstants<f32, Relu>(form, dout, x, n, d, 1, true, gamma, mean, meanLo, invStd, dgamma, dbeta, work, beta);
+}
+
+export function backwardConstantsReluF64(
+  form: i32, dout: usize, x: usize, n: i32, d: i32,
+  gamma: usize, beta: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
+): void {
+  backwardConstants<f64, Relu>(form, dout, x, n, d, 1, true, gamma, mean, meanLo, invStd, dgamma, dbeta, work, beta);
+}
+
+export function backwardPlaneConstantsReluF32(
+  form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32,
+  gamma: usize, beta: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
+): void {
+  backwardConstants<f32, Relu>(form, dout, x, n, d, S, false, gamma, mean, meanLo, invStd, dgamma, dbeta, work, beta);
+}
+
+export function backwardPlaneConstantsReluF64(
+  form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32,
+  gamma: usize, beta: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
+): void {
+  backwardConstants<f64, Relu>(form, dout, x, n, d, S, false, gamma, mean, meanLo, invStd, dgamma, dbeta, work, beta);
+}
+
+export function backwardApplyReluF32(
+  dout: usize, x: usize, n: i32, d: i32, S: i32, gamma: usize, beta: usize, mean: usize, meanLo: usize, invStd: usize, dx: usize, work: usize,
+): void {
+  backwardApply<f32, Relu>(dout, x, n, d, S, mean, dx, work, gamma, beta, meanLo, invStd);
+}
+
+export function backwardApplyReluF64(
+  dout: usize, x: usize, n: i32, d: i32, S: i32, gamma: usize, beta: usize, mean: usize, meanLo: usize, invStd: usize, dx: usize, work: usize,
+): void {
+  backwardApply<f64, Relu>(dout, x, n, d, S, mean, dx, work, gamma, beta, meanLo, invStd);
+}
+
+export function backwardReluMapF32(form: i32, n: i32, d: i32, S: i32, gamma: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize): void {
+  backwardReluMap<f32>(form, <f64>n * <f64>S, d, gamma, meanLo, invStd, dgamma, dbeta, work);
+}
+
+export function backwardReluMapF64(form: i32, n: i32, d: i32, S: i32, gamma: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize): void {
+  backwardReluMap<f64>(form, <f64>n * <f64>S, d, gamma, meanLo, invStd, dgamma, dbeta, work);
 }

@@ -5,6 +5,7 @@ import { lanes, at, groupLength, patternOf, loadTwo, storeTwo, roundTo } from ".
 import { STRIP_GROUPS, streams, stripsOf, quartersOf } from "./tuning";
 import { MAP_ARRAYS, after, columnArray } from "./work";
 import { columnMeanVar } from "./statistics";
+import { Plain, Relu, activated, activatedOne, isRelu, reluMap } from "./activation";
 
 /**
  * Strips of `strip` narrow groups from group g on (see NARROW_GROUP_BYTES), two vectors wide
@@ -13,7 +14,7 @@ import { columnMeanVar } from "./statistics";
  * backwardApplyStrips in backward.ts).
  */
 // @ts-ignore: decorator
-@inline function affineStrips<T>(x: usize, g: i32, groups: i32, E: i32, cPat: usize, sPat: usize, bPat: usize, out: usize, strip: i32): i32 {
+@inline function affineStrips<T>(x: usize, g: i32, groups: i32, E: i32, cPat: usize, sPat: usize, bPat: usize, out: usize, strip: i32, relu: bool): i32 {
   const P = E / lanes<T>();
   const groupBytes = <usize>E * sizeof<T>();
   for (; g + strip <= groups; g += strip) {
@@ -24,10 +25,10 @@ import { columnMeanVar } from "./statistics";
       const c1 = v128.load(cPat + off, 16), s1 = v128.load(sPat + off, 16), b1 = v128.load(bPat + off, 16);
       let px = x + base + off, po = out + base + off;
       for (let r = 0; r < strip; r += 2, px += 2 * groupBytes, po += 2 * groupBytes) {
-        v128.store(po, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px), c0), s0), b0));
-        v128.store(po, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px, 16), c1), s1), b1), 16);
-        v128.store(po + groupBytes, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px + groupBytes), c0), s0), b0));
-        v128.store(po + groupBytes, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px + groupBytes, 16), c1), s1), b1), 16);
+        v128.store(po, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px), c0), s0), b0), relu));
+        v128.store(po, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px, 16), c1), s1), b1), relu), 16);
+        v128.store(po + groupBytes, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px + groupBytes), c0), s0), b0), relu));
+        v128.store(po + groupBytes, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px + groupBytes, 16), c1), s1), b1), relu), 16);
       }
     }
   }
@@ -40,7 +41,8 @@ import { columnMeanVar } from "./statistics";
  * step (a group's count is even): half the address arithmetic per vector. Written out four
  * times, as in backwardApplyQuarters. Measurements: docs/tuning.md (WIDE_GROUP_BYTES).
  */
-function affineQuarters<T>(x: usize, g: i32, groups: i32, groupBytes: usize, cPat: usize, sPat: usize, bPat: usize, out: usize): i32 {
+function affineQuarters<T, A>(x: usize, g: i32, groups: i32, groupBytes: usize, cPat: usize, sPat: usize, bPat: usize, out: usize): i32 {
+  const relu = isRelu<A>();
   const quads = (groups - g) >> 2;
   const stride = <usize>quads * groupBytes;
   for (let base = <usize>g * groupBytes, end = <usize>(g + quads) * groupBytes; base < end; base += groupBytes) {
@@ -48,17 +50,17 @@ function affineQuarters<T>(x: usize, g: i32, groups: i32, groupBytes: usize, cPa
       const c0 = v128.load(cPat + off), s0 = v128.load(sPat + off), b0 = v128.load(bPat + off);
       const c1 = v128.load(cPat + off, 16), s1 = v128.load(sPat + off, 16), b1 = v128.load(bPat + off, 16);
       let p = base + off;
-      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c0), s0), b0));
-      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p, 16), c1), s1), b1), 16);
+      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c0), s0), b0), relu));
+      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p, 16), c1), s1), b1), relu), 16);
       p += stride;
-      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c0), s0), b0));
-      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p, 16), c1), s1), b1), 16);
+      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c0), s0), b0), relu));
+      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p, 16), c1), s1), b1), relu), 16);
       p += stride;
-      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c0), s0), b0));
-      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p, 16), c1), s1), b1), 16);
+      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c0), s0), b0), relu));
+      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p, 16), c1), s1), b1), relu), 16);
       p += stride;
-      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c0), s0), b0));
-      v128.store(out + p, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p, 16), c1), s1), b1), 16);
+      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c0), s0), b0), relu));
+      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p, 16), c1), s1), b1), relu), 16);
     }
   }
   return g + 4 * quads;
@@ -71,37 +73,39 @@ function affineQuarters<T>(x: usize, g: i32, groups: i32, groupBytes: usize, cPa
  * rows cut the bandwidth, see docs/tuning.md), two vectors per step (groupLength makes their
  * count even: half the address arithmetic). `rowsPerGroup` = E / d.
  */
-function affineGroups<T>(x: usize, groups: i32, E: i32, cPat: usize, sPat: usize, bPat: usize, out: usize, stream: bool, rowsPerGroup: i32): void {
+function affineGroups<T, A>(x: usize, groups: i32, E: i32, cPat: usize, sPat: usize, bPat: usize, out: usize, stream: bool, rowsPerGroup: i32): void {
+  const relu = isRelu<A>();
   const groupBytes = <usize>E * sizeof<T>();
   let g = 0;
   if (stripsOf(groupBytes, stream)) {
     // Groups of several rows in strips of twice the height; each height inlined as a constant.
     g = rowsPerGroup > 1
-      ? affineStrips<T>(x, g, groups, E, cPat, sPat, bPat, out, 2 * STRIP_GROUPS)
-      : affineStrips<T>(x, g, groups, E, cPat, sPat, bPat, out, STRIP_GROUPS);
+      ? affineStrips<T>(x, g, groups, E, cPat, sPat, bPat, out, 2 * STRIP_GROUPS, relu)
+      : affineStrips<T>(x, g, groups, E, cPat, sPat, bPat, out, STRIP_GROUPS, relu);
   }
-  if (quartersOf(groupBytes, stream)) g = affineQuarters<T>(x, g, groups, groupBytes, cPat, sPat, bPat, out);
+  if (quartersOf(groupBytes, stream)) g = affineQuarters<T, A>(x, g, groups, groupBytes, cPat, sPat, bPat, out);
   for (; g < groups; g++) {
     const base = <usize>g * groupBytes;
     for (let off: usize = 0; off < groupBytes; off += 32) {
       const p = base + off;
       const v = v128.sub<T>(v128.load(x + p), v128.load(cPat + off));
-      v128.store(out + p, v128.add<T>(v128.mul<T>(v, v128.load(sPat + off)), v128.load(bPat + off)));
+      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(v, v128.load(sPat + off)), v128.load(bPat + off)), relu));
       const w = v128.sub<T>(v128.load(x + p, 16), v128.load(cPat + off, 16));
-      v128.store(out + p, v128.add<T>(v128.mul<T>(w, v128.load(sPat + off, 16)), v128.load(bPat + off, 16)), 16);
+      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(w, v128.load(sPat + off, 16)), v128.load(bPat + off, 16)), relu), 16);
     }
   }
 }
 
 /**
  * out[r, j] = (x[r, j] − center[j]) · scale[j] + bias[j]; for S > 1, per channel of (n, d, S).
- * scratch: 3·groupLength<T>(d) values of T.
+ * scratch: 3·groupLength<T>(d) values of T. With A = Relu, max(0, out).
  */
-export function affineColumns<T>(
+export function affineColumns<T, A>(
   x: usize, n: i32, d: i32, S: i32, center: usize, scale: usize, bias: usize, out: usize, scratch: usize,
 ): void {
+  const relu = isRelu<A>();
   if (S > 1) {
-    planeAffine<T>(x, n, d, S, center, scale, bias, out);
+    planeAffine<T, A>(x, n, d, S, center, scale, bias, out);
     return;
   }
   let r0 = 0;
@@ -113,7 +117,7 @@ export function affineColumns<T>(
       const cPat = patternOf<T>(center, d, E, scratch);
       const sPat = patternOf<T>(scale, d, E, after(scratch, patBytes));
       const bPat = patternOf<T>(bias, d, E, after(scratch, 2 * patBytes));
-      affineGroups<T>(x, groups, E, cPat, sPat, bPat, out, streams<T>(n, d), E / d);
+      affineGroups<T, A>(x, groups, E, cPat, sPat, bPat, out, streams<T>(n, d), E / d);
       r0 = groups * (E / d);
     }
   }
@@ -123,7 +127,7 @@ export function affineColumns<T>(
     const or = out + <usize>r * rowBytes;
     for (let j = 0; j < d; j++) {
       const v: T = load<T>(at<T>(xr, j)) - load<T>(at<T>(center, j));
-      store<T>(at<T>(or, j), v * load<T>(at<T>(scale, j)) + load<T>(at<T>(bias, j)));
+      store<T>(at<T>(or, j), activatedOne<T>(v * load<T>(at<T>(scale, j)) + load<T>(at<T>(bias, j)), relu));
     }
   }
 }
@@ -310,10 +314,25 @@ export function testConstants<T>(d: i32, gamma: usize, beta: usize, eps: f64, ru
 
 /** Second half of either mode: out = (x − center)·scale + bias with the map at the start of work. */
 export function normalize<T>(x: usize, n: i32, d: i32, S: i32, work: usize, out: usize): void {
-  affineColumns<T>(
+  affineColumns<T, Plain>(
     x, n, d, S, columnArray<T>(work, d, CENTER), columnArray<T>(work, d, SCALE), columnArray<T>(work, d, BIAS), out,
     columnArray<T>(work, d, MAP_ARRAYS),
   );
+}
+
+/**
+ * The fused forward out = max(0, (x − mean)·scale + bias), with reluMap's constants from the
+ * step's saved values (mean, meanLo, invStd: the batch statistics, or in test mode the
+ * running mean, meanLo = 0 and the running invStd), which the backward recomputes the mask
+ * from. Overwrites the map at the start of work.
+ */
+export function normalizeRelu<T>(
+  x: usize, n: i32, d: i32, S: i32, gamma: usize, beta: usize, mean: usize, meanLo: usize, invStd: usize, work: usize, out: usize,
+): void {
+  const scale = columnArray<T>(work, d, SCALE);
+  const bias = columnArray<T>(work, d, BIAS);
+  reluMap<T>(d, gamma, beta, meanLo, invStd, scale, bias);
+  affineColumns<T, Relu>(x, n, d, S, mean, scale, bias, out, columnArray<T>(work, d, MAP_ARRAYS));
 }
 
 // Channels-first data (N, C, S): channel c of item i is the contiguous run of S values at
@@ -321,7 +340,8 @@ export function normalize<T>(x: usize, n: i32, d: i32, S: i32, work: usize, out:
 // sums reduce contiguous runs, so these loops need no patterns or transposes.
 
 /** out = (x − center[c])·scale[c] + bias[c] over every run of channel c. */
-export function planeAffine<T>(x: usize, n: i32, d: i32, S: i32, center: usize, scale: usize, bias: usize, out: usize): void {
+export function planeAffine<T, A>(x: usize, n: i32, d: i32, S: i32, center: usize, scale: usize, bias: usize, out: usize): void {
+  const relu = isRelu<A>();
   const runBytes = <usize>S * sizeof<T>();
   for (let i = 0; i < n; i++) {
     for (let ch = 0; ch < d; ch++) {
@@ -337,11 +357,11 @@ export function planeAffine<T>(x: usize, n: i32, d: i32, S: i32, center: usize, 
         const sv = v128.splat<T>(s);
         const bv = v128.splat<T>(b);
         for (; p + 32 <= end; p += 32, q += 32) {
-          v128.store(q, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(p), cv), sv), bv));
-          v128.store(q, v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(p, 16), cv), sv), bv), 16);
+          v128.store(q, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(p), cv), sv), bv), relu));
+          v128.store(q, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(p, 16), cv), sv), bv), relu), 16);
         }
       }
-      for (; p < end; p += sizeof<T>(), q += sizeof<T>()) store<T>(q, (load<T>(p) - c) * s + b);
+      for (; p < end; p += sizeof<T>(), q += sizeof<T>()) store<T>(q, activatedOne<T>((load<T>(p) - c) * s + b, relu));
     }
   }
 }

@@ -13,6 +13,8 @@
 //   backwardConstants: Σdout, Σdout·(x − mean) (f64, d each), then a pattern of T, two of
 //                      f64, two of T (SIMD rows only).
 //   backwardApply:     four patterns of T (SIMD rows only).
+//   With the fused ReLU (BACKWARD_RELU_STEP), both backward kernels first keep the mask's
+//   scale and bias (T, d each), and after their own patterns two more (activation.ts).
 // A pattern is groupLength<T>(d) values (columns.ts); only a batch of at least one group
 // (n·d ≥ E, rows, SIMD build) uses patterns.
 import { groupLength } from "./columns";
@@ -24,6 +26,8 @@ export const MAP_ARRAYS: i32 = 3;
 export const TEST_STEP: i32 = 0;
 export const TRAIN_STEP: i32 = 1;
 export const BACKWARD_STEP: i32 = 2;
+/** A backward through the fused ReLU: BACKWARD_STEP's and the mask's map and patterns. */
+export const BACKWARD_RELU_STEP: i32 = 3;
 
 /** Array k of the per-column arrays of T at the start of a work area. */
 // @ts-ignore: decorator
@@ -57,5 +61,7 @@ export function workBytes<T>(n: i32, d: i32, S: i32, step: i32): f64 {
   if (step == TEST_STEP) rest = max(f, 3 * pattern);
   else if (step == TRAIN_STEP) rest = max(3 * f + sums, max(4 * f, 3 * pattern));
   else rest = max(2 * f + sums, 4 * pattern);
+  // The mask's scale and bias and their patterns (backward.ts), first in each kernel's scratch.
+  if (step == BACKWARD_RELU_STEP) rest += 2 * t + 2 * pattern;
   return <f64>MAP_ARRAYS * t + rest;
 }

@@ -46,6 +46,11 @@ await compile([
   "bench/assembly/bandwidth.ts", "--outFile", "build/bandwidth.wasm", "--runtime", "stub",
   "--optimizeLevel", "3", "--noAssert", "--enable", "simd",
 ]);
+// The separate ReLU pass the fused one is measured against (bench/relu.mjs): never shipped.
+await compile([
+  "bench/assembly/relu.ts", "--outFile", "build/relu-pass.wasm", "--runtime", "stub",
+  "--optimizeLevel", "3", "--noAssert", "--enable", "simd",
+]);
 
 /** The module with only `keep` (and the helpers every part has) exported, dead code removed. */
 function split(bytes, keep, simd) {

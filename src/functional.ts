@@ -7,9 +7,9 @@
 import { type Dtype, type FloatArray, arrayType, copyOf, dtypeOf, unfilled } from "./dtype.js";
 import { type RunningStatsOptions, runningStatsRule, stepFactors } from "./conventions.js";
 import { rememberedPlan } from "./block.js";
-import { BACKWARD_STEP, type BackwardForm, CHECKSUM_WORDS, COMPACT_FORM, GRAPH_FORM, TEST_STEP, TRAIN_STEP } from "./kernels.js";
+import { type Activation, BACKWARD_RELU_STEP, BACKWARD_STEP, type BackwardForm, CHECKSUM_WORDS, COMPACT_FORM, GRAPH_FORM, TEST_STEP, TRAIN_STEP } from "./kernels.js";
 import { type Geometry, type Layout, checkLayout, geometry } from "./shape.js";
-import { SAVED, runBackward, runForward } from "./step.js";
+import { SAVED, runBackward, runForward, savedRows } from "./step.js";
 import * as check from "./validate.js";
 import { engine } from "./wasm.js";
 
@@ -25,11 +25,16 @@ export interface BNParam<A extends FloatArray = FloatArray> extends RunningStats
   runningVar?: A;
   /** Train calls so far; kept here when momentum is null (the cumulative average). */
   numBatchesTracked?: number;
+  /**
+   * 'relu': out = max(0, BN(x)) in one pass, and the backward masks dout by out > 0 in its
+   * own sweeps (see docs/fusion.md); default 'none'.
+   */
+  activation?: Activation;
 }
 
 /** Every key of BNParam: any other is refused (see check.knownKeys). */
 const BN_PARAM_KEYS = [
-  "mode", "eps", "momentum", "momentumConvention", "runningVariance", "runningMean", "runningVar", "numBatchesTracked",
+  "mode", "eps", "momentum", "momentumConvention", "runningVariance", "runningMean", "runningVar", "numBatchesTracked", "activation",
 ] as const satisfies readonly (keyof BNParam)[];
 
 export const DEFAULT_EPS = 1e-5;
@@ -55,10 +60,12 @@ export class BatchnormCache<A extends FloatArray = FloatArray> {
     readonly eps: number,
     /** The forward's input. */
     readonly x: A,
-    /** @internal gamma, mean, meanLo, variance, invStd: SAVED.length rows of D values. */
+    /** @internal gamma, mean, meanLo, variance, invStd (and beta, with relu): savedRows() rows of D values. */
     readonly saved: A,
     /** @internal The checksum of x at the time of the forward. */
     readonly checksum: Uint32Array,
+    /** The activation fused into the forward; its backward goes through it too. */
+    readonly activation: Activation = "none",
   ) {}
 
   private row(k: number): A {
@@ -183,6 +190,7 @@ function forward(
   }
   check.knownKeys("bnParam", bnParam, BN_PARAM_KEYS);
   const mode = check.mode(bnParam.mode);
+  const activation = check.activation(bnParam.activation);
   const eps = check.eps(bnParam.eps ?? DEFAULT_EPS);
   const rule = runningStatsRule(bnParam, "bnParam.", DEFAULT_MOMENTUM);
   const tracked = bnParam.numBatchesTracked ?? 0;
@@ -215,22 +223,23 @@ function forward(
     : unfilled(f64Of(dtype), x.length);
   const e = engine();
   if (!train) {
+    const plan = activation === "relu" ? testReluPlan : testPlan;
     runForward(e, {
       dtype, shape: geo, statistics: "running", factors: { eps, momentum: 1, runVarScale: 1 }, update: false,
-      params: { gamma, beta, runMean, runVar },
-    }, { x, out, saved: null, checksum: null }, (rows) => testPlan(e, dtype, { n: rows, d, S: geo.S }), null);
+      params: { gamma, beta, runMean, runVar }, activation,
+    }, { x, out, saved: null, checksum: null }, (rows) => plan(e, dtype, { n: rows, d, S: geo.S }), null);
     return { out, cache: null };
   }
   // A train step moves the running statistics in place: new ones start as zeros (CS231n).
   const newMean = runMean ? null : new (arrayType(dtype))(d);
   const newVar = runVar ? null : new (arrayType(dtype))(d);
-  const saved = new (arrayType(dtype))(SAVED.length * d);
+  const saved = new (arrayType(dtype))(savedRows(activation) * d);
   const checksum = new Uint32Array(CHECKSUM_WORDS);
   const inEngine = x.buffer === e.heap.buffer;
   const input = e.heap.pin(x);
   runForward(e, {
     dtype, shape: geo, statistics: "batch", factors: { eps, ...step! }, update: true,
-    params: { gamma, beta, runMean: runMean ?? newMean, runVar: runVar ?? newVar },
+    params: { gamma, beta, runMean: runMean ?? newMean, runVar: runVar ?? newVar }, activation,
   }, { x, out, saved, checksum }, () => trainPlan(e, dtype, geo), null);
   // 6. State back only once the step has run.
   if (newMean) bnParam.runningMean = newMean;
@@ -238,7 +247,7 @@ function forward(
   if (countsBatches) bnParam.numBatchesTracked = tracked + 1;
   // The engine reuses its memory: a view of it is copied, any other x referred to.
   const kept = inEngine ? copyOf(input()) : x;
-  return { out, cache: new BatchnormCache(dtype, geo, eps, kept, saved, checksum) };
+  return { out, cache: new BatchnormCache(dtype, geo, eps, kept, saved, checksum, activation) };
 }
 
 const f64Of = (dtype: Dtype) => dtype === "float64";
@@ -256,6 +265,9 @@ function outputsOf<K extends string>(name: string, value: unknown, keys: readonl
 const trainPlan = rememberedPlan(["x", "out", "gamma", "beta", "runMean", "runVar", "mean", "meanLo", "variance", "invStd", "checksum"], [TRAIN_STEP]);
 const testPlan = rememberedPlan(["x", "out", "gamma", "beta", "runMean", "runVar"], [TEST_STEP]);
 const backwardPlan = rememberedPlan(["dout", "x", "dx", "gamma", "mean", "meanLo", "invStd", "dgamma", "dbeta", "checksum"], [BACKWARD_STEP]);
+// The fused ReLU's: invStd in test mode too, beta in the backward (the mask's map, see step.ts).
+const testReluPlan = rememberedPlan(["x", "out", "gamma", "beta", "runMean", "runVar", "invStd"], [TEST_STEP]);
+const backwardReluPlan = rememberedPlan(["dout", "x", "dx", "gamma", "beta", "mean", "meanLo", "invStd", "dgamma", "dbeta", "checksum"], [BACKWARD_RELU_STEP]);
 
 function backwardWithForm<A extends FloatArray>(
   form: BackwardForm, name: string, dout: A, cache: BatchnormCache<A> | null, outputs: BackwardOutputs<A> | undefined,
@@ -280,9 +292,10 @@ function backwardWithForm<A extends FloatArray>(
     dgamma: given.dgamma ? check.output("outputs.dgamma", given.dgamma, dtype, d, { "outputs.dx": given.dx }, []) : unfilled(f64Of(dtype), d),
     dbeta: given.dbeta ? check.output("outputs.dbeta", given.dbeta, dtype, d, { "outputs.dx": given.dx, "outputs.dgamma": given.dgamma }, []) : unfilled(f64Of(dtype), d),
   };
-  runBackward(engine(), { dtype, shape: geo, form }, {
+  const { activation } = cache;
+  runBackward(engine(), { dtype, shape: geo, form, activation }, {
     dout, x, saved: cache.saved, hasGamma: true, ...result, checksum: cache.checksum,
-  }, backwardPlan(engine(), dtype, geo), null);
+  }, (activation === "relu" ? backwardReluPlan : backwardPlan)(engine(), dtype, geo), null);
   return result as BackwardResult<A>;
 }
 

@@ -20,3 +20,4 @@ export {
   layernormForward, layernormBackward, NormCache, type LNParam, type NormForwardResult, type LayernormForwardOptions,
 } from "./layernorm.js";
 export { spatialGroupnormForward, spatialGroupnormBackward, type GNParam } from "./groupnorm.js";
+export type { Activation } from "./kernels.js";

@@ -42,7 +42,9 @@ export interface StepFactors {
 export const TEST_STEP = 0;
 export const TRAIN_STEP = 1;
 export const BACKWARD_STEP = 2;
-export type WorkStep = typeof TEST_STEP | typeof TRAIN_STEP | typeof BACKWARD_STEP;
+/** A backward through the fused ReLU (activation: 'relu'): more work area for the mask. */
+export const BACKWARD_RELU_STEP = 3;
+export type WorkStep = typeof TEST_STEP | typeof TRAIN_STEP | typeof BACKWARD_STEP | typeof BACKWARD_RELU_STEP;
 
 /** Backward forms; the same numbers in assembly/backward.ts. */
 export const GRAPH_FORM = 0;
@@ -51,19 +53,26 @@ export const COMPACT_FORM = 1;
 export const EVAL_FORM = 2;
 export type BackwardForm = typeof GRAPH_FORM | typeof COMPACT_FORM | typeof EVAL_FORM;
 
+/**
+ * An activation fused into the batch norm: 'relu' is out = max(0, BN(x)), whose backward masks
+ * dout by out > 0 (recomputed from x and the saved statistics, see assembly/activation.ts).
+ */
+export type Activation = "none" | "relu";
+
 /** What every backend provides: one step's kernels on the pointers of a block. */
 export interface Kernels {
   /** Bytes of work area the kernels of `step` take for this shape (a float64 count: it may exceed 4 GiB). */
   workBytes(dtype: Dtype, shape: KernelShape, step: WorkStep): number;
   /** Batch statistics into mean, meanLo, variance, invStd; running statistics moved; out normalized. */
-  forwardTrain(dtype: Dtype, shape: KernelShape, p: Pointers, f: StepFactors): void;
+  forwardTrain(dtype: Dtype, shape: KernelShape, p: Pointers, f: StepFactors, activation?: Activation): void;
   /**
    * out normalized with the running statistics. With `again`, the map the last call computed
-   * in this work area is applied to other rows of the same batch (a batch in parts).
+   * in this work area is applied to other rows of the same batch (a batch in parts). With
+   * 'relu', p.invStd must be present (the fused map and the backward's mask come from it).
    */
-  forwardTest(dtype: Dtype, shape: KernelShape, p: Pointers, eps: number, again: boolean): void;
-  /** dgamma, dbeta and (when p.dx) dx from dout and the forward's x, mean, meanLo, invStd. */
-  backward(dtype: Dtype, form: BackwardForm, shape: KernelShape, p: Pointers): void;
+  forwardTest(dtype: Dtype, shape: KernelShape, p: Pointers, eps: number, again: boolean, activation?: Activation): void;
+  /** dgamma, dbeta and (when p.dx) dx from dout and the forward's x, mean, meanLo, invStd (and with 'relu', beta). */
+  backward(dtype: Dtype, form: BackwardForm, shape: KernelShape, p: Pointers, activation?: Activation): void;
   /**
    * Adds the u32 words at p (word `first` of a longer run) to an order-sensitive checksum
    * whose state (CHECKSUM_WORDS u32) is at `state` (see assembly/checksum.ts).
@@ -147,6 +156,39 @@ export const KERNELS = {
     part: "group-backward",
     bind: (f: Export) => (s: GroupShape, p: GroupPointers) =>
       f(p.dout, p.x, s.n, s.G, s.K, s.S, p.mean, p.meanLo, p.invStd, p.gamma, p.dx, p.dgamma, p.dbeta, p.work),
+  },
+  /**
+   * The fused forward out = max(0, BN(x)) (assembly/activation.ts), its map from the step's
+   * gamma, beta, mean, meanLo, invStd (test mode: runMean, 0, the running invStd).
+   */
+  normalizeRelu: {
+    part: "normalize-relu",
+    bind: (f: Export) => (s: KernelShape, p: Pointers) =>
+      f(p.x, s.n, s.d, s.S, p.gamma, p.beta, p.mean, p.meanLo, p.invStd, p.work, p.out),
+  },
+  /** backwardConstants' sums with dout masked by the fused forward's out > 0, recomputed from x (and beta). */
+  backwardConstantsRelu: {
+    part: "backward-constants-relu",
+    bind: (f: Export) => (form: number, s: KernelShape, p: Pointers) =>
+      f(form, p.dout, p.x, s.n, s.d, p.gamma, p.beta, p.mean, p.meanLo, p.invStd, p.dgamma, p.dbeta, p.work),
+  },
+  /** The same for channels-first runs (S > 1). */
+  backwardPlaneConstantsRelu: {
+    part: "backward-plane-constants-relu",
+    bind: (f: Export) => (form: number, s: KernelShape, p: Pointers) =>
+      f(form, p.dout, p.x, s.n, s.d, s.S, p.gamma, p.beta, p.mean, p.meanLo, p.invStd, p.dgamma, p.dbeta, p.work),
+  },
+  /** After backwardConstantsRelu or backwardPlaneConstantsRelu (which leave only the sums): dgamma, dbeta and the map. */
+  backwardReluMap: {
+    part: "backward-relu-map",
+    bind: (f: Export) => (form: number, s: KernelShape, p: Pointers) =>
+      f(form, s.n, s.d, s.S, p.gamma, p.meanLo, p.invStd, p.dgamma, p.dbeta, p.work),
+  },
+  /** backwardApply with dout masked as in backwardConstantsRelu. */
+  backwardApplyRelu: {
+    part: "backward-apply-relu",
+    bind: (f: Export) => (s: KernelShape, p: Pointers) =>
+      f(p.dout, p.x, s.n, s.d, s.S, p.gamma, p.beta, p.mean, p.meanLo, p.invStd, p.dx, p.work),
   },
 } as const;
 

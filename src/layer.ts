@@ -7,13 +7,13 @@
 // next to the data).
 import { type ArrayOf, type Dtype, type FloatArray, arrayType, copyInto, copyOf, unfilled } from "./dtype.js";
 import { rememberedPlan } from "./block.js";
-import { BACKWARD_STEP, CHECKSUM_WORDS, EVAL_FORM, TEST_STEP } from "./kernels.js";
+import { type Activation, BACKWARD_RELU_STEP, BACKWARD_STEP, CHECKSUM_WORDS, EVAL_FORM, TEST_STEP } from "./kernels.js";
 import {
   type KerasState, type PyTorchState, type RunningStatsOptions, type RunningStatsRule, checkBatchCount, kerasPreset, loadState, pytorchPreset,
   runningStatsRule, stateOf, stepFactors,
 } from "./conventions.js";
 import { type Geometry, type Layout, checkLayout, geometry } from "./shape.js";
-import { type ForwardStep, SAVED, runBackward, runForward } from "./step.js";
+import { type ForwardStep, runBackward, runForward, savedRows } from "./step.js";
 import * as check from "./validate.js";
 import { type Engine, engine } from "./wasm.js";
 import { BatchNormWorkspace, type WorkspaceLayer } from "./workspace.js";
@@ -35,11 +35,16 @@ export interface BatchNormOptions<D extends Dtype = Dtype> extends RunningStatsO
   layout?: Layout;
   /** default 'float32'; sets the type of every array of the layer (ArrayOf<D>). */
   dtype?: D;
+  /**
+   * 'relu': the layer is BatchNorm followed by ReLU, fused (out = max(0, BN(x)) in train and
+   * eval mode, the backward masked in its own sweeps; see docs/fusion.md). Default 'none'.
+   */
+  activation?: Activation;
 }
 
 /** Every key of BatchNormOptions: any other is refused (see check.knownKeys). */
 const OPTION_KEYS = [
-  "eps", "momentum", "momentumConvention", "runningVariance", "affine", "scale", "center", "trackRunningStats", "layout", "dtype",
+  "eps", "momentum", "momentumConvention", "runningVariance", "affine", "scale", "center", "trackRunningStats", "layout", "dtype", "activation",
 ] as const satisfies readonly (keyof BatchNormOptions)[];
 
 
@@ -74,6 +79,7 @@ interface EvalForward {
 
 const evalPlan = rememberedPlan(["x", "out", "gamma", "beta", "runMean", "runVar", "invStd", "checksum"], [TEST_STEP]);
 const evalBackwardPlan = rememberedPlan(["dout", "x", "dx", "gamma", "mean", "meanLo", "invStd", "dgamma", "dbeta", "checksum"], [BACKWARD_STEP]);
+const evalBackwardReluPlan = rememberedPlan(["dout", "x", "dx", "gamma", "beta", "mean", "meanLo", "invStd", "dgamma", "dbeta", "checksum"], [BACKWARD_RELU_STEP]);
 
 // No `implements WorkspaceLayer<D>`: the members it names are internal, stripped from the
 // published types, where the clause would then fail a user's type check. workspace() passes
@@ -100,6 +106,8 @@ export class BatchNorm<D extends Dtype = "float32"> {
   readonly trackRunningStats: boolean;
   /** How (N, C, L) and (N, C, H, W) inputs are stored: 'NCHW' or 'NHWC'. */
   readonly layout: Layout;
+  /** The activation fused after the normalization: 'relu' or 'none'. */
+  readonly activation: Activation;
   /** true after train(), false after eval(). */
   training = true;
   /** Train-mode forwards since creation (or as loaded); drives momentum = null. */
@@ -148,6 +156,7 @@ export class BatchNorm<D extends Dtype = "float32"> {
     this.useBeta = flag("center", options.center, affine);
     this.trackRunningStats = flag("trackRunningStats", options.trackRunningStats, true);
     this.layout = checkLayout(options.layout ?? "NCHW", "options.layout");
+    this.activation = check.activation(options.activation, "options.activation");
     const make = () => new (arrayType(dtype))(numFeatures) as ArrayOf<D>;
     this.gamma = make().fill(1) as ArrayOf<D>;
     this.beta = make();
@@ -214,7 +223,7 @@ export class BatchNorm<D extends Dtype = "float32"> {
       const input = heap.pin(x);
       const result = out ?? (unfilled(this.dtype === "float64", x.length) as ArrayOf<D>);
       // Reused: only the last forward's are ever read.
-      const saved = (this.evalSaved ??= new (arrayType(this.dtype))(SAVED.length * this.numFeatures));
+      const saved = (this.evalSaved ??= new (arrayType(this.dtype))(savedRows(this.activation) * this.numFeatures));
       const checksum = (this.evalChecksum ??= new Uint32Array(CHECKSUM_WORDS));
       runForward(this.engine, step, { x, out: result, saved, checksum }, (rows) => evalPlan(this.engine, this.dtype, { n: rows, d: geo.d, S: geo.S }), null);
       // The engine reuses its memory: a view of it is copied, any other x referred to.
@@ -258,9 +267,10 @@ export class BatchNorm<D extends Dtype = "float32"> {
       // After an eval-mode forward: the statistics are constants.
       check.floatArray("x of the last forward", last.x, this.dtype, "this layer");
       const dx = given ?? (unfilled(this.dtype === "float64", size) as ArrayOf<D>);
-      runBackward(this.engine, { dtype: this.dtype, shape: last.geo, form: EVAL_FORM }, {
+      const relu = this.activation === "relu";
+      runBackward(this.engine, { dtype: this.dtype, shape: last.geo, form: EVAL_FORM, activation: this.activation }, {
         dout, x: last.x, saved: last.saved, ...targets, dx, checksum: last.checksum,
-      }, evalBackwardPlan(this.engine, this.dtype, last.geo), null);
+      }, (relu ? evalBackwardReluPlan : evalBackwardPlan)(this.engine, this.dtype, last.geo), null);
       return dx;
     }
     const input = this.engine.heap.pin(dout);
@@ -304,6 +314,7 @@ export class BatchNorm<D extends Dtype = "float32"> {
     return {
       dtype: this.dtype, shape: geo, statistics: batch ? "batch" : "running", factors: { eps, ...factors }, update,
       params: { gamma: this.useGamma ? state.gamma : null, beta: this.useBeta ? state.beta : null, runMean: state.runningMean, runVar: state.runningVar },
+      activation: this.activation,
     };
   }
 
@@ -313,11 +324,11 @@ export class BatchNorm<D extends Dtype = "float32"> {
   }
 
   /** @internal (WorkspaceLayer) */
-  gradientTargets(): { dgamma: FloatArray | null; dbeta: FloatArray | null; hasGamma: boolean } {
+  gradientTargets(): { dgamma: FloatArray | null; dbeta: FloatArray | null; hasGamma: boolean; hasBeta: boolean } {
     const d = this.numFeatures;
     const dgamma = check.floatArrayOfLength("layer.dgamma", this.dgamma, this.dtype, d, "numFeatures");
     const dbeta = check.floatArrayOfLength("layer.dbeta", this.dbeta, this.dtype, d, "numFeatures");
-    return { dgamma: this.useGamma ? dgamma : null, dbeta: this.useBeta ? dbeta : null, hasGamma: this.useGamma };
+    return { dgamma: this.useGamma ? dgamma : null, dbeta: this.useBeta ? dbeta : null, hasGamma: this.useGamma, hasBeta: this.useBeta };
   }
 
   /** Frees the memory of the layer's own workspace (forward/backward allocate it again). */

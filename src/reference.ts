@@ -86,6 +86,48 @@ export function forwardTest(
   }
 }
 
+/**
+ * The fused ReLU: out = max(0, y), y = γ·((x − mean − meanLo)·invStd) + β from the saved
+ * values (meanLo null: 0), so that reluMasked recomputes the same y from the same arrays.
+ */
+export function reluForward(
+  x: FloatArray, n: number, d: number, S: number, gamma: FloatArray | null, beta: FloatArray | null,
+  mean: FloatArray, meanLo: FloatArray | null, invStd: FloatArray, out: FloatArray,
+): void {
+  const round = roundingOf(out);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < d; j++) {
+      const o = (i * d + j) * S;
+      for (let s = 0; s < S; s++) out[o + s] = Math.max(0, round(preActivation(x[o + s], j, gamma, beta, mean, meanLo, invStd)));
+    }
+  }
+}
+
+/** dout where reluForward's out > 0, else 0 (PyTorch's ReLU: 0 at 0), as a new array. */
+export function reluMasked(
+  dout: FloatArray, x: FloatArray, n: number, d: number, S: number, gamma: FloatArray | null, beta: FloatArray | null,
+  mean: FloatArray, meanLo: FloatArray | null, invStd: FloatArray,
+): FloatArray {
+  const round = roundingOf(dout);
+  const masked = dout.slice();
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < d; j++) {
+      const o = (i * d + j) * S;
+      for (let s = 0; s < S; s++) if (!(round(preActivation(x[o + s], j, gamma, beta, mean, meanLo, invStd)) > 0)) masked[o + s] = 0;
+    }
+  }
+  return masked;
+}
+
+function preActivation(
+  x: number, j: number, gamma: FloatArray | null, beta: FloatArray | null, mean: FloatArray, meanLo: FloatArray | null, invStd: FloatArray,
+): number {
+  return (gamma ? gamma[j] : 1) * ((x - mean[j] - (meanLo ? meanLo[j] : 0)) * invStd[j]) + (beta ? beta[j] : 0);
+}
+
+/** The rounding of a store into `a`: what out > 0 sees. */
+const roundingOf = (a: FloatArray): ((v: number) => number) => (a instanceof Float32Array ? Math.fround : (v) => v);
+
 /** Backward forms, as the kernels number them. */
 export { COMPACT_FORM, EVAL_FORM, GRAPH_FORM };
 

@@ -7,7 +7,7 @@
 //   4. copy inputs in;  5. run the kernels;  6. write results and state back.
 import { type Dtype, type FloatArray, bytesPerElement, copyInto } from "./dtype.js";
 import { type BlockPlan, pointersOf } from "./block.js";
-import { type BackwardForm, CHECKSUM_WORDS, type KernelShape, type Pointers, type StepFactors } from "./kernels.js";
+import { type Activation, type BackwardForm, CHECKSUM_WORDS, type KernelShape, type Pointers, type StepFactors } from "./kernels.js";
 import { PART_BYTES, PART_ROWS_MULTIPLE } from "./tuning.js";
 import { type Engine } from "./wasm.js";
 
@@ -35,13 +35,15 @@ export interface ForwardStep {
   /** A batch step that moves the running statistics (params.runMean/runVar, in place). */
   update: boolean;
   params: ForwardParams;
+  /** Fused into the step (default 'none'); 'relu' in test mode needs invStd in the block. */
+  activation?: Activation;
 }
 
 /** Where the data comes from and goes: an array to copy, or null when it is in the block already. */
 export interface ForwardIO {
   x: FloatArray | null;
   out: FloatArray | null;
-  /** The step's gamma, mean, meanLo, variance, invStd (d each, in that order), for a cache. */
+  /** The step's gamma, mean, meanLo, variance, invStd (d each, in that order), for a cache; with 'relu', beta after them (savedRows). */
   saved: FloatArray | null;
   /** Filled with the checksum of x (CHECKSUM_WORDS u32), for a cache that refers to x. */
   checksum: Uint32Array | null;
@@ -49,6 +51,11 @@ export interface ForwardIO {
 
 /** Order of the per-column values a batch step saves (ForwardIO.saved). */
 export const SAVED = ["gamma", "mean", "meanLo", "variance", "invStd"] as const;
+
+/** Rows of d values a step saves: SAVED, and with 'relu' beta (its backward recomputes the mask). */
+export function savedRows(activation: Activation | undefined): number {
+  return SAVED.length + (activation === "relu" ? 1 : 0);
+}
 
 type Reserve = (plan: BlockPlan) => Placed;
 
@@ -95,7 +102,7 @@ export function runForward(engine: Engine, step: ForwardStep, io: ForwardIO, pla
       const part = Math.min(rows, n - r);
       if (x) copyInto(all, at(p.x), x, r * row, part * row);
       sum?.(r * row, part * row);
-      kernels.forwardTest(dtype, { n: part, d, S }, p, step.factors.eps, r > 0);
+      kernels.forwardTest(dtype, { n: part, d, S }, p, step.factors.eps, r > 0, step.activation);
       if (out) copyInto(out, r * row, all, at(p.out), part * row);
     }
   } else {
@@ -105,7 +112,7 @@ export function runForward(engine: Engine, step: ForwardStep, io: ForwardIO, pla
     const runVarAt = p.runVar;
     if (!step.update) p.runMean = p.runVar = 0;
     // 5. Run.
-    kernels.forwardTrain(dtype, shape, p, step.factors);
+    kernels.forwardTrain(dtype, shape, p, step.factors, step.activation);
     // 6. Only once the kernels have run: an error above leaves every caller's array untouched.
     if (step.update) {
       copyInto(runMean!, 0, all, at(runMeanAt), d);
@@ -122,13 +129,18 @@ export function runForward(engine: Engine, step: ForwardStep, io: ForwardIO, pla
  * statistics, those as mean and variance, meanLo 0 (the statistics of an eval-mode backward).
  */
 function saveColumns(saved: FloatArray, all: FloatArray, at: (ptr: number) => number, p: Pointers, step: ForwardStep): void {
-  const d = saved.length / SAVED.length;
+  const d = saved.length / savedRows(step.activation);
   const running = step.statistics === "running";
   SAVED.forEach((name, k) => {
     if (name === "gamma" && !p.gamma) saved.fill(1, 0, d);
     else if (running && name === "meanLo") saved.fill(0, k * d, (k + 1) * d);
     else copyInto(saved, k * d, all, at(running && name === "mean" ? p.runMean : running && name === "variance" ? p.runVar : p[name]), d);
   });
+  const k = SAVED.length;
+  if (step.activation === "relu") {
+    if (p.beta) copyInto(saved, k * d, all, at(p.beta), d);
+    else saved.fill(0, k * d, (k + 1) * d);
+  }
 }
 
 /**
@@ -144,6 +156,8 @@ export interface BackwardStep {
   dtype: Dtype;
   shape: KernelShape;
   form: BackwardForm;
+  /** The forward's (default 'none'); 'relu' reads beta too: from `saved`, or the block's. */
+  activation?: Activation;
 }
 
 /** Where a backward's data comes from and goes: arrays to copy, or null when in the block already. */
@@ -153,6 +167,8 @@ export interface BackwardIO {
   /** The forward's saved columns (SAVED order); gamma is ignored when `hasGamma` is false. */
   saved: FloatArray | null;
   hasGamma: boolean;
+  /** false: beta is 0 (only read by a 'relu' step that has no `saved`). */
+  hasBeta?: boolean;
   dx: FloatArray | null;
   dgamma: FloatArray | null;
   dbeta: FloatArray | null;
@@ -180,8 +196,10 @@ export function runBackward(engine: Engine, step: BackwardStep, io: BackwardIO, 
   if (x) all.set(x, at(p.x));
   if (saved) {
     for (let k = 0; k < SAVED.length; k++) if (SAVED[k] !== "variance") copyInto(all, at(p[SAVED[k]]), saved, k * d, d);
+    if (step.activation === "relu") copyInto(all, at(p.beta), saved, SAVED.length * d, d);
   }
   if (!io.hasGamma) p.gamma = 0;
+  if (io.hasBeta === false && !saved) p.beta = 0;
   if (io.checksum) {
     const state = new Uint32Array(heap.buffer, p.checksum, CHECKSUM_WORDS).fill(0);
     const words = bytesPerElement(step.dtype) / 4;
@@ -192,7 +210,7 @@ export function runBackward(engine: Engine, step: BackwardStep, io: BackwardIO, 
       );
     }
   }
-  kernels.backward(step.dtype, step.form, step.shape, p);
+  kernels.backward(step.dtype, step.form, step.shape, p, step.activation);
   if (dx) copyInto(dx, 0, all, at(p.dx), dx.length);
   if (dgamma) copyInto(dgamma, 0, all, at(p.dgamma), d);
   if (dbeta) copyInto(dbeta, 0, all, at(p.dbeta), d);

@@ -1,6 +1,7 @@
 // Input checks shared by the functional API and the layer. Every message names the argument
 // and what was expected; nothing is read or written before all checks pass.
 import { type Dtype, type FloatArray, dtypeOf, typeName } from "./dtype.js";
+import type { Activation } from "./kernels.js";
 
 export type Mode = "train" | "test";
 
@@ -135,6 +136,15 @@ export function rowsOf(length: number, d: number, name = "x"): number {
 export function mode(value: unknown): Mode {
   if (value !== "train" && value !== "test") {
     throw new RangeError(`bnParam.mode must be 'train' or 'test', got ${shown(value)}`);
+  }
+  return value;
+}
+
+/** An activation to fuse: absent is 'none'. */
+export function activation(value: unknown, name = "bnParam.activation"): Activation {
+  if (value === undefined) return "none";
+  if (value !== "none" && value !== "relu") {
+    throw new RangeError(`${name} must be 'relu' or 'none' (the only activations fused), got ${shown(value)}`);
   }
   return value;
 }

@@ -40,17 +40,27 @@ function wasmEngine(backend: WasmBuild, modules: WebAssembly.Module[]): Engine {
   const checksum = KERNELS.checksumWords.bind(exports.checksumWords);
   const kernels: Kernels = {
     workBytes: (dtype, shape, step) => k.workBytes[dtype](shape, step),
-    forwardTrain(dtype, shape, p, f) {
+    forwardTrain(dtype, shape, p, f, activation = "none") {
       if (shape.S === 1) k.trainMoments[dtype](shape, p);
       else k.trainPlaneMoments[dtype](shape, p);
       k.trainConstants[dtype](shape, p, f);
-      k.normalize[dtype](shape, p);
+      if (activation === "relu") k.normalizeRelu[dtype](shape, p);
+      else k.normalize[dtype](shape, p);
     },
-    forwardTest(dtype, shape, p, eps, again) {
+    forwardTest(dtype, shape, p, eps, again, activation = "none") {
       if (!again) k.testConstants[dtype](shape, p, eps);
-      k.normalize[dtype](shape, p);
+      // The fused map from the saved values: the running mean, meanLo 0, the running invStd.
+      if (activation === "relu") k.normalizeRelu[dtype](shape, { ...p, mean: p.runMean, meanLo: 0 });
+      else k.normalize[dtype](shape, p);
     },
-    backward(dtype, form, shape, p) {
+    backward(dtype, form, shape, p, activation = "none") {
+      if (activation === "relu") {
+        if (shape.S === 1) k.backwardConstantsRelu[dtype](form, shape, p);
+        else k.backwardPlaneConstantsRelu[dtype](form, shape, p);
+        k.backwardReluMap[dtype](form, shape, p);
+        if (p.dx) k.backwardApplyRelu[dtype](shape, p);
+        return;
+      }
       if (shape.S === 1) k.backwardConstants[dtype](form, shape, p);
       else k.backwardPlaneConstants[dtype](form, shape, p);
       if (p.dx) k.backwardApply[dtype](shape, p);
@@ -130,28 +140,36 @@ function jsEngine(): Engine {
   const v = (dtype: Dtype, ptr: number, length: number) => (ptr ? heap.view(dtype, ptr, length) : null);
   const kernels: Kernels = {
     workBytes: () => 16,
-    forwardTrain(dtype, { n, d, S }, p, f) {
+    forwardTrain(dtype, { n, d, S }, p, f, activation = "none") {
       const size = n * d * S;
+      const x = v(dtype, p.x, size)!;
+      const out = v(dtype, p.out, size)!;
+      const [gamma, beta, mean, meanLo, invStd] = [p.gamma, p.beta, p.mean, p.meanLo, p.invStd].map((ptr) => v(dtype, ptr, d));
       reference.forwardTrain(
-        v(dtype, p.x, size)!, n, d, S, v(dtype, p.gamma, d), v(dtype, p.beta, d), f.eps, f.momentum, f.runVarScale,
-        v(dtype, p.runMean, d), v(dtype, p.runVar, d), v(dtype, p.out, size)!,
-        v(dtype, p.mean, d)!, v(dtype, p.meanLo, d)!, v(dtype, p.variance, d)!, v(dtype, p.invStd, d)!,
+        x, n, d, S, gamma, beta, f.eps, f.momentum, f.runVarScale,
+        v(dtype, p.runMean, d), v(dtype, p.runVar, d), out, mean!, meanLo!, v(dtype, p.variance, d)!, invStd!,
       );
+      if (activation === "relu") reference.reluForward(x, n, d, S, gamma, beta, mean!, meanLo, invStd!, out);
     },
-    forwardTest(dtype, { n, d, S }, p, eps) {
+    forwardTest(dtype, { n, d, S }, p, eps, _again, activation = "none") {
       const size = n * d * S;
       const rv = v(dtype, p.runVar, d)!;
-      reference.forwardTest(
-        v(dtype, p.x, size)!, n, d, S, v(dtype, p.gamma, d), v(dtype, p.beta, d), eps, v(dtype, p.runMean, d)!, rv, v(dtype, p.out, size)!,
-      );
+      const x = v(dtype, p.x, size)!;
+      const out = v(dtype, p.out, size)!;
+      const runMean = v(dtype, p.runMean, d)!;
+      reference.forwardTest(x, n, d, S, v(dtype, p.gamma, d), v(dtype, p.beta, d), eps, runMean, rv, out);
       const inv = v(dtype, p.invStd, d);
       if (inv) for (let j = 0; j < d; j++) inv[j] = 1 / Math.sqrt(rv[j] + eps);
+      if (activation === "relu") reference.reluForward(x, n, d, S, v(dtype, p.gamma, d), v(dtype, p.beta, d), runMean, null, inv!, out);
     },
-    backward(dtype, form, { n, d, S }, p) {
+    backward(dtype, form, { n, d, S }, p, activation = "none") {
       const size = n * d * S;
+      const x = v(dtype, p.x, size)!;
+      const [gamma, mean, meanLo, invStd] = [p.gamma, p.mean, p.meanLo, p.invStd].map((ptr) => v(dtype, ptr, d));
+      let dout = v(dtype, p.dout, size)!;
+      if (activation === "relu") dout = reference.reluMasked(dout, x, n, d, S, gamma, v(dtype, p.beta, d), mean!, meanLo, invStd!);
       reference.backward(
-        form, v(dtype, p.dout, size)!, v(dtype, p.x, size)!, n, d, S, v(dtype, p.gamma, d),
-        v(dtype, p.mean, d)!, v(dtype, p.meanLo, d)!, v(dtype, p.invStd, d)!,
+        form, dout, x, n, d, S, gamma, mean!, meanLo!, invStd!,
         v(dtype, p.dx, size), v(dtype, p.dgamma, d), v(dtype, p.dbeta, d),
       );
     },

@@ -3,7 +3,7 @@
 // steps as every other call (step.ts), with its own block in place of scratch.
 import { type ArrayOf, type Dtype, type FloatArray } from "./dtype.js";
 import { type ArrayName, type BlockPlan, blockPlan } from "./block.js";
-import { BACKWARD_STEP, COMPACT_FORM, EVAL_FORM, GRAPH_FORM, TEST_STEP, TRAIN_STEP } from "./kernels.js";
+import { type Activation, BACKWARD_RELU_STEP, BACKWARD_STEP, COMPACT_FORM, EVAL_FORM, GRAPH_FORM, TEST_STEP, TRAIN_STEP } from "./kernels.js";
 import { type Geometry } from "./shape.js";
 import { type ForwardStep, type Placed, runBackward, runForward } from "./step.js";
 import * as check from "./validate.js";
@@ -14,12 +14,14 @@ export interface WorkspaceLayer<D extends Dtype> {
   readonly dtype: D;
   readonly numFeatures: number;
   readonly engine: Engine;
+  /** The activation fused into every step: a 'relu' workspace's backward masks dout. */
+  readonly activation: Activation;
   /** The next forward of this shape, validated: throws, changing nothing, on a bad layer state. */
   forwardStep(geo: Geometry): ForwardStep;
   /** Counts a forward step that has run. */
   forwardDone(step: ForwardStep): void;
   /** The arrays a backward writes dgamma and dbeta into (null: not learned), validated. */
-  gradientTargets(): { dgamma: FloatArray | null; dbeta: FloatArray | null; hasGamma: boolean };
+  gradientTargets(): { dgamma: FloatArray | null; dbeta: FloatArray | null; hasGamma: boolean; hasBeta: boolean };
 }
 
 const BLOCK_ARRAYS: readonly ArrayName[] = [
@@ -75,7 +77,8 @@ export class BatchNormWorkspace<D extends Dtype = "float32"> {
     this.shape = geo.shape;
     this.batchSize = geo.shape[0];
     this.size = geo.n * geo.S * geo.d;
-    this.plan = blockPlan(layer.engine, layer.dtype, geo, BLOCK_ARRAYS, [TEST_STEP, TRAIN_STEP, BACKWARD_STEP]);
+    const backward = layer.activation === "relu" ? BACKWARD_RELU_STEP : BACKWARD_STEP;
+    this.plan = blockPlan(layer.engine, layer.dtype, geo, BLOCK_ARRAYS, [TEST_STEP, TRAIN_STEP, backward]);
     this.base = layer.engine.heap.alloc(this.plan.bytes);
     freeOnCollect.register(this, { engine: layer.engine, base: this.base }, this);
   }
@@ -148,7 +151,8 @@ export class BatchNormWorkspace<D extends Dtype = "float32"> {
     if (this.state === "empty") throw new Error("BatchNormWorkspace.backward needs a forward() first");
     const targets = this.layer.gradientTargets();
     const kernelForm = this.state === "frozen" ? EVAL_FORM : form === "graph" ? GRAPH_FORM : COMPACT_FORM;
-    runBackward(this.layer.engine, { dtype: this.layer.dtype, shape: this.geo, form: kernelForm }, {
+    // The block holds the forward's gamma and beta (a 'relu' backward recomputes its mask from them).
+    runBackward(this.layer.engine, { dtype: this.layer.dtype, shape: this.geo, form: kernelForm, activation: this.layer.activation }, {
       dout: null, x: null, saved: null, dx: null, ...targets, checksum: null,
     }, this.plan, this.placed());
     return this.dx;

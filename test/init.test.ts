@@ -49,6 +49,7 @@ test("every shipped module is under 4 KiB, so browsers compile it synchronously 
       expect(new WebAssembly.Module(bytes), `${build} ${part}`).toBeInstanceOf(WebAssembly.Module);
     }
   }
-  // Two element types times nine parts (seven batch norm, two group norm), and the untyped checksum.
-  expect(Object.keys(wasmModules.simd)).toHaveLength(19);
+  // Two element types times 14 parts (seven batch norm, two group norm, the fused ReLU's five),
+  // and the untyped checksum.
+  expect(Object.keys(wasmModules.simd)).toHaveLength(29);
 });
