@@ -3,7 +3,7 @@
 // memory above heapBase() and passes 16-byte aligned work areas of the sizes documented on
 // each kernel (workBytesF32/F64). The same contract is written in src/wasm.ts.
 import { trainMoments, trainConstants, testConstants, normalize } from "./normalize";
-import { backwardConstants, backwardApply } from "./backward";
+import { backwardConstants, backwardApply, backwardSumsMap } from "./backward";
 import { workBytes } from "./work";
 import { checksum } from "./checksum";
 
@@ -112,4 +112,14 @@ export function backwardApplyF64(dout: usize, x: usize, n: i32, d: i32, S: i32, 
 /** Checksum of memory as u32 words, not typed (see checksum.ts). */
 export function checksumWords(p: usize, words: i32, first: i32, state: usize): void {
   checksum(p, words, first, state);
+}
+
+// Thread pools (src/threads.ts): each thread sums its rows with backwardConstants, the
+// caller adds the sums in a fixed order and makes the map once with these.
+export function backwardMapF32(form: i32, N: f64, d: i32, gamma: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize): void {
+  backwardSumsMap<f32>(form, N, d, gamma, meanLo, invStd, dgamma, dbeta, work);
+}
+
+export function backwardMapF64(form: i32, N: f64, d: i32, gamma: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize): void {
+  backwardSumsMap<f64>(form, N, d, gamma, meanLo, invStd, dgamma, dbeta, work);
 }

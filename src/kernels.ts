@@ -124,6 +124,12 @@ export const KERNELS = {
     untyped: true,
     bind: (f: Export) => (p: number, words: number, first: number, state: number) => f(p, words, first, state),
   },
+  /** From Σdout, Σdout·(x − mean) left in the work area by backwardConstants (summed over threads): dgamma, dbeta, the map. */
+  backwardMap: {
+    part: "backward-map",
+    bind: (f: Export) => (form: number, count: number, s: KernelShape, p: Pointers) =>
+      f(form, count, s.d, p.gamma, p.meanLo, p.invStd, p.dgamma, p.dbeta, p.work),
+  },
 } as const;
 
 export type KernelName = keyof typeof KERNELS;

@@ -49,6 +49,7 @@ test("every shipped module is under 4 KiB, so browsers compile it synchronously 
       expect(new WebAssembly.Module(bytes), `${build} ${part}`).toBeInstanceOf(WebAssembly.Module);
     }
   }
-  // Two element types times seven parts, and the untyped checksum.
-  expect(Object.keys(wasmModules.simd)).toHaveLength(15);
+  // Two element types times eight parts (backward-map: the thread pools'), and the untyped checksum.
+  expect(Object.keys(wasmModules.simd)).toHaveLength(17);
+  expect(Object.keys(wasmModules).sort()).toEqual(["scalar", "simd", "threads"]);
 });
