@@ -12,3 +12,5 @@ export type { RunningStatsOptions, PyTorchState, KerasState } from "./convention
 export type { Layout } from "./shape.js";
 export type { Dtype, FloatArray } from "./dtype.js";
 export * as reference from "./reference.js";
+export { threads } from "./wasm.js";
+export { ThreadError } from "./threads.js";
