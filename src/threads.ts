@@ -178,6 +178,8 @@ export type Job = [fn: number, args: number[]];
  */
 export class Pool {
   private members: Member[] = [];
+  /** Batches smaller than this (bytes of x) run on the caller alone; the benchmarks vary it to measure. */
+  minBytes = THREAD_MIN_BYTES;
   /** Calls that ran on more than one thread (for tests and the benchmarks). */
   forks = 0;
   /** ms a caller waits for a worker before it gives the worker up; tests lower it. */
@@ -366,7 +368,7 @@ export function threadedKernels(single: Kernels, pool: Pool, buffer: () => Array
   const oneWork = (dtype: Dtype, shape: KernelShape, step: number) => stride(single.workBytes(dtype, shape, step as 0));
   const partsFor = (dtype: Dtype, shape: KernelShape): Part[] | null => {
     const { n, d, S } = shape;
-    if (pool.size < 2 || n * d * S * bytesPerElement(dtype) < THREAD_MIN_BYTES) return null;
+    if (pool.size < 2 || n * d * S * bytesPerElement(dtype) < pool.minBytes) return null;
     const parts = partsOf(n, S, pool.size);
     return parts.length > 1 ? parts : null;
   };
