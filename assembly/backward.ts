@@ -380,7 +380,7 @@ export function backwardReluMap<T>(form: i32, N: f64, d: i32, gamma: usize, mean
  * From the sums Σ dout and Σ dout·(x − mean) over N values per column: dgamma, dbeta and the
  * map dx = a·((dout − m) − b·(x − mean)) at the start of work.
  */
-function backwardMap<T>(
+export function backwardMap<T>(
   form: i32, N: f64, d: i32, gamma: usize, meanLo: usize, invStd: usize,
   sDout: usize, sDoutX: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
@@ -610,4 +610,17 @@ export function planeBackwardApply<T, A>(
       }
     }
   }
+}
+
+/**
+ * backwardMap over the sums backwardConstants leaves in its work area (Σ dout, Σ dout·(x − mean),
+ * f64, after the map arrays): a thread pool adds every thread's sums there, then calls this.
+ */
+// @ts-ignore: decorator
+@inline export function backwardSumsMap<T>(
+  form: i32, N: f64, d: i32, gamma: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
+): void {
+  const sDout = columnArray<T>(work, d, MAP_ARRAYS);
+  const sDoutX = after(sDout, <usize>d << 3);
+  backwardMap<T>(form, N, d, gamma, meanLo, invStd, sDout, sDoutX, dgamma, dbeta, work);
 }

@@ -21,3 +21,5 @@ export {
 } from "./layernorm.js";
 export { spatialGroupnormForward, spatialGroupnormBackward, type GNParam } from "./groupnorm.js";
 export type { Activation } from "./kernels.js";
+export { threads } from "./wasm.js";
+export { ThreadError } from "./threads.js";

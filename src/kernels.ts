@@ -190,6 +190,12 @@ export const KERNELS = {
     bind: (f: Export) => (s: KernelShape, p: Pointers) =>
       f(p.dout, p.x, s.n, s.d, s.S, p.gamma, p.beta, p.mean, p.meanLo, p.invStd, p.dx, p.work),
   },
+  /** From Σdout, Σdout·(x − mean) left in the work area by backwardConstants (summed over threads): dgamma, dbeta, the map. */
+  backwardMap: {
+    part: "backward-map",
+    bind: (f: Export) => (form: number, count: number, s: KernelShape, p: Pointers) =>
+      f(form, count, s.d, p.gamma, p.meanLo, p.invStd, p.dgamma, p.dbeta, p.work),
+  },
 } as const;
 
 export type KernelName = keyof typeof KERNELS;

@@ -13,3 +13,11 @@ export const PART_ROWS_MULTIPLE = 16;
 export const ALIAS_SKEW_BYTES = 1088;
 /** Fresh arrays below this size are zeroed by the plain constructor: zeroing is a small part of their cost. */
 export const UNFILLED_BYTES = 64 << 10;
+/**
+ * Batches of fewer bytes than this run on the caller's thread alone, whatever the thread
+ * count: a fork and join of the pool costs more than the time two threads save below it
+ * (measured in docs/threads.md).
+ */
+export const THREAD_MIN_BYTES = 512 << 10;
+/** A thread's part of a batch of rows is a multiple of this many rows (as PART_ROWS_MULTIPLE). */
+export const THREAD_ROWS_MULTIPLE = 16;

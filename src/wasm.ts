@@ -5,7 +5,8 @@ import { type WasmPart, wasmModules } from "./generated/binaries.js";
 import { type Dtype } from "./dtype.js";
 import { type Bound, CHECKSUM_WORDS, COMPACT_FORM, type KernelName, type Kernels, KERNELS, SUFFIX, type TypedKernel } from "./kernels.js";
 import { type GroupKernels, type GroupPointers, type GroupShape, type Pointers, TRAIN_STEP } from "./kernels.js";
-import { Heap, JsMemory } from "./memory.js";
+import { Heap, JsMemory, MAX_PAGES } from "./memory.js";
+import { Pool, threadHost, threadedKernels } from "./threads.js";
 import * as reference from "./reference.js";
 import * as referenceNorms from "./reference-norms.js";
 import * as check from "./validate.js";
@@ -20,15 +21,23 @@ export interface Engine {
   readonly kernels: Kernels;
   /** LayerNorm, GroupNorm and InstanceNorm steps. */
   readonly groups: GroupKernels;
+  /** Threads the kernels run on: the caller's and the pool's workers (1 without a pool). */
+  readonly threads: number;
+  /** @internal The worker pool of a threaded engine. */
+  readonly pool?: Pool;
 }
 
-type WasmBuild = "simd" | "scalar";
+type WasmBuild = "simd" | "scalar" | "threads";
 
 const PARTS = Object.keys(wasmModules.simd) as WasmPart[];
 
-/** One engine over the instances of every part of a build, all on one shared memory. */
-function wasmEngine(backend: WasmBuild, modules: WebAssembly.Module[]): Engine {
-  const memory = new WebAssembly.Memory({ initial: 1 });
+/**
+ * One engine over the instances of every part of a build, all on one memory; with
+ * `workers`, a threaded engine: the threads build on a shared memory (which needs a
+ * maximum), instantiated again in each worker of a pool.
+ */
+function wasmEngine(backend: "simd" | "scalar", modules: WebAssembly.Module[], workers = 0): Engine {
+  const memory = workers > 0 ? new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true }) : new WebAssembly.Memory({ initial: 1 });
   const instances = modules.map((m) => new WebAssembly.Instance(m, { env: { memory } }).exports);
   const exports = Object.assign({}, ...instances) as Record<string, (...args: number[]) => number>;
   const heap = new Heap(memory, Math.max(16, ...instances.map((i) => (i.heapBase as () => number)())));
@@ -111,7 +120,15 @@ function wasmEngine(backend: WasmBuild, modules: WebAssembly.Module[]): Engine {
     },
     backward: (dtype, s, p) => k.groupBackward[dtype](s, p),
   };
-  return { backend, heap, kernels, groups };
+  if (workers === 0) return { backend, heap, kernels, groups, threads: 1 };
+  const names = Object.keys(exports).filter((name) => typeof exports[name] === "function");
+  const pool = new Pool(threadHost()!, modules, memory, names, (fn, args) => void exports[names[fn]](...args), workers);
+  return {
+    backend, heap, pool, groups, kernels: threadedKernels(kernels, pool, () => heap.buffer),
+    get threads() {
+      return pool.size;
+    },
+  };
 }
 
 /** The batch norm's view of a group step's statistics: no gamma, beta or running statistics. */
@@ -225,7 +242,7 @@ function jsEngine(): Engine {
       );
     },
   };
-  return { backend: "js", heap, kernels, groups };
+  return { backend: "js", heap, kernels, groups, threads: 1 };
 }
 
 function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
@@ -258,16 +275,22 @@ export function supportedBackends(): Backend[] {
 export interface InitOptions {
   /** Force a backend; by default the best supported one (simd, then scalar, then js). */
   backend?: Backend;
+  /**
+   * Threads for layers, workspaces and functional calls created afterwards, the caller's
+   * among them (default 1). More than 1 needs the 'simd' backend, shared memory, atomics and
+   * workers (in browsers a crossOriginIsolated page); elsewhere it is 1: see threads().
+   */
+  threads?: number;
 }
 
-const engines = new Map<Backend, Engine>();
+const engines = new Map<string, Engine>();
 let active: Engine | null = null;
 
 function chooseBackend(options: InitOptions | undefined): Backend {
   if (options !== undefined && (options === null || typeof options !== "object")) {
     throw new TypeError("init: options must be an object like { backend: 'simd' | 'scalar' | 'js' }");
   }
-  if (options !== undefined) check.knownKeys("init options", options, ["backend"]);
+  if (options !== undefined) check.knownKeys("init options", options, ["backend", "threads"]);
   const wanted = options?.backend;
   const supported = supportedBackends();
   if (wanted === undefined) return supported[0];
@@ -280,31 +303,70 @@ function chooseBackend(options: InitOptions | undefined): Backend {
   return wanted;
 }
 
+/** The thread count asked for, checked: a whole number from 1 to 256 (default 1). */
+function threadsWanted(options: InitOptions | undefined): number {
+  const n = options?.threads ?? 1;
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw new RangeError(`init: threads must be a whole number from 1 to 256, got ${check.shown(n)}`);
+  return n;
+}
+
+/** Threads a pool can have here for `backend` (1 where shared memory, atomics or workers are missing). */
+function threadsFor(backend: Backend, wanted: number): number {
+  if (wanted === 1 || backend !== "simd" || !threadHost()) return 1;
+  return WebAssembly.validate(bytesOf("threads", "checksum")) ? wanted : 1;
+}
+
+const keyOf = (backend: Backend, threads: number) => (threads === 1 ? backend : `${backend}/${threads}`);
+
+function newEngine(backend: Backend, threads: number, modules?: WebAssembly.Module[]): Engine {
+  if (backend === "js") return jsEngine();
+  const build: WasmBuild = threads > 1 ? "threads" : backend;
+  return wasmEngine(build === "threads" ? "simd" : build, modules ?? PARTS.map((part) => new WebAssembly.Module(bytesOf(build, part))), threads - 1);
+}
+
 /**
- * Makes `backend` the active one for the functional API and new layers. Idempotent: each
- * backend is instantiated once. Layers keep the engine they were created with.
+ * Makes `backend` (and `threads`) the active one for the functional API and new layers.
+ * Idempotent: each backend and thread count is instantiated once. Layers keep the engine
+ * they were created with. With threads in Node it blocks until the workers have started; on
+ * a browser's main thread threads need init() (workers start only when it yields).
  */
 export function initSync(options?: InitOptions): Backend {
   const backend = chooseBackend(options);
-  let engine = engines.get(backend);
+  const threads = threadsFor(backend, threadsWanted(options));
+  const key = keyOf(backend, threads);
+  let engine = engines.get(key);
   if (!engine) {
-    engine = backend === "js"
-      ? jsEngine()
-      : wasmEngine(backend, PARTS.map((part) => new WebAssembly.Module(bytesOf(backend as WasmBuild, part))));
-    engines.set(backend, engine);
+    if (threads > 1 && !threadHost()!.canWait) {
+      throw new Error("initSync: threads cannot start on a browser's main thread, which may not wait for them: use await init({ threads })");
+    }
+    engine = newEngine(backend, threads);
+    engine.pool?.waitReady();
+    engines.set(key, engine);
   }
   active = engine;
   return backend;
 }
 
-/** As initSync, compiling the module asynchronously (for browsers' main threads). */
+/** As initSync, compiling the module asynchronously (for browsers' main threads) and waiting for workers without blocking. */
 export async function init(options?: InitOptions): Promise<Backend> {
   const backend = chooseBackend(options);
-  if (!engines.has(backend) && backend !== "js") {
-    const modules = await Promise.all(PARTS.map((part) => WebAssembly.compile(bytesOf(backend as WasmBuild, part))));
-    if (!engines.has(backend)) engines.set(backend, wasmEngine(backend as WasmBuild, modules));
+  const threads = threadsFor(backend, threadsWanted(options));
+  const key = keyOf(backend, threads);
+  if (!engines.has(key) && backend !== "js") {
+    const build: WasmBuild = threads > 1 ? "threads" : (backend as WasmBuild);
+    const modules = await Promise.all(PARTS.map((part) => WebAssembly.compile(bytesOf(build, part))));
+    if (!engines.has(key)) {
+      const engine = newEngine(backend, threads, modules);
+      await engine.pool?.ready();
+      engines.set(key, engine);
+    }
   }
-  return initSync({ backend });
+  return initSync(options);
+}
+
+/** Threads the active engine runs batch norm on: the caller's thread and its workers (1 without threads). */
+export function threads(): number {
+  return engine().threads;
 }
 
 /** The active backend; initializes the best one on first use. */

@@ -49,7 +49,8 @@ test("every shipped module is under 4 KiB, so browsers compile it synchronously 
       expect(new WebAssembly.Module(bytes), `${build} ${part}`).toBeInstanceOf(WebAssembly.Module);
     }
   }
-  // Two element types times 14 parts (seven batch norm, two group norm, the fused ReLU's five),
-  // and the untyped checksum.
-  expect(Object.keys(wasmModules.simd)).toHaveLength(29);
+  // Two element types times 15 parts (seven batch norm, two group norm, the fused ReLU's five,
+  // the thread pools' backward-map), and the untyped checksum.
+  expect(Object.keys(wasmModules.simd)).toHaveLength(31);
+  expect(Object.keys(wasmModules).sort()).toEqual(["scalar", "simd", "threads"]);
 });

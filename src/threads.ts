@@ -1,0 +1,515 @@
+// Threads on one shared WebAssembly.Memory: a pool of workers that run kernel exports on
+// their share of a batch, and the kernels of a threaded engine that split batch norm's
+// steps between the caller's thread and the pool (docs/threads.md).
+//
+// Determinism: a batch is cut into parts that depend only on its shape and the thread
+// count, each part's column sums land in that thread's own work area, and the caller merges
+// them in thread order. Which thread finishes first changes nothing.
+//
+// Synchronisation: one small SharedArrayBuffer per worker (not the engine's memory, which
+// grows): the caller writes a job and bumps SEQ, the worker runs it and stores DONE = SEQ.
+// Both spin briefly (a wake-up by Atomics.notify costs tens of µs) and then Atomics.wait;
+// a browser's main thread may not wait, so there the caller only spins.
+import { type Dtype, bytesPerElement } from "./dtype.js";
+import { type KernelShape, KERNELS, type Kernels, type KernelName, type Pointers, SUFFIX, TEST_STEP, TRAIN_STEP, BACKWARD_STEP } from "./kernels.js";
+import { THREAD_MIN_BYTES, THREAD_ROWS_MULTIPLE } from "./tuning.js";
+
+/** Control words (Int32) of a worker's control block. */
+const SEQ = 0, DONE = 1, STATUS = 2, FN = 3, ARGC = 4, READY = 5, MESSAGE_BYTES = 6;
+const ARGS_AT = 64;
+const MAX_ARGS = 16;
+const MESSAGE_AT = ARGS_AT + 8 * MAX_ARGS;
+const MESSAGE_MAX = 1024;
+const CONTROL_BYTES = MESSAGE_AT + MESSAGE_MAX;
+/** Atomics.load polls before a thread sleeps in Atomics.wait (a few µs). */
+const SPINS = 4000;
+
+// The worker: instantiates the modules on the shared memory, then runs jobs until SEQ < 0.
+// Plain JavaScript in a string, so that a bundled app needs no worker file.
+const WORKER_SOURCE = `
+"use strict";
+function start(data) {
+  var ctl = new Int32Array(data.control, 0, 16);
+  var args = new Float64Array(data.control, ${ARGS_AT}, ${MAX_ARGS});
+  var message = new Uint8Array(data.control, ${MESSAGE_AT}, ${MESSAGE_MAX});
+  function fail(e) {
+    var bytes = new TextEncoder().encode(String(e && e.stack || e)).slice(0, ${MESSAGE_MAX});
+    message.set(bytes);
+    ctl[${MESSAGE_BYTES}] = bytes.length;
+  }
+  var fns;
+  try {
+    var exports = {};
+    data.modules.forEach(function (m) { Object.assign(exports, new WebAssembly.Instance(m, { env: { memory: data.memory } }).exports); });
+    fns = data.names.map(function (n) { return exports[n]; });
+    Atomics.store(ctl, ${READY}, 1);
+  } catch (e) {
+    fail(e);
+    Atomics.store(ctl, ${READY}, -1);
+  }
+  Atomics.notify(ctl, ${READY});
+  if (!fns) return;
+  var seen = 0;
+  for (;;) {
+    for (var spin = 0; Atomics.load(ctl, ${SEQ}) === seen; spin++) if (spin > ${SPINS}) Atomics.wait(ctl, ${SEQ}, seen);
+    seen = Atomics.load(ctl, ${SEQ});
+    if (seen < 0) return;
+    try {
+      var a = Array.prototype.slice.call(args, 0, ctl[${ARGC}]);
+      if (data.faults && a[0] === -1) throw new Error("fault injected by a test");
+      fns[ctl[${FN}]].apply(null, a);
+      ctl[${STATUS}] = 0;
+    } catch (e) {
+      fail(e);
+      ctl[${STATUS}] = 1;
+    }
+    Atomics.store(ctl, ${DONE}, seen);
+    Atomics.notify(ctl, ${DONE});
+  }
+}
+if (typeof require === "function") start(require("node:worker_threads").workerData);
+else self.onmessage = function (e) { start(e.data); };
+`;
+
+/** What thread pools need of the JavaScript engine; null where threads cannot run. */
+interface Host {
+  spawn(data: WorkerData): WorkerHandle;
+  /** Whether this thread may block in Atomics.wait (not a browser's main thread). */
+  canWait: boolean;
+}
+
+interface WorkerData {
+  modules: WebAssembly.Module[];
+  memory: WebAssembly.Memory;
+  control: SharedArrayBuffer;
+  names: string[];
+  faults: boolean;
+}
+
+interface WorkerHandle {
+  terminate(): void;
+  onExit(listener: (why: string) => void): void;
+}
+
+interface NodeWorker {
+  unref(): void;
+  terminate(): Promise<number>;
+  on(event: string, listener: (value: unknown) => void): void;
+}
+
+function nodeHost(): Host | null {
+  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown; versions?: { node?: string } } }).process;
+  const load = proc?.versions?.node ? proc.getBuiltinModule : undefined;
+  if (typeof load !== "function") return null;
+  const { Worker } = load("node:worker_threads") as { Worker: new (src: string, options: object) => NodeWorker };
+  return {
+    canWait: true,
+    spawn(data) {
+      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: data });
+      // A Node process exits when its work is done, whatever the pool's workers wait for.
+      worker.unref();
+      return {
+        terminate: () => void worker.terminate(),
+        onExit(listener) {
+          worker.on("error", (e) => listener(`it threw ${String(e)}`));
+          worker.on("exit", (code) => listener(`it exited (code ${String(code)})`));
+        },
+      };
+    },
+  };
+}
+
+function browserHost(): Host | null {
+  const g = globalThis as { crossOriginIsolated?: boolean; Worker?: new (url: string) => Worker; Blob?: typeof Blob; URL?: typeof URL };
+  if (g.crossOriginIsolated !== true || typeof g.Worker !== "function" || !g.Blob || !g.URL) return null;
+  const url = g.URL.createObjectURL(new g.Blob([WORKER_SOURCE], { type: "text/javascript" }));
+  let canWait = true;
+  try {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0);
+  } catch {
+    canWait = false;
+  }
+  return {
+    canWait,
+    spawn(data) {
+      const worker = new g.Worker!(url);
+      worker.postMessage(data);
+      return {
+        terminate: () => worker.terminate(),
+        onExit(listener) {
+          worker.onerror = (e) => listener(`it threw ${e.message}`);
+        },
+      };
+    },
+  };
+}
+
+/** Where threads can run: shared memory, atomics and workers (in browsers only when crossOriginIsolated). */
+export function threadHost(): Host | null {
+  if (typeof SharedArrayBuffer !== "function" || typeof Atomics !== "object") return null;
+  try {
+    return nodeHost() ?? browserHost();
+  } catch {
+    return null;
+  }
+}
+
+/** What a pool throws for a worker that failed; the pool goes on without it. */
+export class ThreadError extends Error {
+  /** "ThreadError", to tell it from other errors without instanceof. */
+  override name = "ThreadError";
+}
+
+interface Member {
+  handle: WorkerHandle;
+  ctl: Int32Array;
+  args: Float64Array;
+  message: Uint8Array;
+  /** Why it left the pool, once it has. */
+  gone: string | null;
+}
+
+/** One job: an export (its index in the pool's names) and its arguments. */
+export type Job = [fn: number, args: number[]];
+
+/**
+ * Workers with instances of the modules on one shared memory. run() hands jobs 1… to the
+ * workers and runs job 0 on the caller's thread, returning when all are done.
+ */
+export class Pool {
+  private members: Member[] = [];
+  /** Batches smaller than this (bytes of x) run on the caller alone; the benchmarks vary it to measure. */
+  minBytes = THREAD_MIN_BYTES;
+  /** Calls that ran on more than one thread (for tests and the benchmarks). */
+  forks = 0;
+  /** ms a caller waits for a worker before it gives the worker up; tests lower it. */
+  waitLimitMs = 10_000;
+
+  constructor(
+    private readonly host: Host,
+    modules: WebAssembly.Module[],
+    memory: WebAssembly.Memory,
+    readonly names: string[],
+    private readonly call: (fn: number, args: number[]) => void,
+    workers: number,
+    faults = false,
+  ) {
+    for (let i = 0; i < workers; i++) {
+      const control = new SharedArrayBuffer(CONTROL_BYTES);
+      const handle = host.spawn({ modules, memory, control, names, faults });
+      const member: Member = {
+        handle, ctl: new Int32Array(control, 0, 16), args: new Float64Array(control, ARGS_AT, MAX_ARGS),
+        message: new Uint8Array(control, MESSAGE_AT, MESSAGE_MAX), gone: null,
+      };
+      handle.onExit((why) => this.drop(member, why));
+      this.members.push(member);
+    }
+  }
+
+  /** Threads in use: the caller's and every worker still in the pool. */
+  get size(): number {
+    return 1 + this.members.length;
+  }
+
+  /** Waits (blocking; Node, or a browser worker) until every worker is ready or has failed. */
+  waitReady(limitMs = 30_000): void {
+    const end = Date.now() + limitMs;
+    for (const m of this.members) {
+      while (Atomics.load(m.ctl, READY) === 0 && Date.now() < end) Atomics.wait(m.ctl, READY, 0, 50);
+    }
+    this.settleReady();
+  }
+
+  /** As waitReady, without blocking the thread (a browser's main thread). */
+  async ready(limitMs = 30_000): Promise<void> {
+    const end = Date.now() + limitMs;
+    while (this.members.some((m) => Atomics.load(m.ctl, READY) === 0) && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+    this.settleReady();
+  }
+
+  private settleReady(): void {
+    for (const m of [...this.members]) {
+      const ready = Atomics.load(m.ctl, READY);
+      if (ready !== 1) this.drop(m, ready < 0 ? `it could not instantiate the modules: ${this.messageOf(m)}` : "it did not start in time");
+    }
+  }
+
+  /** Runs jobs[0] here and jobs[k] on worker k − 1; jobs.length ≤ size. Throws a ThreadError if a worker failed. */
+  run(jobs: Job[]): void {
+    const posted: Member[] = [];
+    if (jobs.length > 1) this.forks++;
+    for (let k = 1; k < jobs.length; k++) {
+      const m = this.members[k - 1];
+      const [fn, args] = jobs[k];
+      m.args.set(args);
+      m.ctl[FN] = fn;
+      m.ctl[ARGC] = args.length;
+      const seq = (m.ctl[SEQ] + 1) & 0x3fffffff;
+      Atomics.store(m.ctl, SEQ, seq);
+      Atomics.notify(m.ctl, SEQ);
+      posted.push(m);
+    }
+    let own: unknown = null;
+    try {
+      this.call(jobs[0][0], jobs[0][1]);
+    } catch (e) {
+      own = e;
+    }
+    // Every posted job is waited for before anything throws: its worker writes memory.
+    const failures: string[] = [];
+    for (const m of posted) {
+      const seq = m.ctl[SEQ];
+      if (!this.waitDone(m, seq)) {
+        failures.push(`a worker did not finish its part within ${this.waitLimitMs} ms (terminated or stalled)`);
+        this.drop(m, "it did not finish a job in time", true);
+      } else if (m.ctl[STATUS] !== 0) {
+        failures.push(`a worker threw: ${this.messageOf(m)}`);
+        this.drop(m, "it threw", true);
+      }
+    }
+    if (own !== null) throw own;
+    if (failures.length) {
+      throw new ThreadError(`batchnorm-wasm: ${failures.join("; ")}. The call was not completed; the package goes on with ${this.size} thread(s)`);
+    }
+  }
+
+  private waitDone(m: Member, seq: number): boolean {
+    for (let spin = 0; spin < SPINS; spin++) if (Atomics.load(m.ctl, DONE) === seq) return true;
+    const end = performance.now() + this.waitLimitMs;
+    while (Atomics.load(m.ctl, DONE) !== seq) {
+      if (m.gone !== null || performance.now() > end) return false;
+      if (this.host.canWait) Atomics.wait(m.ctl, DONE, Atomics.load(m.ctl, DONE), 20);
+    }
+    return true;
+  }
+
+  private messageOf(m: Member): string {
+    return new TextDecoder().decode(m.message.slice(0, m.ctl[MESSAGE_BYTES])).split("\n")[0];
+  }
+
+  /** Takes a worker out of the pool (for good: its thread may still be writing). */
+  private drop(m: Member, why: string, terminate = false): void {
+    if (m.gone !== null) return;
+    m.gone = why;
+    this.members = this.members.filter((x) => x !== m);
+    if (terminate) m.handle.terminate();
+  }
+
+  /** Stops every worker. */
+  close(): void {
+    for (const m of [...this.members]) {
+      Atomics.store(m.ctl, SEQ, -1);
+      Atomics.notify(m.ctl, SEQ);
+      this.drop(m, "the pool was closed");
+    }
+  }
+
+  /** @internal For tests: terminates worker k as a crash would. */
+  terminateWorker(k: number): void {
+    this.members[k].handle.terminate();
+  }
+}
+
+/** A part of a batch: items (rows, or channels-first items) [first, first + n). */
+interface Part {
+  first: number;
+  n: number;
+}
+
+/**
+ * The parts of n items for `threads` threads: equal shares, rows in multiples of
+ * THREAD_ROWS_MULTIPLE (each part starts on a whole SIMD group and cache line), never empty.
+ */
+export function partsOf(n: number, S: number, threads: number): Part[] {
+  const multiple = S === 1 ? THREAD_ROWS_MULTIPLE : 1;
+  const share = Math.ceil(Math.ceil(n / threads) / multiple) * multiple;
+  const parts: Part[] = [];
+  for (let first = 0; first < n; first += share) parts.push({ first, n: Math.min(share, n - first) });
+  return parts;
+}
+
+type Bound = (...args: never[]) => void;
+
+/** The exports a threaded engine calls, by kernel and dtype: a function for the caller and its index for workers. */
+export interface ThreadedExports {
+  names: string[];
+  call(fn: number, args: number[]): void;
+}
+
+/** The positional arguments a registry binding passes to its export. */
+function argsOf<K extends KernelName>(name: K, ...record: Parameters<ReturnType<(typeof KERNELS)[K]["bind"]>>): number[] {
+  let args: number[] = [];
+  (KERNELS[name].bind((...a: number[]) => {
+    args = a;
+    return 0;
+  }) as unknown as Bound)(...(record as unknown as never[]));
+  return args;
+}
+
+/** Bytes from one thread's work area to the next: cache lines apart. */
+function stride(bytes: number): number {
+  return Math.ceil(bytes / 64) * 64;
+}
+
+/** Bytes of one per-column array of T in a work area (columnArray in assembly/work.ts). */
+const columnBytes = (d: number, size: number) => Math.ceil((d * size) / 16) * 16;
+const f64Bytes = (d: number) => Math.ceil((d * 8) / 16) * 16;
+/** The map arrays at the start of a work area (MAP_ARRAYS = 3 in assembly/work.ts). */
+const MAP_ARRAYS = 3;
+
+/**
+ * The kernels of an engine with a pool: batch norm's steps split by rows (by items of
+ * channels-first data) when the batch has THREAD_MIN_BYTES or more, else the caller's
+ * `single` kernels. Thread k works in its own work area, k strides past p.work.
+ */
+export function threadedKernels(single: Kernels, pool: Pool, buffer: () => ArrayBuffer): Kernels {
+  const index = new Map(pool.names.map((name, i) => [name, i]));
+  const fn = (kernel: KernelName, dtype: Dtype) => index.get(kernel + SUFFIX[dtype])!;
+  const oneWork = (dtype: Dtype, shape: KernelShape, step: number) => stride(single.workBytes(dtype, shape, step as 0));
+  const partsFor = (dtype: Dtype, shape: KernelShape): Part[] | null => {
+    const { n, d, S } = shape;
+    if (pool.size < 2 || n * d * S * bytesPerElement(dtype) < pool.minBytes) return null;
+    const parts = partsOf(n, S, pool.size);
+    return parts.length > 1 ? parts : null;
+  };
+  const view = (ptr: number, part: Part, shape: KernelShape, size: number) => (ptr ? ptr + part.first * shape.d * shape.S * size : 0);
+  /** The map (centre, scale, bias or a, m, b) of thread 0's work area, copied to the others'. */
+  const shareMap = (dtype: Dtype, shape: KernelShape, work: number, W: number, threads: number) => {
+    const bytes = new Uint8Array(buffer());
+    const length = MAP_ARRAYS * columnBytes(shape.d, bytesPerElement(dtype));
+    for (let k = 1; k < threads; k++) bytes.copyWithin(work + k * W, work, work + length);
+  };
+  const normalizeJobs = (dtype: Dtype, shape: KernelShape, p: Pointers, parts: Part[], W: number): Job[] => {
+    const size = bytesPerElement(dtype);
+    return parts.map((part, k) => [fn("normalize", dtype), argsOf("normalize", { ...shape, n: part.n }, {
+      ...p, x: view(p.x, part, shape, size), out: view(p.out, part, shape, size), work: p.work + k * W,
+    })]);
+  };
+  return {
+    workBytes: (dtype, shape, step) => pool.size * oneWork(dtype, shape, step),
+    // The fused activation and synchronized batch norm's steps run on the caller's thread.
+    moments: single.moments,
+    normalizeWith: single.normalizeWith,
+    backwardSums: single.backwardSums,
+    backwardApplyWith: single.backwardApplyWith,
+    forwardTrain(dtype, shape, p, f, activation = "none") {
+      const parts = activation === "none" ? partsFor(dtype, shape) : null;
+      if (!parts) return single.forwardTrain(dtype, shape, p, f, activation);
+      const W = oneWork(dtype, shape, TRAIN_STEP);
+      const size = bytesPerElement(dtype);
+      const moments: KernelName = shape.S === 1 ? "trainMoments" : "trainPlaneMoments";
+      pool.run(parts.map((part, k) => [fn(moments, dtype), argsOf(moments as "trainPlaneMoments", { ...shape, n: part.n }, {
+        ...p, x: view(p.x, part, shape, size), work: p.work + k * W,
+      })]));
+      mergeMoments(new Float64Array(buffer()), dtype, shape, parts, p.work, W);
+      const constants = argsOf("trainConstants", shape, p, f);
+      pool.run([[fn("trainConstants", dtype), constants]]);
+      shareMap(dtype, shape, p.work, W, parts.length);
+      pool.run(normalizeJobs(dtype, shape, p, parts, W));
+    },
+    forwardTest(dtype, shape, p, eps, again, activation = "none") {
+      const parts = activation === "none" ? partsFor(dtype, shape) : null;
+      if (!parts) return single.forwardTest(dtype, shape, p, eps, again, activation);
+      const W = oneWork(dtype, shape, TEST_STEP);
+      if (!again) pool.run([[fn("testConstants", dtype), argsOf("testConstants", shape, p, eps)]]);
+      shareMap(dtype, shape, p.work, W, parts.length);
+      pool.run(normalizeJobs(dtype, shape, p, parts, W));
+    },
+    backward(dtype, form, shape, p, activation = "none") {
+      const parts = activation === "none" ? partsFor(dtype, shape) : null;
+      if (!parts) return single.backward(dtype, form, shape, p, activation);
+      const W = oneWork(dtype, shape, BACKWARD_STEP);
+      const size = bytesPerElement(dtype);
+      const sums: KernelName = shape.S === 1 ? "backwardConstants" : "backwardPlaneConstants";
+      // Each thread's sums, with no dgamma/dbeta: those come from the merged sums.
+      pool.run(parts.map((part, k) => [fn(sums, dtype), argsOf(sums as "backwardPlaneConstants", form, { ...shape, n: part.n }, {
+        ...p, dout: view(p.dout, part, shape, size), x: view(p.x, part, shape, size), dgamma: 0, dbeta: 0, work: p.work + k * W,
+      })]));
+      mergeSums(new Float64Array(buffer()), dtype, shape, parts.length, p.work, W);
+      pool.run([[fn("backwardMap", dtype), argsOf("backwardMap", form, shape.n * shape.S, shape, p)]]);
+      if (!p.dx) return;
+      shareMap(dtype, shape, p.work, W, parts.length);
+      pool.run(parts.map((part, k) => [fn("backwardApply", dtype), argsOf("backwardApply", { ...shape, n: part.n }, {
+        ...p, dout: view(p.dout, part, shape, size), x: view(p.x, part, shape, size), dx: view(p.dx, part, shape, size), work: p.work + k * W,
+      })]));
+    },
+    checksum: single.checksum,
+  };
+}
+
+/**
+ * Σ dout and Σ dout·(x − mean) of every thread (f64, after the map arrays of its work
+ * area, see backwardConstants) added into thread 0's, in thread order.
+ */
+function mergeSums(all: Float64Array, dtype: Dtype, shape: KernelShape, threads: number, work: number, W: number): void {
+  const { d } = shape;
+  const first = (work + MAP_ARRAYS * columnBytes(d, bytesPerElement(dtype))) / 8;
+  const second = first + f64Bytes(d) / 8;
+  for (let k = 1; k < threads; k++) {
+    const o = (k * W) / 8;
+    for (let j = 0; j < d; j++) {
+      all[first + j] += all[first + o + j];
+      all[second + j] += all[second + o + j];
+    }
+  }
+}
+
+/**
+ * The moments of the whole batch from each thread's (mean, variance, meanLo in f64 after the
+ * map arrays, see trainMoments) into thread 0's: Chan et al.'s pairwise update, in thread
+ * order. The mean is summed as a double-double (count·mean exactly, then one division), so
+ * mean + meanLo keeps twice f64's precision for float64 data as one thread's does.
+ */
+export function mergeMoments(all: Float64Array, dtype: Dtype, shape: KernelShape, parts: Part[], work: number, W: number): void {
+  const { d, S } = shape;
+  const meanAt = (work + MAP_ARRAYS * columnBytes(d, bytesPerElement(dtype))) / 8;
+  const varAt = meanAt + f64Bytes(d) / 8;
+  const loAt = varAt + f64Bytes(d) / 8;
+  const f64 = dtype === "float64";
+  const total = shape.n * S;
+  for (let j = 0; j < d; j++) {
+    let hi = 0, lo = 0;
+    for (let k = 0; k < parts.length; k++) {
+      const o = (k * W) / 8;
+      const c = parts[k].n * S;
+      const [p, e] = twoProduct(c, all[meanAt + o + j]);
+      [hi, lo] = twoSum(hi, p);
+      lo += e + (f64 ? c * all[loAt + o + j] : 0);
+    }
+    // (hi + lo) / total as a double-double.
+    const q = hi / total;
+    const [p, e] = twoProduct(q, total);
+    const q2 = ((hi - p - e) + lo) / total;
+    const meanHi = q + q2;
+    const meanLo = q2 - (meanHi - q);
+    let m2 = 0;
+    for (let k = 0; k < parts.length; k++) {
+      const o = (k * W) / 8;
+      const c = parts[k].n * S;
+      const delta = (all[meanAt + o + j] - meanHi) + ((f64 ? all[loAt + o + j] : 0) - meanLo);
+      m2 += c * (all[varAt + o + j] + delta * delta);
+    }
+    all[meanAt + j] = meanHi;
+    all[varAt + j] = m2 / total;
+    if (f64) all[loAt + j] = meanLo;
+  }
+}
+
+function twoSum(a: number, b: number): [number, number] {
+  const s = a + b;
+  const bb = s - a;
+  return [s, (a - (s - bb)) + (b - bb)];
+}
+
+/** a·b and its rounding error, exactly (Veltkamp's split; no fma in JavaScript). */
+function twoProduct(a: number, b: number): [number, number] {
+  const p = a * b;
+  const split = (v: number) => {
+    const t = 134217729 * v;
+    const h = t - (t - v);
+    return [h, v - h];
+  };
+  const [ah, al] = split(a);
+  const [bh, bl] = split(b);
+  return [p, ((ah * bh - p) + ah * bl + al * bh) + al * bl];
+}
