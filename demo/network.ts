@@ -1,7 +1,7 @@
 // A fully connected network, affine → [batch norm] → ReLU blocks and a softmax loss, in
 // plain TypeScript except for batch normalization, which is the package's BatchNorm layer
-// on its zero-copy path: each affine layer writes its output straight into the batch-norm
-// workspace, and the ReLU backward writes the upstream gradient straight into ws.dout.
+// with the ReLU fused in (activation: 'relu') on its zero-copy path: each affine layer writes
+// its output straight into the batch-norm workspace, the upstream gradient goes into ws.dout.
 import { BatchNorm, type BatchNormWorkspace } from "batchnorm-wasm";
 import { gaussian, rng } from "./data.js";
 
@@ -128,7 +128,8 @@ export class FullyConnectedNet {
     };
     options.hiddenDims.forEach((dout, i) => {
       const l = layer(this.dims[i], dout);
-      const bn = options.batchNorm ? new BatchNorm(dout) : null;
+      // Batch norm and the ReLU after it in one pass each way (activation: 'relu').
+      const bn = options.batchNorm ? new BatchNorm(dout, { activation: "relu" }) : null;
       if (bn) this.params.push({ value: bn.gamma, grad: bn.dgamma }, { value: bn.beta, grad: bn.dbeta });
       this.hidden.push({ ...l, bn });
     });
@@ -159,8 +160,7 @@ export class FullyConnectedNet {
         const ws = workspaces[i];
         h.bn.train(training);
         affineForward(input, n, din, h.W, h.b, dout, ws.x); // zero-copy into the layer
-        const out = ws.forward();
-        for (let k = 0; k < act.length; k++) act[k] = out[k] > 0 ? out[k] : 0;
+        act.set(ws.forward()); // max(0, BN(x)), fused
       } else {
         affineForward(input, n, din, h.W, h.b, dout, act);
         for (let k = 0; k < act.length; k++) if (act[k] < 0) act[k] = 0;
@@ -187,9 +187,8 @@ export class FullyConnectedNet {
       let dpre: Float32Array;
       if (h.bn) {
         const ws = workspaces[i];
-        const dout = ws.dout; // ReLU backward straight into the layer
-        for (let k = 0; k < act.length; k++) dout[k] = act[k] > 0 ? g[k] : 0;
-        dpre = ws.backward(); // also fills h.bn.dgamma / dbeta
+        ws.dout.set(g);
+        dpre = ws.backward(); // masked by out > 0 inside; also fills h.bn.dgamma / dbeta
       } else {
         for (let k = 0; k < act.length; k++) if (act[k] <= 0) g[k] = 0;
         dpre = g;
