@@ -15,7 +15,9 @@ import { type KernelShape, KERNELS, type Kernels, type KernelName, type Pointers
 import { THREAD_MIN_BYTES, THREAD_ROWS_MULTIPLE } from "./tuning.js";
 
 /** Control words (Int32) of a worker's control block. */
-const SEQ = 0, DONE = 1, STATUS = 2, FN = 3, ARGC = 4, READY = 5, MESSAGE_BYTES = 6;
+const SEQ = 0, DONE = 1, STATUS = 2, FN = 3, ARGC = 4, READY = 5, MESSAGE_BYTES = 6, FAULT = 7, GONE = 8;
+/** Test-only faults a worker plays on its next job (FAULT word): throw, or end its thread without answering. */
+const FAULT_THROW = 1, FAULT_EXIT = 2;
 const ARGS_AT = 64;
 const MAX_ARGS = 16;
 const MESSAGE_AT = ARGS_AT + 8 * MAX_ARGS;
@@ -37,6 +39,10 @@ function start(data) {
     message.set(bytes);
     ctl[${MESSAGE_BYTES}] = bytes.length;
   }
+  // A thread that ends (process.exit, an uncaught error) says so, for a caller waiting on it.
+  if (typeof process === "object" && process && typeof process.on === "function") {
+    process.on("exit", function () { Atomics.store(ctl, ${GONE}, 1); Atomics.notify(ctl, ${DONE}); });
+  }
   var fns;
   try {
     var exports = {};
@@ -56,7 +62,9 @@ function start(data) {
     if (seen < 0) return;
     try {
       var a = Array.prototype.slice.call(args, 0, ctl[${ARGC}]);
-      if (data.faults && a[0] === -1) throw new Error("fault injected by a test");
+      var fault = Atomics.exchange(ctl, ${FAULT}, 0);
+      if (fault === ${FAULT_EXIT}) { if (typeof process === "object") process.exit(3); else self.close(); return; }
+      if (fault === ${FAULT_THROW}) throw new Error("fault injected by a test");
       fns[ctl[${FN}]].apply(null, a);
       ctl[${STATUS}] = 0;
     } catch (e) {
@@ -83,7 +91,6 @@ interface WorkerData {
   memory: WebAssembly.Memory;
   control: SharedArrayBuffer;
   names: string[];
-  faults: boolean;
 }
 
 interface WorkerHandle {
@@ -192,11 +199,10 @@ export class Pool {
     readonly names: string[],
     private readonly call: (fn: number, args: number[]) => void,
     workers: number,
-    faults = false,
   ) {
     for (let i = 0; i < workers; i++) {
       const control = new SharedArrayBuffer(CONTROL_BYTES);
-      const handle = host.spawn({ modules, memory, control, names, faults });
+      const handle = host.spawn({ modules, memory, control, names });
       const member: Member = {
         handle, ctl: new Int32Array(control, 0, 16), args: new Float64Array(control, ARGS_AT, MAX_ARGS),
         message: new Uint8Array(control, MESSAGE_AT, MESSAGE_MAX), gone: null,
@@ -230,16 +236,28 @@ export class Pool {
   private settleReady(): void {
     for (const m of [...this.members]) {
       const ready = Atomics.load(m.ctl, READY);
-      if (ready !== 1) this.drop(m, ready < 0 ? `it could not instantiate the modules: ${this.messageOf(m)}` : "it did not start in time");
+      if (ready !== 1) this.drop(m, ready < 0 ? `it could not instantiate the modules: ${this.messageOf(m)}` : "it did not start in time", false, false);
     }
   }
 
-  /** Runs jobs[0] here and jobs[k] on worker k − 1; jobs.length ≤ size. Throws a ThreadError if a worker failed. */
+  /**
+   * Runs jobs[0] here and jobs[k] on worker k − 1 (here too if there is none). A worker that threw,
+   * or whose thread ended, leaves the pool and its job is run again here (same part, same
+   * work area: the results of a healthy call). A worker that does not answer within
+   * waitLimitMs may still be running: it is terminated and the call throws a ThreadError.
+   */
   run(jobs: Job[]): void {
-    const posted: Member[] = [];
+    const posted: [Member, Job][] = [];
+    // A step cuts its parts once and runs several times: a worker lost in an earlier run
+    // leaves its later jobs without a worker, and the caller runs them.
+    const again: Job[] = [];
     if (jobs.length > 1) this.forks++;
     for (let k = 1; k < jobs.length; k++) {
       const m = this.members[k - 1];
+      if (!m) {
+        again.push(jobs[k]);
+        continue;
+      }
       const [fn, args] = jobs[k];
       m.args.set(args);
       m.ctl[FN] = fn;
@@ -247,7 +265,7 @@ export class Pool {
       const seq = (m.ctl[SEQ] + 1) & 0x3fffffff;
       Atomics.store(m.ctl, SEQ, seq);
       Atomics.notify(m.ctl, SEQ);
-      posted.push(m);
+      posted.push([m, jobs[k]]);
     }
     let own: unknown = null;
     try {
@@ -256,28 +274,45 @@ export class Pool {
       own = e;
     }
     // Every posted job is waited for before anything throws: its worker writes memory.
-    const failures: string[] = [];
-    for (const m of posted) {
+    const stalled: string[] = [];
+    const orphans = again.length;
+    for (const [m, job] of posted) {
       const seq = m.ctl[SEQ];
-      if (!this.waitDone(m, seq)) {
-        failures.push(`a worker did not finish its part within ${this.waitLimitMs} ms (terminated or stalled)`);
+      if (this.waitDone(m, seq)) {
+        if (m.ctl[STATUS] === 0) continue;
+        this.drop(m, `it threw: ${this.messageOf(m)}`, true);
+        again.push(job);
+      } else if (Atomics.load(m.ctl, GONE) !== 0) {
+        // Its thread ran its exit handlers: it writes nothing any more.
+        this.drop(m, "its thread ended", true);
+        again.push(job);
+      } else {
+        stalled.push(m.gone ?? `it did not finish its part within ${this.waitLimitMs} ms (terminated or stalled)`);
         this.drop(m, "it did not finish a job in time", true);
-      } else if (m.ctl[STATUS] !== 0) {
-        failures.push(`a worker threw: ${this.messageOf(m)}`);
-        this.drop(m, "it threw", true);
       }
     }
     if (own !== null) throw own;
-    if (failures.length) {
-      throw new ThreadError(`batchnorm-wasm: ${failures.join("; ")}. The call was not completed; the package goes on with ${this.size} thread(s)`);
+    if (stalled.length) {
+      throw new ThreadError(`batchnorm-wasm: a worker failed (${stalled.join("; ")}). The call was not completed; the package goes on with ${this.size} thread(s)`);
     }
+    for (const [fn, args] of again) this.call(fn, args);
+    this.recovered += again.length - orphans;
   }
+
+  /** Workers lost to faults after the pool started (not those that never started, nor a close). */
+  lost = 0;
+
+  /** Jobs run again on the caller's thread after their worker failed (for tests). */
+  recovered = 0;
+
+  /** Why each worker that left the pool left it, in order (for tests and messages). */
+  readonly departures: string[] = [];
 
   private waitDone(m: Member, seq: number): boolean {
     for (let spin = 0; spin < SPINS; spin++) if (Atomics.load(m.ctl, DONE) === seq) return true;
     const end = performance.now() + this.waitLimitMs;
     while (Atomics.load(m.ctl, DONE) !== seq) {
-      if (m.gone !== null || performance.now() > end) return false;
+      if (m.gone !== null || Atomics.load(m.ctl, GONE) !== 0 || performance.now() > end) return false;
       if (this.host.canWait) Atomics.wait(m.ctl, DONE, Atomics.load(m.ctl, DONE), 20);
     }
     return true;
@@ -288,9 +323,11 @@ export class Pool {
   }
 
   /** Takes a worker out of the pool (for good: its thread may still be writing). */
-  private drop(m: Member, why: string, terminate = false): void {
+  private drop(m: Member, why: string, terminate = false, fault = true): void {
     if (m.gone !== null) return;
     m.gone = why;
+    this.departures.push(why);
+    if (fault) this.lost++;
     this.members = this.members.filter((x) => x !== m);
     if (terminate) m.handle.terminate();
   }
@@ -300,13 +337,19 @@ export class Pool {
     for (const m of [...this.members]) {
       Atomics.store(m.ctl, SEQ, -1);
       Atomics.notify(m.ctl, SEQ);
-      this.drop(m, "the pool was closed");
+      this.drop(m, "the pool was closed", false, false);
     }
   }
 
-  /** @internal For tests: terminates worker k as a crash would. */
-  terminateWorker(k: number): void {
-    this.members[k].handle.terminate();
+  /**
+   * @internal For tests: worker k (0-based, among those still in the pool) fails: "throw" on
+   * its next job, "exit" ends its own thread on its next job without answering, "terminate"
+   * is Worker.terminate() now, from outside, as a crash would.
+   */
+  injectFault(k: number, kind: "throw" | "exit" | "terminate"): void {
+    const m = this.members[k];
+    if (kind === "terminate") m.handle.terminate();
+    else Atomics.store(m.ctl, FAULT, kind === "throw" ? FAULT_THROW : FAULT_EXIT);
   }
 }
 

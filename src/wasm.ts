@@ -334,7 +334,7 @@ export function initSync(options?: InitOptions): Backend {
   const backend = chooseBackend(options);
   const threads = threadsFor(backend, threadsWanted(options));
   const key = keyOf(backend, threads);
-  let engine = engines.get(key);
+  let engine = usableEngine(key, threads);
   if (!engine) {
     if (threads > 1 && !threadHost()!.canWait) {
       throw new Error("initSync: threads cannot start on a browser's main thread, which may not wait for them: use await init({ threads })");
@@ -347,15 +347,24 @@ export function initSync(options?: InitOptions): Backend {
   return backend;
 }
 
+/**
+ * The engine made for `key`, unless its pool lost workers (a fault, docs/threads.md): then
+ * init makes a new one with a full pool (layers created before keep the old one).
+ */
+function usableEngine(key: string, threads: number): Engine | undefined {
+  const engine = engines.get(key);
+  return engine && !(engine.pool && engine.pool.lost > 0 && engine.threads < threads) ? engine : undefined;
+}
+
 /** As initSync, compiling the module asynchronously (for browsers' main threads) and waiting for workers without blocking. */
 export async function init(options?: InitOptions): Promise<Backend> {
   const backend = chooseBackend(options);
   const threads = threadsFor(backend, threadsWanted(options));
   const key = keyOf(backend, threads);
-  if (!engines.has(key) && backend !== "js") {
+  if (!usableEngine(key, threads) && backend !== "js") {
     const build: WasmBuild = threads > 1 ? "threads" : (backend as WasmBuild);
     const modules = await Promise.all(PARTS.map((part) => WebAssembly.compile(bytesOf(build, part))));
-    if (!engines.has(key)) {
+    if (!usableEngine(key, threads)) {
       const engine = newEngine(backend, threads, modules);
       await engine.pool?.ready();
       engines.set(key, engine);
