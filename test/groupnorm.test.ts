@@ -4,8 +4,8 @@
 import { describe, expect, test } from "vitest";
 import type { Dtype } from "../src/dtype.js";
 import { type Backend, initSync, spatialGroupnormBackward, spatialGroupnormForward } from "../src/index.js";
-import { expectClose, maxAbs, randn, tolerance, typed } from "./helpers.js";
-import { expectGradClose, normFixtures, numericGradient, relError } from "./norms-helpers.js";
+import { expectClose, maxAbs, numericGradient, randn, relError, tolerance, typed } from "./helpers.js";
+import { expectBackendsAgree, expectGradClose, normFixtures } from "./norms-helpers.js";
 
 const BACKENDS: Backend[] = ["simd", "scalar", "js"];
 
@@ -96,15 +96,7 @@ describe.each(["float32", "float64"] as Dtype[])("%s: the backends agree", (dtyp
         const { out, cache } = spatialGroupnormForward(x, gamma, beta, G, {}, [N, C, S]);
         return { out, ...spatialGroupnormBackward(dout, cache) };
       };
-      const js = run("js");
-      const t = terms(x, gamma, dout, N, C, S, G, 1e-5);
-      for (const backend of ["simd", "scalar"] as const) {
-        const got = run(backend);
-        expectClose(got.out, js.out, tolerance(dtype).abs, `${backend} out`);
-        expectGradClose(dtype, got.dx, js.dx, t.dx, `${backend} dx`);
-        expectGradClose(dtype, got.dgamma, js.dgamma, t.dgamma, `${backend} dgamma`);
-        expectGradClose(dtype, got.dbeta, js.dbeta, t.dbeta, `${backend} dbeta`);
-      }
+      expectBackendsAgree(dtype, run, terms(x, gamma, dout, N, C, S, G, 1e-5));
     },
   );
 });

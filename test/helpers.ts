@@ -100,3 +100,31 @@ export function maxAbs(values: ArrayLike<number>): number {
   for (let i = 0; i < values.length; i++) m = Math.max(m, Math.abs(values[i]));
   return m;
 }
+
+/** Central differences of L = Σ f()·dout with respect to each entry of v (float64). */
+export function numericGradient(f: () => ArrayLike<number>, dout: ArrayLike<number>, v: Float64Array, h = 1e-5): Float64Array {
+  const loss = () => {
+    const out = f();
+    let s = 0;
+    for (let i = 0; i < out.length; i++) s += out[i] * dout[i];
+    return s;
+  };
+  const grad = new Float64Array(v.length);
+  for (let i = 0; i < v.length; i++) {
+    const keep = v[i];
+    v[i] = keep + h;
+    const plus = loss();
+    v[i] = keep - h;
+    const minus = loss();
+    v[i] = keep;
+    grad[i] = (plus - minus) / (2 * h);
+  }
+  return grad;
+}
+
+/** CS231n's relative error: max |a − b| / max(1e-8, |a| + |b|). */
+export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / Math.max(1e-8, Math.abs(a[i]) + Math.abs(b[i])));
+  return worst;
+}

@@ -1,5 +1,5 @@
 // Helpers of the LayerNorm / GroupNorm / InstanceNorm tests: the PyTorch fixtures
-// (scripts/fixtures-norms.py), a finite-difference gradient, and the tolerances.
+// (scripts/fixtures-norms.py) and the tolerances.
 import norms from "./fixtures/norms.json" with { type: "json" };
 import { expectClose, maxAbs, tolerance, unitRoundoff } from "./helpers.js";
 
@@ -13,33 +13,6 @@ export interface NormCase {
 // Imported as a module (not read from disk) so the same tests run in Node and in Chromium.
 export const normFixtures = norms as unknown as { layer: NormCase[]; group: NormCase[]; instance: NormCase[] };
 
-/** Central differences of L = Σ f()·dout with respect to each entry of v (float64). */
-export function numericGradient(f: () => ArrayLike<number>, dout: ArrayLike<number>, v: Float64Array, h = 1e-5): Float64Array {
-  const loss = () => {
-    const out = f();
-    let s = 0;
-    for (let i = 0; i < out.length; i++) s += out[i] * dout[i];
-    return s;
-  };
-  const grad = new Float64Array(v.length);
-  for (let i = 0; i < v.length; i++) {
-    const keep = v[i];
-    v[i] = keep + h;
-    const plus = loss();
-    v[i] = keep - h;
-    const minus = loss();
-    v[i] = keep;
-    grad[i] = (plus - minus) / (2 * h);
-  }
-  return grad;
-}
-
-/** CS231n's relative error: max |a − b| / max(1e-8, |a| + |b|). */
-export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / Math.max(1e-8, Math.abs(a[i]) + Math.abs(b[i])));
-  return worst;
-}
 
 /**
  * A gradient within rel·max|want| plus a few roundings of `term`, the largest term it is the
@@ -47,4 +20,21 @@ export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
  */
 export function expectGradClose(dtype: "float32" | "float64", got: ArrayLike<number>, want: ArrayLike<number>, term: number, what: string) {
   expectClose(got, want, tolerance(dtype).rel * maxAbs(want) + 16 * unitRoundoff(dtype) * term, what);
+}
+
+interface NormResults { out: ArrayLike<number>; dx: ArrayLike<number>; dgamma: ArrayLike<number>; dbeta: ArrayLike<number> }
+
+/** Each WebAssembly backend's results against the js backend's, dx, dgamma and dbeta within expectGradClose of their terms. */
+export function expectBackendsAgree(
+  dtype: "float32" | "float64", run: (backend: "simd" | "scalar" | "js") => NormResults,
+  terms: { dx: number; dgamma: number; dbeta: number },
+) {
+  const js = run("js");
+  for (const backend of ["simd", "scalar"] as const) {
+    const got = run(backend);
+    expectClose(got.out, js.out, tolerance(dtype).abs, `${backend} out`);
+    expectGradClose(dtype, got.dx, js.dx, terms.dx, `${backend} dx`);
+    expectGradClose(dtype, got.dgamma, js.dgamma, terms.dgamma, `${backend} dgamma`);
+    expectGradClose(dtype, got.dbeta, js.dbeta, terms.dbeta, `${backend} dbeta`);
+  }
 }
