@@ -92,6 +92,14 @@ export interface Kernels {
   backwardApplyWith(dtype: Dtype, shape: KernelShape, p: Pointers, map: Float64Array): void;
 }
 
+/**
+ * The work area's layout (assembly/work.ts): MAP_ARRAYS per-column arrays of the step's dtype
+ * (the map), then the kernels' f64 column sums; each array padded to 16 bytes.
+ */
+export const MAP_ARRAYS = 3;
+/** Bytes of one per-column array of d values of `size` bytes, padded as columnArray pads it. */
+export const columnBytes = (d: number, size: number) => Math.ceil((d * size) / 16) * 16;
+
 /** u32 words of a checksum's state: Fletcher's two sums in four lanes. */
 export const CHECKSUM_WORDS = 8;
 

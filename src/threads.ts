@@ -11,7 +11,7 @@
 // Both spin briefly (a wake-up by Atomics.notify costs tens of µs) and then Atomics.wait;
 // a browser's main thread may not wait, so there the caller only spins.
 import { type Dtype, bytesPerElement } from "./dtype.js";
-import { type KernelShape, KERNELS, type Kernels, type KernelName, type Pointers, SUFFIX, TEST_STEP, TRAIN_STEP, BACKWARD_STEP } from "./kernels.js";
+import { columnBytes, type KernelShape, KERNELS, MAP_ARRAYS, type Kernels, type KernelName, type Pointers, SUFFIX, TEST_STEP, TRAIN_STEP, BACKWARD_STEP } from "./kernels.js";
 import { THREAD_MIN_BYTES, THREAD_ROWS_MULTIPLE } from "./tuning.js";
 
 /** Control words (Int32) of a worker's control block. */
@@ -395,10 +395,7 @@ function stride(bytes: number): number {
 }
 
 /** Bytes of one per-column array of T in a work area (columnArray in assembly/work.ts). */
-const columnBytes = (d: number, size: number) => Math.ceil((d * size) / 16) * 16;
-const f64Bytes = (d: number) => Math.ceil((d * 8) / 16) * 16;
-/** The map arrays at the start of a work area (MAP_ARRAYS = 3 in assembly/work.ts). */
-const MAP_ARRAYS = 3;
+const f64Bytes = (d: number) => columnBytes(d, 8);
 
 /**
  * The kernels of an engine with a pool: batch norm's steps split by rows (by items of

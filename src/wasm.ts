@@ -3,7 +3,7 @@
 // a module or its memory except through an Engine's heap.
 import { type WasmPart, wasmModules } from "./generated/binaries.js";
 import { type Dtype } from "./dtype.js";
-import { type Bound, CHECKSUM_WORDS, COMPACT_FORM, type KernelName, type Kernels, KERNELS, SUFFIX, type TypedKernel } from "./kernels.js";
+import { type Bound, CHECKSUM_WORDS, columnBytes, COMPACT_FORM, MAP_ARRAYS, type KernelName, type Kernels, KERNELS, SUFFIX, type TypedKernel } from "./kernels.js";
 import { type GroupKernels, type GroupPointers, type GroupShape, type Pointers, TRAIN_STEP } from "./kernels.js";
 import { Heap, JsMemory, MAX_PAGES } from "./memory.js";
 import { Pool, threadHost, threadedKernels } from "./threads.js";
@@ -83,9 +83,9 @@ function wasmEngine(backend: "simd" | "scalar", modules: WebAssembly.Module[], w
       const { d } = shape;
       const mean64 = workArray(p.work, d, dtype, MAP_ARRAYS);
       into.set(heap.view("float64", mean64, d), 0);
-      if (dtype === "float64") into.set(heap.view("float64", mean64 + 2 * padded(d * 8), d), d);
+      if (dtype === "float64") into.set(heap.view("float64", mean64 + 2 * columnBytes(d, 8), d), d);
       else into.fill(0, d, 2 * d);
-      into.set(heap.view("float64", mean64 + padded(d * 8), d), 2 * d);
+      into.set(heap.view("float64", mean64 + columnBytes(d, 8), d), 2 * d);
     },
     normalizeWith(dtype, shape, p, map) {
       writeMap(heap, dtype, shape.d, p.work, map);
@@ -98,7 +98,7 @@ function wasmEngine(backend: "simd" | "scalar", modules: WebAssembly.Module[], w
       const { d } = shape;
       const sums = workArray(p.work, d, dtype, MAP_ARRAYS);
       into.set(heap.view("float64", sums, d), 0);
-      into.set(heap.view("float64", sums + padded(d * 8), d), d);
+      into.set(heap.view("float64", sums + columnBytes(d, 8), d), d);
     },
     backwardApplyWith(dtype, shape, p, map) {
       writeMap(heap, dtype, shape.d, p.work, map);
@@ -139,12 +139,9 @@ function statisticsPointers(p: GroupPointers): Pointers {
   };
 }
 
-/** The per-column arrays at the start of a work area, and the kernels' f64 sums after them (assembly/work.ts). */
-const MAP_ARRAYS = 3;
-const padded = (bytes: number) => Math.ceil(bytes / 16) * 16;
 /** Array k of the per-column arrays of the dtype at the start of a work area (columnArray). */
 function workArray(work: number, d: number, dtype: Dtype, k: number): number {
-  return work + k * padded(d * (dtype === "float64" ? 8 : 4));
+  return work + k * columnBytes(d, dtype === "float64" ? 8 : 4);
 }
 /** A map of 3·d f64 values into the work area's first three arrays, rounded to the dtype. */
 function writeMap(heap: Heap, dtype: Dtype, d: number, work: number, map: Float64Array): void {
