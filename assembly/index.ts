@@ -216,3 +216,40 @@ export function backwardMapF32(form: i32, N: f64, d: i32, gamma: usize, meanLo: 
 export function backwardMapF64(form: i32, N: f64, d: i32, gamma: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize): void {
   backwardSumsMap<f64>(form, N, d, gamma, meanLo, invStd, dgamma, dbeta, work);
 }
+
+// GroupNorm and InstanceNorm on channels-last data (groupnorm.ts): (n, S, G, K).
+import { groupMomentsChannelsLast, groupApplyChannelsLast, groupBackwardChannelsLast } from "./groupnorm";
+
+export function groupMomentsChannelsLastF32(x: usize, n: i32, G: i32, K: i32, S: i32, work: usize): void {
+  groupMomentsChannelsLast<f32>(x, n, G, K, S, work);
+}
+
+export function groupMomentsChannelsLastF64(x: usize, n: i32, G: i32, K: i32, S: i32, work: usize): void {
+  groupMomentsChannelsLast<f64>(x, n, G, K, S, work);
+}
+
+export function groupApplyChannelsLastF32(
+  x: usize, n: i32, G: i32, K: i32, S: i32, mean: usize, meanLo: usize, invStd: usize, gamma: usize, beta: usize, out: usize, work: usize,
+): void {
+  groupApplyChannelsLast<f32>(x, n, G, K, S, mean, meanLo, invStd, gamma, beta, out, work);
+}
+
+export function groupApplyChannelsLastF64(
+  x: usize, n: i32, G: i32, K: i32, S: i32, mean: usize, meanLo: usize, invStd: usize, gamma: usize, beta: usize, out: usize, work: usize,
+): void {
+  groupApplyChannelsLast<f64>(x, n, G, K, S, mean, meanLo, invStd, gamma, beta, out, work);
+}
+
+export function groupBackwardChannelsLastF32(
+  dout: usize, x: usize, n: i32, G: i32, K: i32, S: i32, mean: usize, meanLo: usize, invStd: usize, gamma: usize,
+  dx: usize, dgamma: usize, dbeta: usize, work: usize,
+): void {
+  groupBackwardChannelsLast<f32>(dout, x, n, G, K, S, mean, meanLo, invStd, gamma, dx, dgamma, dbeta, work);
+}
+
+export function groupBackwardChannelsLastF64(
+  dout: usize, x: usize, n: i32, G: i32, K: i32, S: i32, mean: usize, meanLo: usize, invStd: usize, gamma: usize,
+  dx: usize, dgamma: usize, dbeta: usize, work: usize,
+): void {
+  groupBackwardChannelsLast<f64>(dout, x, n, G, K, S, mean, meanLo, invStd, gamma, dx, dgamma, dbeta, work);
+}

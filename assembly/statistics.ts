@@ -135,7 +135,7 @@ function shiftedSumsRows<T>(x: usize, r0: i32, n: i32, d: i32, c: usize, s1: usi
  * s1[j] = Σ_r (x[r, j] − c[j]), s2[j] = Σ_r (x[r, j] − c[j])² (f64).
  * scratch: groupLength<T>(d) values of T and 2·groupLength f64.
  */
-function shiftedSums<T>(x: usize, n: i32, d: i32, c: usize, s1: usize, s2: usize, scratch: usize): void {
+export function shiftedSums<T>(x: usize, n: i32, d: i32, c: usize, s1: usize, s2: usize, scratch: usize): void {
   zeroF64(s1, d);
   zeroF64(s2, d);
   let r0 = 0;
@@ -171,17 +171,17 @@ function shiftedSums<T>(x: usize, n: i32, d: i32, c: usize, s1: usize, s2: usize
  * Rows whose mean is the first shift: |mean − c| is then about std/√8, so the second pass
  * (below) is needed for a column once in a million (|z| > 4.9) on typical data.
  */
-const HEAD_ROWS: i32 = 8;
+export const HEAD_ROWS: i32 = 8;
 
 /** Shifts with (mean − c)² above this multiple of var get a second pass. */
-const RESHIFT_RATIO: f64 = 3.0;
+export const RESHIFT_RATIO: f64 = 3.0;
 
 /**
  * What a + b loses to rounding (f64, exact: Knuth's TwoSum), so that a + b and it give the sum
  * to twice the precision.
  */
 // @ts-ignore: decorator
-@inline function sumError(a: f64, b: f64, sum: f64): f64 {
+@inline export function sumError(a: f64, b: f64, sum: f64): f64 {
   const back = sum - a;
   return (a - (sum - back)) + (b - back);
 }

@@ -15,6 +15,7 @@
 //   backwardApply:     four patterns of T (SIMD rows only).
 //   With the fused ReLU (BACKWARD_RELU_STEP), both backward kernels first keep the mask's
 //   scale and bias (T, d each), and after their own patterns two more (activation.ts).
+//   Channels-last GroupNorm (groupnorm.ts, GROUP_LAST_STEP): see each kernel.
 // A pattern is groupLength<T>(d) values (columns.ts); only a batch of at least one group
 // (n·d ≥ E, rows, SIMD build) uses patterns.
 import { groupLength } from "./columns";
@@ -28,6 +29,11 @@ export const TRAIN_STEP: i32 = 1;
 export const BACKWARD_STEP: i32 = 2;
 /** A backward through the fused ReLU: BACKWARD_STEP's and the mask's map and patterns. */
 export const BACKWARD_RELU_STEP: i32 = 3;
+/**
+ * The channels-last GroupNorm kernels' scratch (groupnorm.ts), for (n, d, S) = (positions,
+ * channels, 1) of one item; the moments' scratch comes after TRAIN_STEP's arrays of n·G columns.
+ */
+export const GROUP_LAST_STEP: i32 = 4;
 
 /** Array k of the per-column arrays of T at the start of a work area. */
 // @ts-ignore: decorator
@@ -57,6 +63,10 @@ export function workBytes<T>(n: i32, d: i32, S: i32, step: i32): f64 {
   const patterns = ASC_FEATURE_SIMD && S == 1 && <f64>n * <f64>d >= E;
   const pattern = patterns ? padded(E * <f64>sizeof<T>()) : 0;
   const sums = patterns ? pattern + 2 * padded(E * 8) + 2 * pattern : 0;
+  if (step == GROUP_LAST_STEP) {
+    const pat = padded(E * <f64>sizeof<T>());
+    return max(t + 2 * f + sums, max(5 * pat, 5 * f + 7 * pat + 2 * padded(E * 8)));
+  }
   let rest: f64;
   if (step == TEST_STEP) rest = max(f, 3 * pattern);
   else if (step == TRAIN_STEP) rest = max(3 * f + sums, max(4 * f, 3 * pattern));

@@ -1,7 +1,7 @@
 // The step runner of LayerNorm, GroupNorm and InstanceNorm, in step.ts's order: (the caller
 // validates,) reserve scratch memory, derive views, copy in, run the kernels, copy out.
-// Data is (n, G, K, S) channels-first for the kernels (see GroupShape); channels-last data
-// (NHWC, NLC) is transposed on its way in and out, so one set of kernels serves both.
+// Data goes in and out as the caller stores it: (n, G, K, S), or (n, S, G, K) channels last
+// (see GroupShape); the kernels read either.
 import { type Dtype, type FloatArray, bytesPerElement, copyInto } from "./dtype.js";
 import { CHECKSUM_WORDS, type GroupPointers, type GroupShape } from "./kernels.js";
 import { layout } from "./memory.js";
@@ -11,10 +11,8 @@ import { type Engine } from "./wasm.js";
 /** Order of the per-statistic values a forward saves: n·G each. */
 export const GROUP_SAVED = ["mean", "meanLo", "variance", "invStd"] as const;
 
-/** A step's data geometry: the kernels' shape, and whether x is stored channels last. */
-export interface GroupGeometry extends GroupShape {
-  channelsLast: boolean;
-}
+/** A step's data geometry: the kernels' shape, with whether x is stored channels last. */
+export type GroupGeometry = GroupShape;
 
 type Name = "x" | "out" | "dout" | "dx" | "gamma" | "beta" | "mean" | "meanLo" | "variance" | "invStd" | "dgamma" | "dbeta" | "checksum";
 
@@ -40,40 +38,6 @@ function reserve<T extends FloatArray[]>(engine: Engine, dtype: Dtype, s: GroupS
   return { p, arrays: pins.map((get) => get()) as T };
 }
 
-/** dst (n, C, S) at element `at` from channels-last src (n, S, C), or a plain copy. */
-function copyToChannelsFirst(dst: FloatArray, at: number, src: FloatArray, g: GroupGeometry): void {
-  if (!g.channelsLast || g.S === 1) {
-    copyInto(dst, at, src, 0, src.length);
-    return;
-  }
-  const C = g.G * g.K;
-  const { S } = g;
-  for (let i = 0; i < g.n; i++) {
-    const o = i * C * S;
-    for (let s = 0; s < S; s++) {
-      const from = o + s * C;
-      for (let c = 0; c < C; c++) dst[at + o + c * S + s] = src[from + c];
-    }
-  }
-}
-
-/** Channels-last dst (n, S, C) from src (n, C, S) at element `at`, or a plain copy. */
-function copyToLayout(dst: FloatArray, src: FloatArray, at: number, g: GroupGeometry): void {
-  if (!g.channelsLast || g.S === 1) {
-    copyInto(dst, 0, src, at, dst.length);
-    return;
-  }
-  const C = g.G * g.K;
-  const { S } = g;
-  for (let i = 0; i < g.n; i++) {
-    const o = i * C * S;
-    for (let c = 0; c < C; c++) {
-      const from = at + o + c * S;
-      for (let s = 0; s < S; s++) dst[o + s * C + c] = src[from + s];
-    }
-  }
-}
-
 /**
  * One forward: out and the statistics (saved, GROUP_SAVED order, n·G each) and, when
  * `checksum` is given, the checksum of x. gamma and beta are G·K values (ones and zeros for
@@ -89,7 +53,7 @@ export function runGroupForward(
   const all = heap.all(dtype);
   const size = bytesPerElement(dtype);
   const at = (ptr: number) => ptr / size;
-  copyToChannelsFirst(all, at(p.x), x, g);
+  copyInto(all, at(p.x), x, 0, x.length);
   copyInto(all, at(p.gamma), gamma, 0, gamma.length);
   copyInto(all, at(p.beta), beta, 0, beta.length);
   if (io.checksum) {
@@ -97,7 +61,7 @@ export function runGroupForward(
     kernels.checksum(p.x, (x.length * size) / 4, 0, p.checksum);
   }
   engine.groups.forward(dtype, g, p, eps);
-  copyToLayout(out, all, at(p.out), g);
+  copyInto(out, 0, all, at(p.out), out.length);
   const R = g.n * g.G;
   if (io.saved) GROUP_SAVED.forEach((name, k) => copyInto(io.saved!, k * R, all, at(p[name]), R));
   if (io.checksum) io.checksum.set(new Uint32Array(heap.buffer, p.checksum, CHECKSUM_WORDS));
@@ -123,8 +87,8 @@ export function runGroupBackward(
   const all = heap.all(dtype);
   const size = bytesPerElement(dtype);
   const at = (ptr: number) => ptr / size;
-  copyToChannelsFirst(all, at(p.dout), dout, g);
-  copyToChannelsFirst(all, at(p.x), x, g);
+  copyInto(all, at(p.dout), dout, 0, dout.length);
+  copyInto(all, at(p.x), x, 0, x.length);
   copyInto(all, at(p.gamma), gamma, 0, gamma.length);
   const R = g.n * g.G;
   for (const name of ["mean", "meanLo", "invStd"] as const) copyInto(all, at(p[name]), saved, GROUP_SAVED.indexOf(name) * R, R);
@@ -138,7 +102,7 @@ export function runGroupBackward(
     }
   }
   engine.groups.backward(dtype, g, p);
-  if (io.dx) copyToLayout(io.dx, all, at(p.dx), g);
+  if (io.dx) copyInto(io.dx, 0, all, at(p.dx), io.dx.length);
   const C = g.G * g.K;
   if (io.dgamma) copyInto(io.dgamma, 0, all, at(p.dgamma), C);
   if (io.dbeta) copyInto(io.dbeta, 0, all, at(p.dbeta), C);

@@ -2,7 +2,7 @@
 // for (N, C, H, W) or (N, C, L) data. Each sample's C channels are split into G groups of C/G
 // channels; statistics per (sample, group) over the group's channels and positions; gamma
 // and beta per channel. InstanceNorm is the case G = C. Channels-first data is the kernels'
-// (n, G, K, S) view as it is; channels-last data is transposed on its way in and out.
+// (n, G, K, S) view, channels-last data (n, S, G, K) (kernels in assembly/groupnorm.ts).
 import type { FloatArray } from "./dtype.js";
 import type { BackwardOutputs, BackwardResult, ForwardOutputs } from "./functional.js";
 import type { GroupGeometry } from "./group-step.js";
@@ -26,7 +26,7 @@ export function groupGeometry(length: number, C: number, G: unknown, shape: unkn
   if (!Array.isArray(shape)) throw new RangeError(`shape must be [N, C, H, W], [N, C, L] or [N, C], got ${check.shown(shape)}`);
   geometry(length, C, shape, layout);
   const S = shape.slice(2).reduce((a: number, b: number) => a * b, 1);
-  return { n: shape[0], G: groups, K: C / groups, S, channelsLast: channelsLast(layout) };
+  return { n: shape[0], G: groups, K: C / groups, S, channelsLast: channelsLast(layout) && S > 1 };
 }
 
 /**

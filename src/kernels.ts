@@ -44,7 +44,9 @@ export const TRAIN_STEP = 1;
 export const BACKWARD_STEP = 2;
 /** A backward through the fused ReLU (activation: 'relu'): more work area for the mask. */
 export const BACKWARD_RELU_STEP = 3;
-export type WorkStep = typeof TEST_STEP | typeof TRAIN_STEP | typeof BACKWARD_STEP | typeof BACKWARD_RELU_STEP;
+/** The channels-last GroupNorm kernels' scratch, for (positions, channels, 1) of one item. */
+export const GROUP_LAST_STEP = 4;
+export type WorkStep = typeof TEST_STEP | typeof TRAIN_STEP | typeof BACKWARD_STEP | typeof BACKWARD_RELU_STEP | typeof GROUP_LAST_STEP;
 
 /** Backward forms; the same numbers in assembly/backward.ts. */
 export const GRAPH_FORM = 0;
@@ -204,6 +206,26 @@ export const KERNELS = {
     bind: (f: Export) => (form: number, count: number, s: KernelShape, p: Pointers) =>
       f(form, count, s.d, p.gamma, p.meanLo, p.invStd, p.dgamma, p.dbeta, p.work),
   },
+  /**
+   * Channels-last GroupNorm (assembly/groupnorm.ts): the moments of each (item, group), left
+   * in the work area for trainConstants on n·G columns, as trainPlaneMoments leaves them.
+   */
+  groupMomentsChannelsLast: {
+    part: "group-moments-last",
+    bind: (f: Export) => (s: GroupShape, p: GroupPointers) => f(p.x, s.n, s.G, s.K, s.S, p.work),
+  },
+  /** groupApply for channels-last data. */
+  groupApplyChannelsLast: {
+    part: "group-apply-last",
+    bind: (f: Export) => (s: GroupShape, p: GroupPointers) =>
+      f(p.x, s.n, s.G, s.K, s.S, p.mean, p.meanLo, p.invStd, p.gamma, p.beta, p.out, p.work),
+  },
+  /** groupBackward for channels-last data. */
+  groupBackwardChannelsLast: {
+    part: "group-backward-last",
+    bind: (f: Export) => (s: GroupShape, p: GroupPointers) =>
+      f(p.dout, p.x, s.n, s.G, s.K, s.S, p.mean, p.meanLo, p.invStd, p.gamma, p.dx, p.dgamma, p.dbeta, p.work),
+  },
 } as const;
 
 export type KernelName = keyof typeof KERNELS;
@@ -219,13 +241,16 @@ export const SUFFIX: Record<Dtype, string> = { float32: "F32", float64: "F64" };
 /**
  * The kernels' view of LayerNorm/GroupNorm data: (n, G, K, S) contiguous, one statistic per
  * (item, group) over K·S values; channel g·K + k owns a run of S values (LayerNorm: G = 1,
- * K = D, S = 1; GroupNorm NCHW: K = C/G, S = H·W). See assembly/layernorm.ts.
+ * K = D, S = 1; GroupNorm NCHW: K = C/G, S = H·W). See assembly/layernorm.ts. Channels-last
+ * data is (n, S, G, K) instead: K adjacent values of a group at each position (groupnorm.ts).
  */
 export interface GroupShape {
   n: number;
   G: number;
   K: number;
   S: number;
+  /** (n, S, G, K) storage (NHWC, NLC); S > 1. */
+  channelsLast: boolean;
 }
 
 /**

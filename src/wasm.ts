@@ -2,9 +2,9 @@
 // and bind the kernels of the registry (src/kernels.ts). Nothing else in the package touches
 // a module or its memory except through an Engine's heap.
 import { type WasmPart, wasmModules } from "./generated/binaries.js";
-import { type Dtype } from "./dtype.js";
+import { type Dtype, type FloatArray } from "./dtype.js";
 import { type Bound, CHECKSUM_WORDS, columnBytes, COMPACT_FORM, MAP_ARRAYS, type KernelName, type Kernels, KERNELS, SUFFIX, type TypedKernel } from "./kernels.js";
-import { type GroupKernels, type GroupPointers, type GroupShape, type Pointers, TRAIN_STEP } from "./kernels.js";
+import { GROUP_LAST_STEP, type GroupKernels, type GroupPointers, type GroupShape, type Pointers, TRAIN_STEP } from "./kernels.js";
 import { Heap, JsMemory, MAX_PAGES } from "./memory.js";
 import { Pool, threadHost, threadedKernels } from "./threads.js";
 import * as reference from "./reference.js";
@@ -108,17 +108,23 @@ function wasmEngine(backend: "simd" | "scalar", modules: WebAssembly.Module[], w
   // The statistics of LayerNorm/GroupNorm are the channels-first moments with one plane per
   // (item, group): (1, n·G, K·S). trainConstants without gamma, beta or running statistics
   // gives mean, meanLo, variance, invStd; groupApply then applies gamma and beta per channel.
+  // Channels-last data has its own moments, apply and backward (assembly/groupnorm.ts).
   const rowsOf = (s: GroupShape) => ({ n: 1, d: s.n * s.G, S: s.K * s.S });
   const groups: GroupKernels = {
-    workBytes: (dtype, s) => Math.max(k.workBytes[dtype](rowsOf(s), TRAIN_STEP), 16 * s.G * s.K + 16),
+    workBytes: (dtype, s) =>
+      s.channelsLast
+        ? k.workBytes[dtype](rowsOf(s), TRAIN_STEP) + k.workBytes[dtype]({ n: s.S, d: s.G * s.K, S: 1 }, GROUP_LAST_STEP)
+        : Math.max(k.workBytes[dtype](rowsOf(s), TRAIN_STEP), 16 * s.G * s.K + 16),
     forward(dtype, s, p, eps) {
       const rows = rowsOf(s);
       const q = statisticsPointers(p);
-      k.trainPlaneMoments[dtype](rows, q);
+      if (s.channelsLast) k.groupMomentsChannelsLast[dtype](s, p);
+      else k.trainPlaneMoments[dtype](rows, q);
       k.trainConstants[dtype](rows, q, { eps, momentum: 1, runVarScale: 1 });
-      k.groupApply[dtype](s, p);
+      if (s.channelsLast) k.groupApplyChannelsLast[dtype](s, p);
+      else k.groupApply[dtype](s, p);
     },
-    backward: (dtype, s, p) => k.groupBackward[dtype](s, p),
+    backward: (dtype, s, p) => (s.channelsLast ? k.groupBackwardChannelsLast : k.groupBackward)[dtype](s, p),
   };
   if (workers === 0) return { backend, heap, kernels, groups, threads: 1 };
   const names = Object.keys(exports).filter((name) => typeof exports[name] === "function");
@@ -218,28 +224,58 @@ function jsEngine(): Engine {
       );
     },
   };
+  // The reference reads (n, G, K, S): channels-last data is transposed to it and back.
   const groups: GroupKernels = {
     workBytes: () => 16,
-    forward(dtype, { n, G, K, S }, p, eps) {
+    forward(dtype, s, p, eps) {
+      const { n, G, K, S } = s;
       const size = n * G * K * S;
       const C = G * K;
       const R = n * G;
+      const x = channelsFirst(s, v(dtype, p.x, size)!);
+      const out = s.channelsLast ? x.slice() : v(dtype, p.out, size)!;
       referenceNorms.groupForward(
-        v(dtype, p.x, size)!, n, G, K, S, v(dtype, p.gamma, C)!, v(dtype, p.beta, C)!, eps, v(dtype, p.out, size)!,
+        x, n, G, K, S, v(dtype, p.gamma, C)!, v(dtype, p.beta, C)!, eps, out,
         v(dtype, p.mean, R)!, v(dtype, p.meanLo, R)!, v(dtype, p.variance, R)!, v(dtype, p.invStd, R)!,
       );
+      if (s.channelsLast) toChannelsLast(s, out, v(dtype, p.out, size)!);
     },
-    backward(dtype, { n, G, K, S }, p) {
+    backward(dtype, s, p) {
+      const { n, G, K, S } = s;
       const size = n * G * K * S;
       const C = G * K;
       const R = n * G;
+      const given = v(dtype, p.dx, size);
+      const dx = s.channelsLast && given ? given.slice() : given;
       referenceNorms.groupBackward(
-        v(dtype, p.dout, size)!, v(dtype, p.x, size)!, n, G, K, S, v(dtype, p.mean, R)!, v(dtype, p.meanLo, R)!,
-        v(dtype, p.invStd, R)!, v(dtype, p.gamma, C)!, v(dtype, p.dx, size), v(dtype, p.dgamma, C), v(dtype, p.dbeta, C),
+        channelsFirst(s, v(dtype, p.dout, size)!), channelsFirst(s, v(dtype, p.x, size)!), n, G, K, S, v(dtype, p.mean, R)!, v(dtype, p.meanLo, R)!,
+        v(dtype, p.invStd, R)!, v(dtype, p.gamma, C)!, dx, v(dtype, p.dgamma, C), v(dtype, p.dbeta, C),
       );
+      if (s.channelsLast && dx) toChannelsLast(s, dx, given!);
     },
   };
   return { backend: "js", heap, kernels, groups, threads: 1 };
+}
+
+/** Channels-last (n, S, C) data as a channels-first (n, C, S) copy; channels-first data as it is. */
+function channelsFirst<A extends FloatArray>(s: GroupShape, src: A): A {
+  if (!s.channelsLast) return src;
+  const C = s.G * s.K;
+  const dst = src.slice() as A;
+  for (let i = 0; i < s.n; i++) {
+    const o = i * C * s.S;
+    for (let j = 0; j < s.S; j++) for (let c = 0; c < C; c++) dst[o + c * s.S + j] = src[o + j * C + c];
+  }
+  return dst;
+}
+
+/** dst (n, S, C) from channels-first src (n, C, S). */
+function toChannelsLast(s: GroupShape, src: FloatArray, dst: FloatArray): void {
+  const C = s.G * s.K;
+  for (let i = 0; i < s.n; i++) {
+    const o = i * C * s.S;
+    for (let c = 0; c < C; c++) for (let j = 0; j < s.S; j++) dst[o + j * C + c] = src[o + c * s.S + j];
+  }
 }
 
 function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
