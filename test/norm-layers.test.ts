@@ -4,7 +4,7 @@
 // backward; state dicts; and bad input refused with nothing changed.
 import { describe, expect, test } from "vitest";
 import norms from "./fixtures/norms.json" with { type: "json" };
-import { type Backend, ChangedInputError, GroupNorm, InstanceNorm, LayerNorm, initSync } from "../src/index.js";
+import { type Backend, BatchNorm, ChangedInputError, GroupNorm, InstanceNorm, LayerNorm, initSync } from "../src/index.js";
 import { backend as activeBackend } from "../src/wasm.js";
 import { expectClose, expectIdentical, expectRelClose, maxAbs, numericGradient, randn, relError, tolerance, typed } from "./helpers.js";
 import { expectGradClose, normFixtures } from "./norms-helpers.js";
@@ -288,6 +288,36 @@ describe.each(BACKENDS)("%s backend", (backend) => {
       expect(relError(dbeta, numericGradient(f, dout, inorm.beta!))).toBeLessThan(1e-7);
     });
 
+    test.each(["NCHW", "NHWC"] as const)("eval mode with running statistics, a batch of 768 KiB (normalized in parts), %s: against a plain float64 loop", (layout) => {
+      initSync({ backend });
+      const [N, C, H, W] = [24, 4, 32, 32];
+      const S = H * W;
+      const inorm = new InstanceNorm(C, { dtype: "float64", layout, affine: true, trackRunningStats: true }).eval();
+      inorm.gamma!.set(randn(67, C, 1, 0.5));
+      inorm.beta!.set(randn(68, C));
+      inorm.runningMean!.set(randn(69, C, 3));
+      inorm.runningVar!.set(randn(70, C).map((v) => 0.5 + v * v));
+      const x = randn(71, N * C * S, 3, 2);
+      const dout = randn(72, N * C * S);
+      const out = inorm.forward(x, [N, C, H, W]);
+      const dx = inorm.backward(dout);
+      const channel = (k: number) => (layout === "NHWC" ? k % C : Math.floor(k / S) % C);
+      const want = { out: new Float64Array(x.length), dx: new Float64Array(x.length), dgamma: new Float64Array(C), dbeta: new Float64Array(C) };
+      for (let k = 0; k < x.length; k++) {
+        const c = channel(k);
+        const inv = 1 / Math.sqrt(inorm.runningVar![c] + inorm.eps);
+        const xhat = (x[k] - inorm.runningMean![c]) * inv;
+        want.out[k] = xhat * inorm.gamma![c] + inorm.beta![c];
+        want.dx[k] = dout[k] * inorm.gamma![c] * inv;
+        want.dgamma[c] += dout[k] * xhat;
+        want.dbeta[c] += dout[k];
+      }
+      expectRelClose(out, want.out, 1e-12, "out");
+      expectRelClose(dx, want.dx, 1e-12, "dx");
+      expectRelClose(inorm.dgamma!, want.dgamma, 1e-10, "dgamma");
+      expectRelClose(inorm.dbeta!, want.dbeta, 1e-10, "dbeta");
+    });
+
     test.each(["NCL", "NLC"] as const)("float64 finite differences, eval mode with running statistics, %s", (layout) => {
       initSync({ backend });
       const inorm = new InstanceNorm(3, { dtype: "float64", layout, affine: true, trackRunningStats: true }).eval();
@@ -347,18 +377,42 @@ describe("modes, dtypes and engines", () => {
 
   test("a layer keeps the engine it was created with", () => {
     initSync({ backend: "scalar" });
-    const ln = new LayerNorm(5, { dtype: "float64" });
+    const c = modules.layer.find((m) => m.dtype === "float64" && m.elementwiseAffine && m.bias)!;
+    const ln = new LayerNorm(c.normalizedShape!, { dtype: "float64" });
     initSync({ backend: "js" });
     expect(activeBackend()).toBe("js");
     expect(ln.engine.backend).toBe("scalar");
-    const x = randn(71, 10);
-    const out = ln.forward(x);
-    // Row by row: mean 0 and biased variance 1/(1 + eps/var).
-    for (let i = 0; i < 2; i++) {
-      const row = Array.from(out.subarray(i * 5, i * 5 + 5));
-      expect(Math.abs(row.reduce((a, b) => a + b, 0))).toBeLessThan(1e-12);
-    }
+    ln.gamma!.set(c.weight!);
+    ln.beta!.set(c.bias_!);
+    expectOut("float64", ln.forward(Float64Array.from(c.x), c.shape), c.out);
     initSync({ backend: "simd" });
+  });
+
+  test("x and dout may be views of the engine's memory (a BatchNorm workspace's): the layer keeps a copy of x", () => {
+    initSync({ backend: "simd" });
+    const c = modules.group.find((m) => m.dtype === "float64" && m.affine && m.layout === "NHWC")!;
+    const C = c.shape[1];
+    const n = c.x.length / C;
+    for (const layer of [new GroupNorm(c.G!, C, { dtype: "float64", layout: "NHWC" }), new InstanceNorm(C, { dtype: "float64", layout: "NHWC", affine: true, trackRunningStats: true }).eval()]) {
+      layer.gamma!.set(c.weight!);
+      layer.beta!.set(c.bias_!);
+      if (layer instanceof InstanceNorm) {
+        layer.runningMean!.set(randn(111, C));
+        layer.runningVar!.set(randn(112, C).map((v) => 1 + v * v));
+      }
+      // Rows (N·H·W, C): the NHWC data as a workspace holds it.
+      const ws = new BatchNorm(C, { dtype: "float64" }).workspace(n);
+      ws.x.set(c.x);
+      ws.dout.set(c.dout);
+      const out = layer.forward(ws.x, c.shape);
+      const dxPlain = layer.backward(Float64Array.from(c.dout));
+      const outPlain = layer.forward(Float64Array.from(c.x), c.shape);
+      expectIdentical(out, outPlain, "out");
+      layer.forward(ws.x, c.shape);
+      ws.x.fill(0);
+      expectIdentical(layer.backward(ws.dout), dxPlain, "dx");
+      ws.dispose();
+    }
   });
 
   test("GroupNorm and LayerNorm are the same in eval mode; InstanceNorm without running statistics too", () => {
