@@ -23,3 +23,7 @@ export { spatialGroupnormForward, spatialGroupnormBackward, type GNParam } from 
 export type { Activation } from "./kernels.js";
 export { threads } from "./wasm.js";
 export { ThreadError } from "./threads.js";
+export {
+  LayerNorm, GroupNorm, InstanceNorm, type LayerNormOptions, type GroupNormOptions, type InstanceNormOptions, type NormLayerForwardOptions,
+  type NormLayerStateInput, type NestedNumbers,
+} from "./norm-layers.js";
