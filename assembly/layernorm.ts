@@ -54,12 +54,23 @@ export function groupApply<T>(
   }
 }
 
+/** dg64 += dgT, db64 += dbT (C values each), and the partial sums in T back to 0. */
+function foldColumns<T>(dgT: usize, dbT: usize, C: i32, dg64: usize, db64: usize): void {
+  for (let c = 0; c < C; c++) {
+    store<f64>(at<f64>(dg64, c), load<f64>(at<f64>(dg64, c)) + <f64>load<T>(at<T>(dgT, c)));
+    store<f64>(at<f64>(db64, c), load<f64>(at<f64>(db64, c)) + <f64>load<T>(at<T>(dbT, c)));
+    store<T>(at<T>(dgT, c), <T>0);
+    store<T>(at<T>(dbT, c), <T>0);
+  }
+}
+
 /**
  * Backward, from dout, x and the forward's mean, meanLo, invStd per statistic:
  *   dbeta[c] = Σ dout, dgamma[c] = Σ dout·x̂ (over items and the run of c),
  *   dx = invStd·(g − mean(g) − x̂·mean(g·x̂)) with g = dout·gamma over each statistic's values.
- * Sums are taken in T over blocks of ROW_BLOCK vectors, then in f64. dx = 0: not computed.
- * work: 2·G·K f64 (the column sums), 16-byte aligned.
+ * Sums are taken in T over blocks of ROW_BLOCK vectors, then in f64; with S = 1 (a row per
+ * statistic) the column sums in T over ROW_BLOCK items, then in f64. dx = 0: not computed.
+ * work: 2·G·K f64 (the column sums), then 2·G·K T (S = 1: their partial sums), 16-byte aligned.
  */
 export function groupBackward<T>(
   dout: usize, x: usize, n: i32, G: i32, K: i32, S: i32, mean: usize, meanLo: usize, invStd: usize, gamma: usize,
@@ -68,8 +79,12 @@ export function groupBackward<T>(
   const C = G * K;
   const dg64 = work;
   const db64 = work + ((<usize>C * 8 + 15) & ~(<usize>15));
+  const colBytes = (<usize>C * sizeof<T>() + 15) & ~(<usize>15);
+  const dgT = db64 + ((<usize>C * 8 + 15) & ~(<usize>15));
+  const dbT = dgT + colBytes;
   memory.fill(dg64, 0, <usize>C << 3);
   memory.fill(db64, 0, <usize>C << 3);
+  memory.fill(dgT, 0, colBytes << 1);
   const stats = n * G;
   const count = <f64>K * <f64>S;
   const statBytes = <usize>K * <usize>S * sizeof<T>();
@@ -93,8 +108,9 @@ export function groupBackward<T>(
             const dxc = v128.mul<T>(d, xc);
             a = v128.add<T>(a, v128.mul<T>(d, gv));
             b = v128.add<T>(b, v128.mul<T>(dxc, gv));
-            addToF64<T>(at<f64>(db64, c0 + k), d);
-            addToF64<T>(at<f64>(dg64, c0 + k), v128.mul<T>(dxc, iv));
+            const pb = at<T>(dbT, c0 + k), pg = at<T>(dgT, c0 + k);
+            v128.store(pb, v128.add<T>(v128.load(pb), d));
+            v128.store(pg, v128.add<T>(v128.load(pg), v128.mul<T>(dxc, iv)));
           }
           f1 = addLanesToF64x2<T>(f1, a);
           f2 = addLanesToF64x2<T>(f2, b);
@@ -108,9 +124,11 @@ export function groupBackward<T>(
         const g = <f64>load<T>(at<T>(gamma, c0 + k));
         sumG += d * g;
         sumGXc += d * xc * g;
-        store<f64>(at<f64>(db64, c0 + k), load<f64>(at<f64>(db64, c0 + k)) + d);
-        store<f64>(at<f64>(dg64, c0 + k), load<f64>(at<f64>(dg64, c0 + k)) + d * xc * <f64>inv);
+        store<T>(at<T>(dbT, c0 + k), load<T>(at<T>(dbT, c0 + k)) + <T>d);
+        store<T>(at<T>(dgT, c0 + k), load<T>(at<T>(dgT, c0 + k)) + <T>(d * xc) * inv);
       }
+      // Every ROW_BLOCK items, and after the last, the partial column sums into f64.
+      if ((q + 1) % (G * ROW_BLOCK) == 0 || q + 1 == stats) foldColumns<T>(dgT, dbT, C, dg64, db64);
     } else {
       const runBytes = <usize>S * sizeof<T>();
       for (let k = 0; k < K; k++) {

@@ -82,12 +82,14 @@ describe.each(BACKENDS)("%s backend", (backend) => {
 });
 
 describe.each(["float32", "float64"] as Dtype[])("%s: the backends agree", (dtype) => {
-  // [N, C, S, G]: C/G = 1, 3, 5, 1031, runs S = 1 to 33, and channels-last items of many
-  // E-long groups with a tail (C = 3, 5, 64, 1031 channels per position).
+  // [N, C, S, G]: C/G = 1, 3, 5, 1031, runs S = 1 to 33, channels-last items of many
+  // E-long groups with a tail (C = 3, 5, 64, 1031 channels per position), and batches in parts.
   describe.each(["NCHW", "NHWC"] as const)("%s", (layout) => {
     test.each([
       [2, 6, 5, 2], [2, 5, 7, 1], [3, 4, 9, 4], [1, 1031, 2, 1], [2, 8, 1, 2], [2, 4, 33, 2], [4, 32, 16, 8],
       [1, 3, 1001, 1], [3, 5, 17, 5], [2, 64, 301, 32], [2, 1031, 3, 1031],
+      // Beyond PART_BYTES: channels first in parts of groups within an item, and of whole items with one left over.
+      [1, 16, 8192, 8], [3, 6, 4096, 3],
     ])("[%i, %i, %i] G = %i", (N, C, S, G) => {
       const seed = N * 1000 + C * 10 + S;
       const size = N * C * S;
