@@ -9,7 +9,7 @@ import {
   syncBatchnormBackward, layernormForward, layernormBackward,
 } from "../src/index.js";
 import { engine } from "../src/wasm.js";
-import { expectClose, expectRelClose, randn, tolerance, typed } from "./helpers.js";
+import { expectClose, expectIdentical, expectRelClose, randn, tolerance, typed } from "./helpers.js";
 
 afterAll(() => initSync());
 
@@ -285,4 +285,26 @@ describe("stale views of a threaded engine's shared memory", () => {
     expectClose(ws.x, want, tolerance("float32").abs, "in place through a stale view");
     big.dispose();
   });
+});
+
+test("Heap.pin and Heap.owns: a view of an older buffer of the shared memory comes back on the current one", async () => {
+  await init({ threads: 2 });
+  const { heap } = engine();
+  const ptr = heap.alloc(4096);
+  const old = heap.view("float32", ptr, 1024) as Float32Array;
+  old.set(randn(51, 1024));
+  const pinned = heap.pin(old);
+  const big = heap.alloc(heap.buffer.byteLength + 65536);
+  expect(old.buffer).not.toBe(heap.buffer);
+  expect(heap.owns(old)).toBe(true);
+  const again = pinned();
+  expect(again.buffer).toBe(heap.buffer);
+  expect(again.byteOffset).toBe(ptr);
+  expectIdentical(again, old, "the same bytes");
+  // A view taken after the growth from the old view (no pin) is recognised too.
+  expect(heap.pin(old)().buffer).toBe(heap.buffer);
+  // Arrays of other memory are not the engine's.
+  expect(heap.owns(new Float32Array(new SharedArrayBuffer(16)))).toBe(false);
+  heap.free(big);
+  heap.free(ptr);
 });
