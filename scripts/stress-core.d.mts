@@ -12,6 +12,8 @@ export interface StressCase {
   index: number;
   seed: number;
   threads: number;
+  /** A layer's case: another thread count made active after the layer is created (0: none). */
+  switchTo: number;
   dtype: "float32" | "float64";
   shape: number[];
   layout: "NCHW" | "NHWC" | "NCL" | "NLC";

@@ -90,8 +90,11 @@ export function makeCase(seed, index, minBytes) {
   }
   const api = pick(r, ["functional", "functional", "layer", "workspace", "workspace"]);
   const ops = api === "functional" ? ["train", "test", "backward"] : ["train", "test", "backward", "evalBackward"];
+  const threads = pick(r, [1, 2, 3, 4]);
+  // A layer keeps the engine it was made with: sometimes another thread count is made active after it.
+  const switchTo = api !== "functional" && r() < 0.3 ? pick(r, [1, 2, 3, 4].filter((t) => t !== threads)) : 0;
   return {
-    index, seed: s, threads: pick(r, [1, 2, 3, 4]), dtype, shape, layout, api, op: pick(r, ops),
+    index, seed: s, threads, switchTo, dtype, shape, layout, api, op: pick(r, ops),
     activation: r() < 0.2 ? "relu" : "none",
     form: r() < 0.5 ? "compact" : "graph",
     momentum: pick(r, [0.9, 0.1, 0]),
@@ -105,7 +108,8 @@ export function makeCase(seed, index, minBytes) {
 
 /** One line that says what a case is. */
 export function describeCase(c) {
-  const extra = [c.activation === "relu" ? "relu" : null, c.op === "backward" ? c.form : null, c.out && c.api === "functional" ? "out given" : null].filter(Boolean);
+  const extra = [c.activation === "relu" ? "relu" : null, c.op === "backward" ? c.form : null, c.out && c.api === "functional" ? "out given" : null,
+    c.switchTo ? `then ${c.switchTo} thread(s) made active` : null].filter(Boolean);
   return `case ${c.index}: ${c.api} ${c.op} ${c.dtype} [${c.shape.join(", ")}] ${c.shape.length > 2 ? c.layout + " " : ""}on ${c.threads} thread(s)` +
     `${extra.length ? ` (${extra.join(", ")})` : ""}, x ${(c.bytes / 1024).toFixed(1)} KiB`;
 }
@@ -183,9 +187,13 @@ function runOnce(pkg, c, inputs, call) {
     }
     return result;
   }
+  // The case's engine active again (the first run may have switched it).
+  if (c.switchTo) call(`initSync({ threads: ${c.threads} })`, () => bn.initSync({ threads: c.threads }));
   const layer = call("new BatchNorm", () => new bn.BatchNorm(c.shape[1], {
     dtype: c.dtype, layout: c.layout, activation: c.activation, momentum: c.momentum,
   }));
+  if (c.switchTo) call(`initSync({ threads: ${c.switchTo} })`, () => bn.initSync({ threads: c.switchTo }));
+  if (layer.engine.threads !== c.threads) throw new Error(`the layer's engine has ${layer.engine.threads} thread(s), made with ${c.threads}`);
   layer.gamma.set(gamma);
   layer.beta.set(beta);
   if (!train) {
@@ -317,7 +325,8 @@ const countFactor = (c) => {
 function relativeError(got, want, scale) {
   let worst = 0, at = -1;
   for (let i = 0; i < want.length; i++) {
-    const s = typeof scale === "number" ? scale : Math.max(scale[i % scale.length], Number.MIN_VALUE);
+    // A scale of 0 (every dout masked by the ReLU): only an exact 0 passes.
+    const s = Math.max(typeof scale === "number" ? scale : scale[i % scale.length], Number.MIN_VALUE);
     const e = Math.abs(got[i] - want[i]) / s;
     if (!(e <= worst)) {
       worst = e;
@@ -391,6 +400,19 @@ export function startWatchdog(limitMs) {
 }
 
 /**
+ * Whether docs/threads.md says the case's calls split between threads: more than one thread,
+ * no fused activation, x of THREAD_MIN_BYTES or more in more than one part (rows come in parts
+ * of 16, channels-first data in items), and a step that is split: every one but the copying
+ * test-mode forward (functional, or a layer's in eval mode), which runs in parts below the threshold.
+ */
+function splits(c, minBytes) {
+  const { n, S } = kernelShape(c);
+  const parts = S === 1 ? n > 16 : n > 1;
+  const copyingTest = c.op === "test" && c.api !== "workspace";
+  return c.threads > 1 && c.activation === "none" && c.bytes >= minBytes && parts && !copyingTest;
+}
+
+/**
  * Runs one case: its calls twice (the repeat must give the same bits), the first results
  * against the float64 reference. Returns what it found; `failures` empty when all is well.
  */
@@ -432,6 +454,7 @@ export async function runCase(pkg, c, watchdog, limitMs) {
   }
   const forks = (engine.pool?.forks ?? 0) - forksBefore;
   if (forks > 0 && c.bytes < pkg.minBytes) failures.push(`forked ${forks} time(s) below the threshold (${c.bytes} < ${pkg.minBytes} bytes)`);
+  if (forks === 0 && splits(c, pkg.minBytes)) failures.push(`ran on the caller alone, at or above the threshold (${c.bytes} ≥ ${pkg.minBytes} bytes)`);
   for (const key of Object.keys(first)) {
     const at = firstDifference(first[key], second[key]);
     if (at >= 0) failures.push(`not deterministic: ${key} differs on the repeat at ${at} (${first[key][at]} then ${second[key][at]})`);
