@@ -308,3 +308,34 @@ test("Heap.pin and Heap.owns: a view of an older buffer of the shared memory com
   heap.free(big);
   heap.free(ptr);
 });
+
+/** A float64 as an integer multiple of 2^-1100 (exact: every finite double is one). */
+function exactOf(v: number): bigint {
+  const bits = new BigUint64Array(new Float64Array([v]).buffer)[0];
+  const e = Number((bits >> 52n) & 0x7ffn);
+  const m = (bits & ((1n << 52n) - 1n)) | (e ? 1n << 52n : 0n);
+  const scaled = m << BigInt(Math.max(e, 1) - 1075 + 1100);
+  return bits >> 63n ? -scaled : scaled;
+}
+
+test("float64 on 2 and 3 threads: mean + meanLo is the exact mean to far below an ulp, as on one thread", async () => {
+  // Found by the stress test: the merge of the threads' moments dropped the low parts of
+  // all but the last thread, leaving mean + meanLo off by up to half an ulp of the mean.
+  const [N, D] = [35, 2047]; // 573 KB, parts of 16 rows
+  const x = randn(61, N * D, 1e4, 0.1);
+  const gamma = new Float64Array(D).fill(1), beta = new Float64Array(D);
+  for (const t of [1, 2, 3]) {
+    await init({ threads: t });
+    expect(threads()).toBe(t);
+    const { cache } = batchnormForward(x, gamma, beta, { mode: "train" });
+    let worst = 0;
+    for (let j = 0; j < D; j++) {
+      let sum = 0n;
+      for (let i = 0; i < N; i++) sum += exactOf(x[i * D + j]);
+      const error = (exactOf(cache.mean[j]) + exactOf(cache.meanLo[j])) * BigInt(N) - sum;
+      // In ulps of the mean (2^-39 at 1e4 = 2^1061 units), per value.
+      worst = Math.max(worst, Math.abs(Number(error >> 900n) / 2 ** 161 / N));
+    }
+    expect(worst, `${t} thread(s): worst error of mean + meanLo, in ulps of the mean`).toBeLessThan(1 / 64);
+  }
+});
