@@ -25,6 +25,8 @@ export interface StressCase {
   loc: number;
   scale: number;
   out: boolean;
+  /** A workspace case on shared memory that uses views taken before a second workspace is made. */
+  stale: boolean;
   bytes: number;
 }
 
@@ -44,6 +46,8 @@ export interface StressSummary {
   minBytes: number;
   maxBytes: number;
   batchOfOne: number;
+  /** Cases whose views were taken before the memory grew (and still used). */
+  staleViewCases: number;
   splitCases: number;
   callerOnlyCases: number;
   belowThreshold: number;
@@ -70,6 +74,6 @@ export function describeCase(c: StressCase): string;
 export function startWatchdog(limitMs: number): { start(what: string): void; end(): void; stop(): void };
 export function runCase(
   pkg: StressPackage, c: StressCase, watchdog: ReturnType<typeof startWatchdog> | null, limitMs: number,
-): Promise<{ c: StressCase; failures: string[]; calls: number; forks: number; errors: Record<string, number>; ratios: Record<string, number>; hash: number; slowest: number }>;
+): Promise<{ c: StressCase; failures: string[]; calls: number; forks: number; errors: Record<string, number>; ratios: Record<string, number>; hash: number; slowest: number; staleViews: number }>;
 export function stress(pkg: StressPackage, options: StressOptions): Promise<StressSummary>;
 export function formatSummary(summary: StressSummary, minBytes: number): string[];

@@ -102,6 +102,8 @@ export function makeCase(seed, index, minBytes) {
     loc: pick(r, [0, 1, -5, 40, 1e4]),
     scale: pick(r, [0.1, 1, 3, 10]),
     out: r() < 0.3,
+    // A workspace on shared memory used through views from before a growth (see runOnce).
+    stale: api === "workspace" && threads > 1 && r() < 0.3,
     bytes: elements * size,
   };
 }
@@ -109,7 +111,7 @@ export function makeCase(seed, index, minBytes) {
 /** One line that says what a case is. */
 export function describeCase(c) {
   const extra = [c.activation === "relu" ? "relu" : null, c.op === "backward" ? c.form : null, c.out && c.api === "functional" ? "out given" : null,
-    c.switchTo ? `then ${c.switchTo} thread(s) made active` : null].filter(Boolean);
+    c.switchTo ? `then ${c.switchTo} thread(s) made active` : null, c.stale ? "views kept across a second workspace" : null].filter(Boolean);
   return `case ${c.index}: ${c.api} ${c.op} ${c.dtype} [${c.shape.join(", ")}] ${c.shape.length > 2 ? c.layout + " " : ""}on ${c.threads} thread(s)` +
     `${extra.length ? ` (${extra.join(", ")})` : ""}, x ${(c.bytes / 1024).toFixed(1)} KiB`;
 }
@@ -155,7 +157,7 @@ const EPS = 1e-5;
  * Runs the case's calls once on the package; `call(name, fn)` times each call under the
  * watchdog. Returns the results (copies: the engine reuses its memory).
  */
-function runOnce(pkg, c, inputs, call) {
+function runOnce(pkg, c, inputs, call, notes) {
   const { api: bn } = pkg;
   const { x, gamma, beta, dout, runMean, runVar } = inputs;
   const rows = c.shape.length === 2;
@@ -217,9 +219,16 @@ function runOnce(pkg, c, inputs, call) {
       return result;
     }
     const ws = call("layer.workspace", () => layer.workspace(c.shape));
+    // Views taken now, then (c.stale) a second workspace, which grows the memory when it does
+    // not fit: on shared memory the old views stay valid on the same bytes and are used.
+    const views = { x: ws.x, out: ws.out, dout: ws.dout, dx: ws.dx };
+    const filler = c.stale ? call("layer.workspace (a second one)", () => layer.workspace(c.shape)) : null;
+    const use = (key) => (c.stale ? views[key] : ws[key]);
+    if (c.stale && views.x.buffer !== ws.x.buffer) notes.staleViews++;
     try {
-      ws.x.set(x);
-      result.out = copy(call("ws.forward", () => ws.forward()));
+      use("x").set(x);
+      call("ws.forward", () => ws.forward());
+      result.out = copy(use("out"));
       if (train) {
         result.mean = copy(ws.mean);
         result.variance = copy(ws.variance);
@@ -227,13 +236,15 @@ function runOnce(pkg, c, inputs, call) {
         result.runVar = copy(layer.runningVar);
       }
       if (c.op === "backward" || c.op === "evalBackward") {
-        ws.dout.set(dout);
-        result.dx = copy(call("ws.backward", () => ws.backward({ form: c.form })));
+        use("dout").set(dout);
+        call("ws.backward", () => ws.backward({ form: c.form }));
+        result.dx = copy(use("dx"));
         result.dgamma = copy(layer.dgamma);
         result.dbeta = copy(layer.dbeta);
       }
       return result;
     } finally {
+      filler?.dispose();
       ws.dispose();
     }
   } finally {
@@ -423,6 +434,7 @@ function splits(c, minBytes) {
 export async function runCase(pkg, c, watchdog, limitMs) {
   const failures = [];
   const times = [];
+  const notes = { staleViews: 0 };
   let calls = 0;
   const call = (name, fn) => {
     watchdog?.start(`${name} of ${describeCase(c)}`);
@@ -450,11 +462,11 @@ export async function runCase(pkg, c, watchdog, limitMs) {
   const inputs = inputsOf(c);
   let first, second;
   try {
-    first = runOnce(pkg, c, inputs, call);
-    second = runOnce(pkg, c, inputs, call);
+    first = runOnce(pkg, c, inputs, call, notes);
+    second = runOnce(pkg, c, inputs, call, notes);
   } catch (e) {
     failures.push(`threw ${e && e.stack ? e.stack.split("\n").slice(0, 3).join(" | ") : String(e)}`);
-    return { c, failures, calls, forks: 0, errors: {}, ratios: {}, hash: 0, slowest: maxAbs(times) };
+    return { c, failures, calls, forks: 0, errors: {}, ratios: {}, hash: 0, slowest: maxAbs(times), staleViews: notes.staleViews };
   }
   const forks = (engine.pool?.forks ?? 0) - forksBefore;
   if (forks > 0 && c.bytes < pkg.minBytes) failures.push(`forked ${forks} time(s) below the threshold (${c.bytes} < ${pkg.minBytes} bytes)`);
@@ -481,7 +493,7 @@ export async function runCase(pkg, c, watchdog, limitMs) {
       failures.push(`${key} is off by ${worst.toExponential(2)} of its scale at ${at} (got ${checked[key][at]}, want ${want[key][at]}; tolerance ${(TOLERANCE_ULPS[key] * u).toExponential(2)})`);
     }
   }
-  return { c, failures, calls, forks, errors, ratios, hash: hashOf(first), slowest: maxAbs(times) };
+  return { c, failures, calls, forks, errors, ratios, hash: hashOf(first), slowest: maxAbs(times), staleViews: notes.staleViews };
 }
 
 /**
@@ -495,7 +507,7 @@ export async function stress(pkg, { seconds = 180, seed, from = 0, count = Infin
   const summary = {
     seed, seconds: 0, cases: 0, calls: 0, failures: [], reruns: 0, threads: {}, apis: {}, ops: {}, dtypes: {},
     kinds: {}, shapes: new Set(), minBytes: Infinity, maxBytes: 0, batchOfOne: 0, splitCases: 0, callerOnlyCases: 0,
-    belowThreshold: 0, maxError: { float32: {}, float64: {} },
+    belowThreshold: 0, staleViewCases: 0, maxError: { float32: {}, float64: {} },
     maxRatio: { float32: { ratio: 0, key: "", what: "" }, float64: { ratio: 0, key: "", what: "" } }, slowest: { ms: 0, what: "" },
   };
   const hashes = new Map();
@@ -522,6 +534,7 @@ export async function stress(pkg, { seconds = 180, seed, from = 0, count = Infin
     summary.minBytes = Math.min(summary.minBytes, c.bytes);
     summary.maxBytes = Math.max(summary.maxBytes, c.bytes);
     if (c.shape[0] === 1) summary.batchOfOne++;
+    if (found.staleViews > 0) summary.staleViewCases++;
     if (c.bytes < pkg.minBytes) summary.belowThreshold++;
     if (found.forks > 0) summary.splitCases++;
     else summary.callerOnlyCases++;
@@ -578,6 +591,7 @@ export function formatSummary(s, minBytes) {
     `  paths: ${s.splitCases} cases split between threads, ${s.callerOnlyCases} on the caller alone (${s.belowThreshold} below THREAD_MIN_BYTES = ${minBytes})`,
     `  max error / scale: float32 ${errors("float32")}`,
     `                     float64 ${errors("float64")}`,
+    `  stale views: ${s.staleViewCases} workspace cases read and wrote through views taken before the shared memory grew`,
     `  determinism: every case run twice in a row and ${s.reruns} earlier cases re-run later, bits compared (differences are failures)`,
     `  slowest call: ${s.slowest.ms.toFixed(0)} ms (${s.slowest.what})`,
     ...s.failures.map((f) => `  FAIL ${f}`),
