@@ -235,7 +235,7 @@ function forward(
   const newVar = runVar ? null : new (arrayType(dtype))(d);
   const saved = new (arrayType(dtype))(savedRows(activation) * d);
   const checksum = new Uint32Array(CHECKSUM_WORDS);
-  const inEngine = x.buffer === e.heap.buffer;
+  const inEngine = e.heap.owns(x);
   const input = e.heap.pin(x);
   runForward(e, {
     dtype, shape: geo, statistics: "batch", factors: { eps, ...step! }, update: true,

@@ -219,7 +219,7 @@ export class BatchNorm<D extends Dtype = "float32"> {
     const out = (given ? check.output("options.out", given, this.dtype, x.length, batch ? params : { x, ...params }, ["x"]) : null) as ArrayOf<D> | null;
     const { heap } = this.engine;
     if (!batch) {
-      const inEngine = x.buffer === heap.buffer;
+      const inEngine = heap.owns(x);
       const input = heap.pin(x);
       const result = out ?? (unfilled(this.dtype === "float64", x.length) as ArrayOf<D>);
       // Reused: only the last forward's are ever read.

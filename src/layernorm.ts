@@ -111,7 +111,7 @@ export function normForward(
   const result = out ?? unfilled(dtype === "float64", x.length);
   const saved = new (arrayType(dtype))(GROUP_SAVED.length * g.n * g.G);
   const checksum = new Uint32Array(CHECKSUM_WORDS);
-  const inEngine = x.buffer === e.heap.buffer;
+  const inEngine = e.heap.owns(x);
   const input = e.heap.pin(x);
   const gammaCopy = copyOf(gamma);
   runGroupForward(e, dtype, g, eps, { x, gamma, beta, out: result, saved, checksum });

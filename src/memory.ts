@@ -35,6 +35,24 @@ interface Block {
   bytes: number;
 }
 
+/**
+ * Each buffer a shared memory has had, to that memory. Growing a shared memory does not
+ * detach the old buffer: a view of it keeps the old length and still reads and writes the
+ * same bytes, but is not `===` the new buffer. This says which memory such a view is of.
+ */
+const sharedMemoryOf = new WeakMap<ArrayBufferLike, GrowableMemory>();
+
+function isShared(buffer: ArrayBufferLike): boolean {
+  return typeof SharedArrayBuffer === "function" && buffer instanceof SharedArrayBuffer;
+}
+
+/** Whether two buffers are the same memory: the same buffer, or two buffers of one shared memory. */
+export function sameMemory(a: ArrayBufferLike, b: ArrayBufferLike): boolean {
+  if (a === b) return true;
+  const memory = sharedMemoryOf.get(a);
+  return memory !== undefined && memory === sharedMemoryOf.get(b);
+}
+
 export class Heap {
   /** Free blocks below `top`, sorted by address, never adjacent to each other or to `top`. */
   private readonly freeBlocks: Block[] = [];
@@ -46,6 +64,20 @@ export class Heap {
   constructor(readonly memory: GrowableMemory, base: number) {
     this.top = roundUp(base);
     this.current = memory.buffer;
+    this.remember();
+  }
+
+  /** Records the current buffer of a shared memory (see sharedMemoryOf). */
+  private remember(): void {
+    if (isShared(this.current)) sharedMemoryOf.set(this.current, this.memory);
+  }
+
+  /**
+   * Whether `a` is a view of this memory: of its current buffer, or (a shared memory) of a
+   * buffer it had before it grew, which still holds the same bytes.
+   */
+  owns(a: ArrayBufferView): boolean {
+    return a.buffer === this.current || sharedMemoryOf.get(a.buffer) === this.memory;
   }
 
   /**
@@ -144,10 +176,11 @@ export class Heap {
   /**
    * A way back to `a` after an allocation: growth detaches every view of the old buffer,
    * a caller's input among them when it is a view of this memory (a workspace's x). Take it
-   * before the allocation, call it after.
+   * before the allocation, call it after. A view of a shared memory's older buffer (not
+   * detached, but not the current buffer) comes back on the current buffer too.
    */
   pin<A extends FloatArray>(a: A): () => A {
-    if (a.buffer !== this.current) return () => a;
+    if (!this.owns(a)) return () => a;
     const { byteOffset, length } = a;
     const f64 = a instanceof Float64Array;
     return () => (a.buffer === this.current ? a : (f64 ? new Float64Array(this.current, byteOffset, length) : new Float32Array(this.current, byteOffset, length)) as A);
@@ -175,6 +208,7 @@ export class Heap {
       throw fail();
     } finally {
       this.current = this.memory.buffer;
+      this.remember();
       this.whole = {};
     }
   }

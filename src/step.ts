@@ -62,12 +62,12 @@ type Reserve = (plan: BlockPlan) => Placed;
 /**
  * 2. The memory of a step (`placed` when the block is a workspace's, else scratch above every
  * live block), and 3. the arrays of the call as views on the memory after it: growth detaches
- * the views of the old buffer, so those are re-derived (Heap.pin). Others come back as they are.
+ * the views of the old buffer, so those are re-derived (Heap.pin), as are views of an older
+ * buffer of a shared memory. Others come back as they are.
  */
 function reserve<T extends (FloatArray | null)[]>(engine: Engine, plan: BlockPlan, placed: Placed | null, arrays: T): { block: Placed; arrays: T } {
   const { heap } = engine;
-  const before = heap.buffer;
-  const own = arrays.some((a) => a !== null && a.buffer === before);
+  const own = arrays.some((a) => a !== null && heap.owns(a));
   const pins = own ? arrays.map((a) => (a ? heap.pin(a) : null)) : null;
   const block = placed ?? { plan, base: heap.scratch(plan.bytes) };
   return { block, arrays: pins ? (pins.map((get) => (get ? get() : null)) as T) : arrays };

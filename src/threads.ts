@@ -513,8 +513,10 @@ export function mergeMoments(all: Float64Array, dtype: Dtype, shape: KernelShape
       const o = (k * W) / 8;
       const c = parts[k].n * S;
       const [p, e] = twoProduct(c, all[meanAt + o + j]);
-      [hi, lo] = twoSum(hi, p);
-      lo += e + (f64 ? c * all[loAt + o + j] : 0);
+      // The rounding of this sum joins the low parts so far (it must not replace them).
+      const [sum, rounding] = twoSum(hi, p);
+      hi = sum;
+      lo += rounding + e + (f64 ? c * all[loAt + o + j] : 0);
     }
     // (hi + lo) / total as a double-double.
     const q = hi / total;

@@ -2,6 +2,7 @@
 // and what was expected; nothing is read or written before all checks pass.
 import { type Dtype, type FloatArray, dtypeOf, typeName } from "./dtype.js";
 import type { Activation } from "./kernels.js";
+import { sameMemory } from "./memory.js";
 
 export type Mode = "train" | "test";
 
@@ -177,9 +178,9 @@ export function settable(name: string, target: object, key: string): void {
   if (!ok) throw new TypeError(`${name}.${key} cannot be set (is ${name} frozen or sealed?); a train call sets it`);
 }
 
-/** Whether two arrays share any byte of memory. */
+/** Whether two arrays share any byte of memory (views of two buffers of one shared memory too). */
 export function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
-  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+  return sameMemory(a.buffer, b.buffer) && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }
 
 /**

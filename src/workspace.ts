@@ -49,7 +49,9 @@ const freeOnCollect = new FinalizationRegistry<{ engine: Engine; base: number }>
  *   grows the memory (a larger batch, another workspace, a functional call), views taken
  *   before are detached by the JavaScript engine and read as empty; take the view from the
  *   getter again. A view passed to a call that itself grows the memory is re-derived by the
- *   call; a view detached before the call is refused with an error.
+ *   call; a view detached before the call is refused with an error. On a threaded engine
+ *   (shared memory) growth detaches nothing: an old view keeps the old buffer, on the same
+ *   bytes, and calls treat it as a fresh one (docs/threads.md, "Views of shared memory").
  * - out and dx are overwritten by the next forward()/backward() of this workspace; copy
  *   what must outlive it.
  * - dispose() frees the memory; every later use throws. A workspace that is garbage
