@@ -27,3 +27,4 @@ export {
   LayerNorm, GroupNorm, InstanceNorm, type LayerNormOptions, type GroupNormOptions, type InstanceNormOptions, type NormLayerForwardOptions,
   type NormLayerStateInput, type NestedNumbers,
 } from "./norm-layers.js";
+export { NormWorkspace } from "./norm-workspace.js";

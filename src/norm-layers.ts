@@ -5,7 +5,7 @@
 // state dicts in PyTorch's names, the engine chosen at construction, and a refused call
 // that changes nothing. InstanceNorm's eval mode with running statistics is the batch norm's
 // test-mode step (per channel, step.ts), its backward the batch norm's with the statistics
-// as constants. No zero-copy workspaces yet: x and dout are copied in on every call.
+// as constants. layer.workspace(shape) is the zero-copy path (norm-workspace.ts).
 import { type ArrayOf, type Dtype, type FloatArray, arrayType, copyOf, unfilled } from "./dtype.js";
 import { rememberedPlan } from "./block.js";
 import type { PyTorchState } from "./conventions.js";
@@ -18,6 +18,7 @@ import { type Geometry, type Layout, checkLayout, geometry } from "./shape.js";
 import { runBackward, runForward, savedRows } from "./step.js";
 import * as check from "./validate.js";
 import { type Engine, engine } from "./wasm.js";
+import { NormWorkspace } from "./norm-workspace.js";
 
 /** Options of a norm layer's forward(x, options): the logical shape, and an array to write into. */
 export interface NormLayerForwardOptions<A extends FloatArray = FloatArray> {
@@ -125,6 +126,15 @@ function epsOption(value: unknown): number {
 function forwardOptions<A extends FloatArray>(value: unknown): NormLayerForwardOptions<A> {
   if (value === undefined || Array.isArray(value)) return { shape: value as readonly number[] | undefined };
   return optionsOf("forward options", value, ["shape", "out"]) as NormLayerForwardOptions<A>;
+}
+
+/** A workspace's shape: an array of positive integers of a safe total size. */
+function shapeOf(shape: unknown): number[] {
+  if (!Array.isArray(shape)) throw new RangeError(`workspace needs a shape, got ${check.shown(shape)}`);
+  shape.forEach((v, i) => check.positiveInteger(`shape[${i}]`, v));
+  const total = shape.reduce((a: number, b: number) => a * b, 1);
+  if (!Number.isSafeInteger(total)) throw new RangeError(`shape [${shape.join(", ")}] is too large`);
+  return shape;
 }
 
 /** The largest finite float32. */
@@ -286,9 +296,7 @@ abstract class NormLayerBase<D extends Dtype> {
       throw new RangeError(`dout must have length ${size} (shape [${shape.join(", ")}], the shape of the last forward), got length ${dout.length}`);
     }
     const given = optionsOf("backward options", options, ["dx"]);
-    const d = this.numFeatures;
-    const dgamma = this.useGamma ? check.floatArrayOfLength("layer.dgamma", this.dgamma, this.dtype, d, `numFeatures = ${d}`) : null;
-    const dbeta = this.useBeta ? check.floatArrayOfLength("layer.dbeta", this.dbeta, this.dtype, d, `numFeatures = ${d}`) : null;
+    const { dgamma, dbeta } = this.gradientTargets();
     const layerArrays = { "layer.dgamma": dgamma, "layer.dbeta": dbeta, "layer.gamma": this.gamma, "layer.beta": this.beta };
     const dx = given.dx === undefined ? undefined : check.output("options.dx", given.dx, this.dtype, size, layerArrays, []);
     if (last.kind === "group") {
@@ -302,6 +310,36 @@ abstract class NormLayerBase<D extends Dtype> {
       dout, x: last.x, saved: last.saved, hasGamma: this.useGamma, hasBeta: this.useBeta, dx: result, dgamma, dbeta, checksum: last.checksum,
     }, runningBackwardPlan(this.engine, this.dtype, last.geo), null);
     return result as ArrayOf<D>;
+  }
+
+  /**
+   * Buffers in the engine's memory for batches of one shape: the zero-copy path (see
+   * NormWorkspace). The shape is what forward takes (LayerNorm: also a row count N).
+   */
+  workspace(shape: number | readonly number[]): NormWorkspace<D> {
+    const { g, stated } = this.workspaceGeometry(shape);
+    return new NormWorkspace<D>(this, g, stated);
+  }
+
+  /** @internal The kernels' geometry of a workspace's shape, checked. */
+  protected abstract workspaceGeometry(shape: unknown): { g: GroupGeometry; stated: readonly number[] };
+
+  /** @internal For NormWorkspace.forward: gamma, beta and eps, validated. */
+  workspaceForward(): { gamma: FloatArray; beta: FloatArray; eps: number } {
+    const eps = check.eps(this.eps, "layer.eps");
+    return { ...this.params(), eps };
+  }
+
+  /** @internal After a workspace's forward (InstanceNorm moves its running statistics). */
+  workspaceForwardDone(_stats: { mean: FloatArray; meanLo: FloatArray; variance: FloatArray }, _g: GroupGeometry): void {}
+
+  /** @internal For NormWorkspace.backward: layer.dgamma and layer.dbeta, validated (null when not learned). */
+  gradientTargets(): { dgamma: FloatArray | null; dbeta: FloatArray | null } {
+    const d = this.numFeatures;
+    return {
+      dgamma: this.useGamma ? check.floatArrayOfLength("layer.dgamma", this.dgamma, this.dtype, d, `numFeatures = ${d}`) : null,
+      dbeta: this.useBeta ? check.floatArrayOfLength("layer.dbeta", this.dbeta, this.dtype, d, `numFeatures = ${d}`) : null,
+    };
   }
 
   /** @internal The state dict's parameter entries. */
@@ -379,6 +417,18 @@ export class LayerNorm<D extends Dtype = "float32"> extends NormLayerBase<D> {
     return this.groupForward(x, { n, G: 1, K: D, S: 1, channelsLast: false }, stated, target).out;
   }
 
+  /** @internal A row count N, or [...batch, ...normalizedShape]. */
+  protected workspaceGeometry(shape: unknown): { g: GroupGeometry; stated: readonly number[] } {
+    const ns = this.normalizedShape;
+    const stated = typeof shape === "number" ? [check.positiveInteger("batchSize", shape), ...ns] : shapeOf(shape);
+    const tail = stated.slice(stated.length - ns.length);
+    if (stated.length < ns.length || tail.some((v, i) => v !== ns[i])) {
+      throw new RangeError(`shape [${stated.join(", ")}] must end with normalizedShape [${ns.join(", ")}]`);
+    }
+    const n = stated.slice(0, stated.length - ns.length).reduce((a, b) => a * b, 1);
+    return { g: { n, G: 1, K: this.numFeatures, S: 1, channelsLast: false }, stated };
+  }
+
   /** The state under PyTorch's names: { weight, bias } when the layer has them (flat, D values each). */
   stateDict(): PyTorchState {
     return this.paramState();
@@ -433,6 +483,13 @@ export class GroupNorm<D extends Dtype = "float32"> extends NormLayerBase<D> {
     const g = groupGeometry(x.length, C, this.numGroups, stated, this.layout, "numGroups");
     const target = this.output(out, x);
     return this.groupForward(x, g, stated, target).out;
+  }
+
+  /** @internal [N, C], [N, C, L] or [N, C, H, W], stored in the layer's layout. */
+  protected workspaceGeometry(shape: unknown): { g: GroupGeometry; stated: readonly number[] } {
+    const stated = shapeOf(shape);
+    const size = stated.reduce((a, b) => a * b, 1);
+    return { g: groupGeometry(size, this.numChannels, this.numGroups, stated, this.layout, "numGroups"), stated };
   }
 
   /** The state under PyTorch's names: { weight, bias } with affine, else {}. */
@@ -521,7 +578,7 @@ export class InstanceNorm<D extends Dtype = "float32"> extends NormLayerBase<D> 
       if (g.S === 1) throw new RangeError(`Expected more than 1 spatial element when training, got input size [${shape.join(", ")}]`);
       const momentum = update ? check.momentum(this.momentum, "layer.momentum") : 0;
       const result = this.groupForward(x, g, shape, target);
-      if (update) this.updateRunning(result.cache, running!, momentum, g.S);
+      if (update) this.updateRunning(result.cache, g.n, running!, momentum, g.S);
       return result.out;
     }
     const eps = check.eps(this.eps, "layer.eps");
@@ -543,11 +600,39 @@ export class InstanceNorm<D extends Dtype = "float32"> extends NormLayerBase<D> 
     return result;
   }
 
+  /** @internal [N, C, L] or [N, C, H, W] with more than one position, stored in the layer's layout. */
+  protected workspaceGeometry(shape: unknown): { g: GroupGeometry; stated: readonly number[] } {
+    const stated = shapeOf(shape);
+    if (stated.length !== 3 && stated.length !== 4) throw new RangeError(`InstanceNorm.workspace needs the shape [N, C, L] or [N, C, H, W], got [${stated.join(", ")}]`);
+    const size = stated.reduce((a, b) => a * b, 1);
+    const g = groupGeometry(size, this.numFeatures, this.numFeatures, stated, this.layout, "numFeatures");
+    if (g.S === 1) throw new RangeError(`Expected more than 1 spatial element when training, got input size [${stated.join(", ")}]`);
+    return { g, stated };
+  }
+
+  /** @internal Refuses eval mode with running statistics (that is layer.forward's batch-norm step); checks momentum and the running statistics when they move. */
+  workspaceForward(): { gamma: FloatArray; beta: FloatArray; eps: number } {
+    if (!this.training && this.trackRunningStats) {
+      throw new Error("InstanceNorm.workspace: eval mode with running statistics normalizes per channel, as a batch norm in test mode; use layer.forward for it");
+    }
+    if (this.trackRunningStats) {
+      check.momentum(this.momentum, "layer.momentum");
+      this.running();
+    }
+    return super.workspaceForward();
+  }
+
+  /** @internal Train mode with running statistics: they move, as after layer.forward. */
+  workspaceForwardDone(stats: { mean: FloatArray; meanLo: FloatArray; variance: FloatArray }, g: GroupGeometry): void {
+    if (this.training && this.trackRunningStats) this.updateRunning(stats, g.n, this.running(), this.momentum, g.S);
+  }
+
   /** running = (1 − m)·running + m·(the mean over instances of each channel's mean, and of its unbiased variance), in float64. */
-  private updateRunning(cache: NormCache, running: { runningMean: FloatArray; runningVar: FloatArray }, m: number, S: number): void {
+  private updateRunning(
+    stats: { mean: FloatArray; meanLo: FloatArray; variance: FloatArray }, N: number, running: { runningMean: FloatArray; runningVar: FloatArray }, m: number, S: number,
+  ): void {
     const C = this.numFeatures;
-    const N = cache.geometry.n;
-    const { mean, meanLo, variance } = cache;
+    const { mean, meanLo, variance } = stats;
     const unbiased = S / (S - 1);
     for (let c = 0; c < C; c++) {
       let mu = 0;

@@ -605,3 +605,129 @@ describe("errors: refused with nothing changed", () => {
     expect(p.gradients()).toEqual(fresh.gradients());
   });
 });
+
+// The zero-copy path: layer.workspace(shape) against the same PyTorch fixtures, and the
+// copying path's exact results (the same kernels on the same values).
+describe.each(BACKENDS)("%s backend, workspaces", (backend) => {
+  test.each(modules.layer.map((c) => [c.name, c] as const))("LayerNorm, PyTorch %s", (_, c) => {
+    initSync({ backend });
+    const ln = new LayerNorm(c.normalizedShape!, { eps: c.eps, elementwiseAffine: c.elementwiseAffine, bias: c.bias, dtype: c.dtype });
+    if (c.weight) ln.gamma!.set(c.weight);
+    if (c.bias_) ln.beta!.set(c.bias_);
+    const D = product(c.normalizedShape!);
+    const ws = ln.workspace(c.shape);
+    expect(ws.size).toBe(c.x.length);
+    ws.x.set(c.x);
+    expectOut(c.dtype, ws.forward(), c.out);
+    ws.dout.set(c.dout);
+    expectGrads(c.dtype, ws.backward(), ln, c, terms(c.x, c.weight, c.dout, c.x.length / D, 1, D, 1, c.eps));
+    const copied = ln.forward(typed(c.dtype, c.x), c.shape);
+    expectIdentical(ws.out, copied, "out, workspace and copying path");
+    expectIdentical(ws.dx, ln.backward(typed(c.dtype, c.dout)), "dx, workspace and copying path");
+    ws.dispose();
+  });
+
+  test.each(modules.group.map((c) => [c.name, c] as const))("GroupNorm, PyTorch %s", (_, c) => {
+    initSync({ backend });
+    const gn = new GroupNorm(c.G!, c.shape[1], { eps: c.eps, affine: c.affine, layout: c.layout, dtype: c.dtype });
+    if (c.weight) {
+      gn.gamma!.set(c.weight);
+      gn.beta!.set(c.bias_!);
+    }
+    const { N, C, S, first } = spatial(c);
+    const ws = gn.workspace(c.shape);
+    ws.x.set(c.x);
+    expectOut(c.dtype, ws.forward(), c.out);
+    expect(ws.statistics).toBe(N * c.G!);
+    ws.dout.set(c.dout);
+    expectGrads(c.dtype, ws.backward(), gn, c, terms(first(c.x), c.weight, first(c.dout), N, c.G!, C / c.G!, S, c.eps));
+    ws.dispose();
+  });
+
+  test.each(modules.instance.map((c) => [c.name, c] as const))("InstanceNorm, PyTorch %s: two train steps", (_, c) => {
+    initSync({ backend });
+    const track = c.trackRunningStats!;
+    const inorm = new InstanceNorm(c.shape[1], { eps: c.eps, momentum: c.momentum, affine: c.affine, trackRunningStats: track, layout: c.layout, dtype: c.dtype });
+    if (c.weight) {
+      inorm.gamma!.set(c.weight);
+      inorm.beta!.set(c.bias_!);
+    }
+    const { N, C, S, first } = spatial(c);
+    const ws = inorm.workspace(c.shape);
+    ws.x.set(c.x);
+    expectOut(c.dtype, ws.forward(), c.out);
+    ws.dout.set(c.dout);
+    expectGrads(c.dtype, ws.backward(), inorm, c, terms(first(c.x), c.weight, first(c.dout), N, C, 1, S, c.eps));
+    ws.x.set(c.x2!);
+    expectOut(c.dtype, ws.forward(), c.out2!, "out of the second step");
+    const want = c.stateDict!;
+    if (track) {
+      const tol = tolerance(c.dtype);
+      expectRelClose(inorm.runningMean!, want.running_mean as number[], tol.rel, "runningMean");
+      expectRelClose(inorm.runningVar!, want.running_var as number[], tol.rel, "runningVar");
+      // Eval mode with running statistics is the batch norm's step: refused here, nothing changed.
+      inorm.eval();
+      const before = Array.from(ws.out);
+      const running = [Array.from(inorm.runningMean!), Array.from(inorm.runningVar!)];
+      expect(() => ws.forward()).toThrow(/eval mode with running statistics/);
+      expect(Array.from(ws.out)).toEqual(before);
+      expect([Array.from(inorm.runningMean!), Array.from(inorm.runningVar!)]).toEqual(running);
+    } else {
+      // Eval mode without them: the same computation as train mode.
+      inorm.eval();
+      ws.x.set(c.xEval!);
+      expectOut(c.dtype, ws.forward(), c.outEval!, "eval out");
+    }
+    ws.dispose();
+  });
+
+  test("float32 GroupNorm NHWC beyond the caches' parts, and its views after the memory grew", () => {
+    initSync({ backend });
+    const gn = new GroupNorm(4, 32, { layout: "NHWC" });
+    gn.gamma!.set(randn(51, 32, 1, 0.5));
+    gn.beta!.set(randn(52, 32));
+    const shape = [2, 32, 40, 40];
+    const x = Float32Array.from(randn(53, 102400, 1e3, 1));
+    const dout = Float32Array.from(randn(54, 102400));
+    const ws = gn.workspace(shape);
+    const oldX = ws.x;
+    // Another workspace grows the memory: views are taken again from the getters.
+    const other = new GroupNorm(1, 32).workspace([16, 32, 64, 64]);
+    ws.x.set(x);
+    ws.dout.set(dout);
+    const out = Float32Array.from(ws.forward());
+    const dx = Float32Array.from(ws.backward());
+    expectIdentical(out, gn.forward(x, shape), "out");
+    expectIdentical(dx, gn.backward(dout), "dx");
+    // The memory grew (the js backend's need not): the old view is detached, the getter's is on the current buffer.
+    const grew = oldX.buffer !== gn.engine.heap.buffer;
+    if (backend !== "js") expect(grew).toBe(true);
+    if (grew) expect(oldX.length).toBe(0);
+    expect(ws.x.buffer).toBe(gn.engine.heap.buffer);
+    other.dispose();
+    ws.dispose();
+  });
+
+  test("errors: backward first, a disposed workspace, bad shapes", () => {
+    initSync({ backend });
+    const ln = new LayerNorm([6, 4]);
+    const ws = ln.workspace(3);
+    expect(ws.shape).toEqual([3, 6, 4]);
+    expect(() => ws.backward()).toThrow(/needs a forward\(\) first/);
+    ws.dispose();
+    expect(() => ws.forward()).toThrow(/disposed/);
+    expect(() => ws.x).toThrow(/disposed/);
+    expect(() => ln.workspace([3, 4, 6])).toThrow(/must end with normalizedShape \[6, 4\]/);
+    expect(() => ln.workspace(0)).toThrow(/batchSize must be a positive integer/);
+    expect(() => new GroupNorm(2, 6).workspace([2, 4, 5])).toThrow(/shape\[1\] must be the number of channels, 6/);
+    expect(() => new GroupNorm(2, 6).workspace("2" as never)).toThrow(/workspace needs a shape/);
+    expect(() => new InstanceNorm(6).workspace([2, 6, 1])).toThrow(/more than 1 spatial element/);
+    expect(() => new InstanceNorm(6).workspace([2, 6])).toThrow(/\[N, C, L\] or \[N, C, H, W\]/);
+    const bad = new LayerNorm(4);
+    const w = bad.workspace(2);
+    bad.eps = -1;
+    expect(() => w.forward()).toThrow(/eps/);
+    expect(w.hasCache).toBe(false);
+    w.dispose();
+  });
+});
