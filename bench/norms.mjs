@@ -1,19 +1,17 @@
-// LayerNorm and GroupNorm: the package's functional API (outputs given, and allocating) and its
-// kernels alone on data already in the engine's memory (what a zero-copy path can reach),
-// against plain JavaScript (the package's two-pass float64 reference loops, outputs allocated
+// LayerNorm and GroupNorm: the package's zero-copy workspace (layer.workspace(shape)) and
+// functional API (outputs given, and allocating), against plain JavaScript (the package's two-pass float64 reference loops, outputs allocated
 // per call) and, for LayerNorm, tf.layers.layerNormalization on tfjs-wasm and tfjs-cpu.
 // float32, one thread, SIMD backend; all timings of one shape interleaved in one process,
 // medians. SOL: 12 bytes per element (x read twice, out written; backward: x and dout read,
 // dx written) at the triad bandwidth of the working set (bench/bandwidth.mjs).
 //
-//   node bench/norms.mjs [--quick] [--json file]
+//   npm run bench:norms [-- --quick] [-- --json file]
 import { writeFileSync } from "node:fs";
 import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
-import { initSync, layernormBackward, layernormForward, spatialGroupnormBackward, spatialGroupnormForward } from "../dist/index.js";
+import { GroupNorm, LayerNorm, initSync, layernormBackward, layernormForward, spatialGroupnormBackward, spatialGroupnormForward } from "../dist/index.js";
 import { groupBackward, groupForward } from "../dist/reference-norms.js";
-import { engine } from "../dist/wasm.js";
 import { createProbe } from "./bandwidth.mjs";
 
 const args = process.argv.slice(2);
@@ -65,44 +63,6 @@ function maxDiff(a, b) {
   return m;
 }
 
-/** The kernels' view (see GroupShape in src/kernels.ts) of a case. */
-function groupShape(shape, G, layout) {
-  if (G === null) return { n: shape[0], G: 1, K: shape[1], S: 1, channelsLast: false };
-  const S = shape.slice(2).reduce((a, b) => a * b, 1);
-  return { n: shape[0], G, K: shape[1] / G, S, channelsLast: layout === "NHWC" };
-}
-
-/** The kernels alone: every array placed in the engine's memory once, then forward / backward in place. */
-function kernelsInPlace(s, x, gamma, beta, dout) {
-  const e = engine();
-  const size = x.length;
-  const C = s.G * s.K;
-  const R = s.n * s.G;
-  const work = e.groups.workBytes("float32", s);
-  const bytes = (n) => Math.ceil((n * 4) / 64) * 64;
-  const lengths = { x: size, out: size, dout: size, dx: size, gamma: C, beta: C, dgamma: C, dbeta: C, mean: R, meanLo: R, variance: R, invStd: R };
-  let total = Math.ceil(work / 64) * 64;
-  for (const n of Object.values(lengths)) total += bytes(n) + 4096;
-  const base = e.heap.alloc(total);
-  const p = { work: base };
-  let at = base + Math.ceil(work / 64) * 64;
-  for (const [name, n] of Object.entries(lengths)) {
-    p[name] = at;
-    at += bytes(n) + 1088; // apart modulo 4 KiB, as the package lays out its own
-  }
-  const view = (name) => new Float32Array(e.heap.buffer, p[name], lengths[name]);
-  view("x").set(x);
-  view("dout").set(dout);
-  view("gamma").set(gamma);
-  view("beta").set(beta);
-  return {
-    forward: () => e.groups.forward("float32", s, p, EPS),
-    backward: () => e.groups.backward("float32", s, p),
-    out: () => view("out"),
-    dx: () => view("dx"),
-  };
-}
-
 /**
  * LayerNorm over the last axis in TensorFlow.js: tf.layers.layerNormalization, or the same
  * written with tf.moments and four element-wise ops; apply, and the gradients of Σ out·dout.
@@ -151,12 +111,13 @@ console.log(`medians of ${REPS} interleaved timings, ns per element; × = plain 
 const results = [];
 for (const [name, shape, G, layout] of CASES) {
   const size = shape.reduce((a, b) => a * b, 1);
-  const C = G === null ? shape[1] : shape[1];
+  const C = shape[1];
   const x = random(size + 1, size, 2, 3);
   const dout = random(size + 2, size);
   const gamma = random(3, C, 0.5, 1);
   const beta = random(4, C);
-  const s = groupShape(shape, G, layout);
+  const S = G === null ? 1 : shape.slice(2).reduce((a, b) => a * b, 1);
+  const s = G === null ? { n: shape[0], G: 1, K: shape[1], S } : { n: shape[0], G, K: shape[1] / G, S };
   // Plain JS works on (n, G, K, S) data: for NHWC it gets the same values channels first (its best case).
   const plain = {
     forward: () => {
@@ -179,20 +140,23 @@ for (const [name, shape, G, layout] of CASES) {
     : (o) => spatialGroupnormForward(x, gamma, beta, G, { eps: EPS }, shape, layout, o ? { out: o } : undefined);
   const bwd = G === null ? layernormBackward : spatialGroupnormBackward;
   const { cache } = fwd(out);
-  const kernels = kernelsInPlace(s, x, gamma, beta, dout);
-  kernels.forward();
-  kernels.backward();
-  // Same results as the package's functional API (NHWC: compared in its own layout).
-  const check = { out: maxDiff(kernels.out(), out), dx: maxDiff(kernels.dx(), bwd(dout, cache, grads).dx) };
-  if (!(check.out < 1e-4 && check.dx < 1e-4)) throw new Error(`${name}: kernels and functional differ (${check.out}, ${check.dx})`);
+  const layer = G === null ? new LayerNorm(shape[1]) : new GroupNorm(G, shape[1], { layout });
+  layer.gamma.set(gamma);
+  layer.beta.set(beta);
+  const ws = layer.workspace(shape);
+  ws.x.set(x);
+  ws.dout.set(dout);
+  // The same results as the functional API (NHWC: compared in its own layout).
+  const check = { out: maxDiff(ws.forward(), out), dx: maxDiff(ws.backward(), bwd(dout, cache, grads).dx) };
+  if (!(check.out < 1e-4 && check.dx < 1e-4)) throw new Error(`${name}: workspace and functional differ (${check.out}, ${check.dx})`);
   if (layout === "NCHW") {
     const ref = plain.forward().out;
     if (!(maxDiff(ref, out) < 1e-3)) throw new Error(`${name}: differs from plain JS by ${maxDiff(ref, out)}`);
   }
   const calls = Math.max(1, Math.round(4e6 / size));
-  const names = ["plain JS", "functional, outputs given", "functional, allocating", "kernels in place"];
-  const forwardRuns = [plain.forward, () => fwd(out), () => fwd(), kernels.forward];
-  const backwardRuns = [plain.backward, () => bwd(dout, cache, grads), () => bwd(dout, cache), kernels.backward];
+  const names = ["plain JS", "workspace (zero-copy)", "functional, outputs given", "functional, allocating"];
+  const forwardRuns = [plain.forward, () => ws.forward(), () => fwd(out), () => fwd()];
+  const backwardRuns = [plain.backward, () => ws.backward(), () => bwd(dout, cache, grads), () => bwd(dout, cache)];
   const bandwidth = probe.bandwidth(3 * size * 4, quick ? 0.1 : 0.3).triad;
   const sol = 12 / bandwidth; // ns per element
   console.log(`${name}: SOL ${sol.toFixed(3)} ns (triad ${bandwidth.toFixed(1)} GB/s at ${((3 * size * 4) / 2 ** 20).toFixed(0)} MiB)`);
@@ -216,5 +180,6 @@ for (const [name, shape, G, layout] of CASES) {
       for (const op of ["train", "backward"]) report(op, impl, (medianOf(op === "train" ? peer.forward : peer.backward, 3) * 1e6) / size, plainNs[op]);
     }
   }
+  ws.dispose();
 }
 if (jsonFile) writeFileSync(jsonFile, JSON.stringify({ machine, quick, results }, null, 1) + "\n");
