@@ -7,7 +7,6 @@ import { type Bound, CHECKSUM_WORDS, columnBytes, COMPACT_FORM, MAP_ARRAYS, type
 import { GROUP_LAST_STEP, type GroupKernels, type GroupPointers, type GroupShape, type Pointers, TRAIN_STEP } from "./kernels.js";
 import { Heap, JsMemory, MAX_PAGES } from "./memory.js";
 import { Pool, threadHost, threadedKernels } from "./threads.js";
-import { PART_BYTES } from "./tuning.js";
 import * as reference from "./reference.js";
 import * as referenceNorms from "./reference-norms.js";
 import * as check from "./validate.js";
@@ -117,40 +116,12 @@ function wasmEngine(backend: "simd" | "scalar", modules: WebAssembly.Module[], w
         ? k.workBytes[dtype](rowsOf(s), TRAIN_STEP) + k.workBytes[dtype]({ n: s.S, d: s.G * s.K, S: 1 }, GROUP_LAST_STEP)
         : Math.max(k.workBytes[dtype](rowsOf(s), TRAIN_STEP), 32 * s.G * s.K + 64),
     forward(dtype, s, p, eps) {
-      const factors = { eps, momentum: 1, runVarScale: 1 };
-      if (s.channelsLast) {
-        const rows = rowsOf(s);
-        k.groupMomentsChannelsLast[dtype](s, p);
-        k.trainConstants[dtype](rows, statisticsPointers(p), factors);
-        k.groupApplyChannelsLast[dtype](s, p);
-        return;
-      }
-      // Channels first, in parts of about PART_BYTES (whole statistics): each part's moments,
-      // constants and apply run while it is in cache, so x is read once from memory, not twice.
-      const size = dtype === "float64" ? 8 : 4;
-      const statBytes = s.K * s.S * size;
-      const part = Math.max(1, Math.floor(PART_BYTES / statBytes));
-      // A part is whole items (n' items of G groups), or groups [g0, g0 + m) of one item.
-      const items = part >= s.G ? Math.floor(part / s.G) : 1;
-      const groupsPer = part >= s.G ? s.G : part;
-      const at = (ptr: number, offset: number) => (ptr ? ptr + offset : 0);
-      for (let i = 0; i < s.n; i += items) {
-        const n = Math.min(items, s.n - i);
-        for (let g0 = 0; g0 < s.G; g0 += groupsPer) {
-          const G = Math.min(groupsPer, s.G - g0);
-          const q = i * s.G + g0;
-          const chunk = { n, G, K: s.K, S: s.S, channelsLast: false };
-          const c = {
-            ...p, x: at(p.x, q * statBytes), out: at(p.out, q * statBytes),
-            mean: at(p.mean, q * size), meanLo: at(p.meanLo, q * size), variance: at(p.variance, q * size), invStd: at(p.invStd, q * size),
-            gamma: at(p.gamma, g0 * s.K * size), beta: at(p.beta, g0 * s.K * size),
-          };
-          const rows = rowsOf(chunk);
-          k.trainPlaneMoments[dtype](rows, statisticsPointers(c));
-          k.trainConstants[dtype](rows, statisticsPointers(c), factors);
-          k.groupApply[dtype](chunk, c);
-        }
-      }
+      const rows = rowsOf(s);
+      const q = statisticsPointers(p);
+      if (s.channelsLast) k.groupMomentsChannelsLast[dtype](s, p);
+      else k.trainPlaneMoments[dtype](rows, q);
+      k.trainConstants[dtype](rows, q, { eps, momentum: 1, runVarScale: 1 });
+      (s.channelsLast ? k.groupApplyChannelsLast : k.groupApply)[dtype](s, p);
     },
     backward: (dtype, s, p) => (s.channelsLast ? k.groupBackwardChannelsLast : k.groupBackward)[dtype](s, p),
   };
