@@ -1,8 +1,9 @@
-// A fully connected network, affine → [batch norm] → ReLU blocks and a softmax loss, in
-// plain TypeScript except for batch normalization, which is the package's BatchNorm layer
-// with the ReLU fused in (activation: 'relu') on its zero-copy path: each affine layer writes
-// its output straight into the batch-norm workspace, the upstream gradient goes into ws.dout.
-import { BatchNorm, type BatchNormWorkspace } from "batchnorm-wasm";
+// A fully connected network, affine → [batch norm | layer norm] → ReLU blocks and a softmax
+// loss, in plain TypeScript except for the normalization: the package's BatchNorm layer with
+// the ReLU fused in (activation: 'relu'), or its LayerNorm followed by a ReLU here, each on
+// its zero-copy workspace: each affine layer writes its output straight into the
+// workspace's x, the upstream gradient goes into ws.dout.
+import { BatchNorm, type BatchNormWorkspace, LayerNorm, type NormWorkspace } from "batchnorm-wasm";
 import { gaussian, rng } from "./data.js";
 
 /** out (n, dout) = x (n, din) · W (din, dout) + b. */
@@ -97,24 +98,28 @@ interface Hidden {
   dW: Float32Array;
   db: Float32Array;
   bn: BatchNorm | null;
+  ln: LayerNorm | null;
 }
+
+/** The normalization of each hidden layer. */
+export type Norm = "batch" | "layer" | "none";
 
 export interface NetOptions {
   inputDim: number;
   hiddenDims: number[];
   classes: number;
   weightScale: number;
-  batchNorm: boolean;
+  norm: Norm;
   seed: number;
 }
 
 export class FullyConnectedNet {
   readonly params: Parameter[] = [];
   private readonly hidden: Hidden[] = [];
-  private readonly last: Omit<Hidden, "bn">;
+  private readonly last: Omit<Hidden, "bn" | "ln">;
   private readonly dims: number[];
-  /** Per batch size: the batch-norm workspaces and the activations of each layer. */
-  private readonly buffers = new Map<number, { workspaces: BatchNormWorkspace[]; acts: Float32Array[]; grads: Float32Array[]; scores: Float32Array }>();
+  /** Per batch size: each hidden layer's normalization workspace (null: none) and the activations. */
+  private readonly buffers = new Map<number, { workspaces: (BatchNormWorkspace | NormWorkspace | null)[]; acts: Float32Array[]; grads: Float32Array[]; scores: Float32Array }>();
 
   constructor(private readonly options: NetOptions) {
     const normal = gaussian(rng(options.seed));
@@ -129,9 +134,11 @@ export class FullyConnectedNet {
     options.hiddenDims.forEach((dout, i) => {
       const l = layer(this.dims[i], dout);
       // Batch norm and the ReLU after it in one pass each way (activation: 'relu').
-      const bn = options.batchNorm ? new BatchNorm(dout, { activation: "relu" }) : null;
+      const bn = options.norm === "batch" ? new BatchNorm(dout, { activation: "relu" }) : null;
       if (bn) this.params.push({ value: bn.gamma, grad: bn.dgamma }, { value: bn.beta, grad: bn.dbeta });
-      this.hidden.push({ ...l, bn });
+      const ln = options.norm === "layer" ? new LayerNorm(dout) : null;
+      if (ln) this.params.push({ value: ln.gamma!, grad: ln.dgamma! }, { value: ln.beta!, grad: ln.dbeta! });
+      this.hidden.push({ ...l, bn, ln });
     });
     this.last = layer(this.dims[this.dims.length - 2], options.classes);
   }
@@ -139,7 +146,7 @@ export class FullyConnectedNet {
   private buffersFor(n: number) {
     let b = this.buffers.get(n);
     if (!b) {
-      const workspaces = this.hidden.map((h) => h.bn?.workspace(n)).filter((w): w is BatchNormWorkspace => !!w);
+      const workspaces = this.hidden.map((h) => h.bn?.workspace(n) ?? h.ln?.workspace(n) ?? null);
       const acts = this.dims.slice(1, -1).map((d) => new Float32Array(n * d));
       const grads = this.dims.slice(0, -1).map((d) => new Float32Array(n * d));
       b = { workspaces, acts, grads, scores: new Float32Array(n * this.options.classes) };
@@ -156,11 +163,15 @@ export class FullyConnectedNet {
       const din = this.dims[i];
       const dout = this.dims[i + 1];
       const act = acts[i];
-      if (h.bn) {
-        const ws = workspaces[i];
+      const ws = workspaces[i];
+      if (h.bn && ws) {
         h.bn.train(training);
         affineForward(input, n, din, h.W, h.b, dout, ws.x); // zero-copy into the layer
         act.set(ws.forward()); // max(0, BN(x)), fused
+      } else if (ws) {
+        affineForward(input, n, din, h.W, h.b, dout, ws.x);
+        const out = ws.forward(); // LayerNorm: the same in train and eval mode
+        for (let k = 0; k < act.length; k++) act[k] = out[k] > 0 ? out[k] : 0;
       } else {
         affineForward(input, n, din, h.W, h.b, dout, act);
         for (let k = 0; k < act.length; k++) if (act[k] < 0) act[k] = 0;
@@ -185,10 +196,14 @@ export class FullyConnectedNet {
       const act = acts[i];
       const g = grads[i + 1];
       let dpre: Float32Array;
-      if (h.bn) {
-        const ws = workspaces[i];
+      const ws = workspaces[i];
+      if (h.bn && ws) {
         ws.dout.set(g);
         dpre = ws.backward(); // masked by out > 0 inside; also fills h.bn.dgamma / dbeta
+      } else if (ws) {
+        for (let k = 0; k < act.length; k++) if (act[k] <= 0) g[k] = 0;
+        ws.dout.set(g);
+        dpre = ws.backward(); // also fills h.ln.dgamma / dbeta
       } else {
         for (let k = 0; k < act.length; k++) if (act[k] <= 0) g[k] = 0;
         dpre = g;
@@ -216,7 +231,7 @@ export class FullyConnectedNet {
   }
 
   dispose(): void {
-    for (const b of this.buffers.values()) b.workspaces.forEach((w) => w.dispose());
+    for (const b of this.buffers.values()) b.workspaces.forEach((w) => w?.dispose());
     this.buffers.clear();
   }
 }

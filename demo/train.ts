@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { backend, initSync } from "batchnorm-wasm";
 import { type Dataset, rng, spirals } from "./data.js";
-import { Adam, FullyConnectedNet } from "./network.js";
+import { Adam, FullyConnectedNet, type Norm } from "./network.js";
 import { htmlPage, lineChart, table } from "./report.js";
 
 const USAGE = `usage: npm start [-- options]
@@ -76,10 +76,10 @@ interface History {
   valAcc: number[];
 }
 
-function train(data: Dataset, opts: { batchNorm: boolean; weightScale: number; epochs: number; seed: number; batchSize: number }, onEpoch: (epoch: number, loss: number) => void): History {
+function train(data: Dataset, opts: { norm: Norm; weightScale: number; epochs: number; seed: number; batchSize: number }, onEpoch: (epoch: number, loss: number) => void): History {
   const net = new FullyConnectedNet({
     inputDim: data.dims, hiddenDims: [100, 100, 100, 100, 100], classes: data.classes,
-    weightScale: opts.weightScale, batchNorm: opts.batchNorm, seed: opts.seed,
+    weightScale: opts.weightScale, norm: opts.norm, seed: opts.seed,
   });
   const adam = new Adam(net.params, 1e-3);
   const { train: tr, val } = data;
@@ -147,7 +147,7 @@ function main(): void {
   const exp1: Record<"withBn" | "withoutBn", History> = {} as never;
   for (const [key, batchNorm] of [["withBn", true], ["withoutBn", false]] as const) {
     const bar = progress(batchNorm ? "  with batch norm   " : "  without batch norm", epochs1);
-    exp1[key] = train(data, { batchNorm, weightScale: scale1, epochs: epochs1, seed: options.seed, batchSize }, bar);
+    exp1[key] = train(data, { norm: batchNorm ? "batch" : "none", weightScale: scale1, epochs: epochs1, seed: options.seed, batchSize }, bar);
   }
 
   console.log(`\nExperiment 2: weight initialization scale, ${scales.length} scales × ${epochs2} epochs`);
@@ -159,7 +159,7 @@ function main(): void {
   for (const [key, batchNorm] of [["withBn", true], ["withoutBn", false]] as const) {
     const bar = progress(batchNorm ? "  with batch norm   " : "  without batch norm", scales.length * epochs2);
     scales.forEach((weightScale, s) => {
-      const h = train(data, { batchNorm, weightScale, epochs: epochs2, seed: options.seed, batchSize }, (e, loss) => bar(s * epochs2 + e, loss));
+      const h = train(data, { norm: batchNorm ? "batch" : "none", weightScale, epochs: epochs2, seed: options.seed, batchSize }, (e, loss) => bar(s * epochs2 + e, loss));
       exp2[key].bestValAcc.push(Math.max(...h.valAcc));
       exp2[key].finalValAcc.push(h.valAcc[h.valAcc.length - 1]);
       exp2[key].finalLoss.push(h.loss[h.loss.length - 1]);
@@ -167,13 +167,15 @@ function main(): void {
   }
 
   // CS231n's third experiment: batch norm's statistics come from the batch, so with small
-  // batches they are noisy, and so are the normalized activations the next layer sees.
+  // batches they are noisy, and so are the normalized activations the next layer sees;
+  // layer norm's come from each row alone, whatever the batch size.
   console.log(`\nExperiment 3: batch size, ${batchSizes.join(", ")} × ${epochs3} epochs (weight scale ${scale1})`);
-  const exp3 = { batchSizes, weightScale: scale1, withBn: [] as History[], withoutBn: [] as History[] };
-  for (const [key, batchNorm] of [["withBn", true], ["withoutBn", false]] as const) {
-    const bar = progress(batchNorm ? "  with batch norm   " : "  without batch norm", batchSizes.length * epochs3);
+  const exp3 = { batchSizes, weightScale: scale1, withBn: [] as History[], withLn: [] as History[], withoutBn: [] as History[] };
+  const exp3Runs = [["withBn", "batch", "  with batch norm   "], ["withLn", "layer", "  with layer norm   "], ["withoutBn", "none", "  without either    "]] as const;
+  for (const [key, norm, label] of exp3Runs) {
+    const bar = progress(label, batchSizes.length * epochs3);
     batchSizes.forEach((bs, s) => {
-      exp3[key].push(train(data, { batchNorm, weightScale: scale1, epochs: epochs3, seed: options.seed, batchSize: bs }, (e, loss) => bar(s * epochs3 + e, loss)));
+      exp3[key].push(train(data, { norm, weightScale: scale1, epochs: epochs3, seed: options.seed, batchSize: bs }, (e, loss) => bar(s * epochs3 + e, loss)));
     });
   }
 
@@ -195,10 +197,10 @@ function main(): void {
     console.log(`  ${s.toExponential(1).padEnd(14)}  ${cell("withBn")} ${cell("withoutBn")}`);
   });
   console.log("\nExperiment 3: best / final val acc (final loss)");
-  console.log(`  batch size      with batch norm          without batch norm`);
+  console.log(`  batch size      with batch norm          with layer norm          without either`);
   batchSizes.forEach((bs, i) => {
     const cell = (h: History) => `${pct(top(h.valAcc))} / ${pct(last(h.valAcc))} (${fmt(last(h.loss))})`.padEnd(24);
-    console.log(`  ${String(bs).padEnd(14)}  ${cell(exp3.withBn[i])} ${cell(exp3.withoutBn[i])}`);
+    console.log(`  ${String(bs).padEnd(14)}  ${cell(exp3.withBn[i])} ${cell(exp3.withLn[i])} ${cell(exp3.withoutBn[i])}`);
   });
 
   // Report.
@@ -232,10 +234,11 @@ function main(): void {
       { name: "without batch norm", color: PLAIN, points: scales.map((s, i) => [s, exp2.withoutBn.finalLoss[i]]) },
     ], { logX: true, logY: true }),
   ];
-  // Experiment 3: a shade per batch size, solid with batch norm, dashed without.
-  const shades = { withBn: ["#0b3d91", "#1b6ef3", "#8db5fa"], withoutBn: ["#8e1b10", "#db4437", "#f2a39a"] };
-  const exp3Series = (pick: (h: History) => number[]) => (["withBn", "withoutBn"] as const).flatMap((key) =>
-    batchSizes.map((bs, i) => ({ name: `${key === "withBn" ? "BN" : "no BN"}, batch ${bs}`, color: shades[key][i], dashed: key === "withoutBn", points: epochsAxis(pick(exp3[key][i])) })));
+  // Experiment 3: a shade per batch size; blue batch norm, green layer norm, red (dashed) neither.
+  const shades = { withBn: ["#0b3d91", "#1b6ef3", "#8db5fa"], withLn: ["#0b6b2e", "#1e9e4a", "#8fd3a5"], withoutBn: ["#8e1b10", "#db4437", "#f2a39a"] };
+  const names = { withBn: "BN", withLn: "LN", withoutBn: "neither" };
+  const exp3Series = (pick: (h: History) => number[]) => (["withBn", "withLn", "withoutBn"] as const).flatMap((key) =>
+    batchSizes.map((bs, i) => ({ name: `${names[key]}, batch ${bs}`, color: shades[key][i], dashed: key === "withoutBn", points: epochsAxis(pick(exp3[key][i])) })));
   const charts3 = [
     lineChart("Validation accuracy per epoch, by batch size", "epoch", "accuracy", exp3Series((h) => h.valAcc), { yMin: 0, yMax: 1, xMin: 0, integerX: true }),
     lineChart("Training loss per epoch, by batch size", "epoch", "loss", exp3Series((h) => h.loss), { xMin: 0, integerX: true, logY: true }),
@@ -269,13 +272,12 @@ function main(): void {
     {
       heading: `Experiment 3: batch size (${batchSizes.join(", ")}; weight scale ${scale1}, ${epochs3} epochs each)`,
       body: `<div class="charts">${charts3.join("")}</div>` + table(
-        ["batch size", "best val acc, batch norm", "final val acc, batch norm", "final loss, batch norm", "best val acc, no batch norm", "final val acc, no batch norm", "final loss, no batch norm"],
+        ["batch size", ...(["batch norm", "layer norm", "neither"].flatMap((n) => [`best val acc, ${n}`, `final val acc, ${n}`, `final loss, ${n}`]))],
         batchSizes.map((bs, i) => [
           bs,
-          pct(top(exp3.withBn[i].valAcc)), pct(last(exp3.withBn[i].valAcc)), fmt(last(exp3.withBn[i].loss)),
-          pct(top(exp3.withoutBn[i].valAcc)), pct(last(exp3.withoutBn[i].valAcc)), fmt(last(exp3.withoutBn[i].loss)),
+          ...(["withBn", "withLn", "withoutBn"] as const).flatMap((k) => [pct(top(exp3[k][i].valAcc)), pct(last(exp3[k][i].valAcc)), fmt(last(exp3[k][i].loss))]),
         ]),
-      ) + "<p>Batch normalization normalizes with the mean and variance of the batch. With 5 rows those estimates are noisy, so every layer sees differently scaled activations from step to step, and the eval-mode running averages are built from noisy estimates; with 50 rows they are close to the data's. The same epochs give the small-batch runs ten times the updates, which is why the nets without batch norm learn faster with small batches.</p>",
+      ) + "<p>Batch normalization normalizes with the mean and variance of the batch. With 5 rows those estimates are noisy, so every layer sees differently scaled activations from step to step, and the eval-mode running averages are built from noisy estimates; with 50 rows they are close to the data's. Layer normalization (the package's LayerNorm, then a ReLU) normalizes each row with its own 100 values, the same in train and eval mode, so the batch size does not enter its statistics. The same epochs give the small-batch runs ten times the updates, which is why the nets learn faster per epoch with small batches.</p>",
     },
   ]);
   writeFileSync(`${out}/index.html`, html);

@@ -61,6 +61,21 @@ describe("npm start -- --quick", () => {
     expect(last(plain5.loss) - last(bn5.loss)).toBeLessThan(0.2);
   });
 
+  test("experiment 3: layer norm's statistics come from each row, so the batch size hardly matters", () => {
+    const { withBn, withLn } = summary.experiment3;
+    const last = (a: number[]) => a[a.length - 1];
+    expect(withLn).toHaveLength(3);
+    for (const h of withLn) {
+      expect(h.loss).toHaveLength(4);
+      expect(h.loss.every((v: number | null) => v !== null && v > 0)).toBe(true);
+    }
+    const spread = (runs: { loss: number[] }[]) => Math.max(...runs.map((h) => last(h.loss))) / Math.min(...runs.map((h) => last(h.loss)));
+    // At batch 5 layer norm trains far better than batch norm, and its final loss varies
+    // less across batch sizes than batch norm's.
+    expect(last(withLn[0].loss)).toBeLessThan(0.5 * last(withBn[0].loss));
+    expect(spread(withLn)).toBeLessThan(spread(withBn));
+  });
+
   const html = readFileSync(join(out, "index.html"), "utf8");
   const charts = Object.fromEntries(
     [...html.matchAll(/<svg [\s\S]*?<\/svg>/g)].map(([svg]) => [/font-weight="bold">([^<]*)</.exec(svg)![1], svg]),

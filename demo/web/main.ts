@@ -98,7 +98,7 @@ async function train() {
   busy(true);
   const started = performance.now();
   const { weightScale, batchSize: B, epochs } = config;
-  const net = (batchNorm: boolean) => new FullyConnectedNet({ inputDim: 32, hiddenDims: [100, 100, 100, 100, 100], classes: 5, weightScale, batchNorm, seed: 1 });
+  const net = (batchNorm: boolean) => new FullyConnectedNet({ inputDim: 32, hiddenDims: [100, 100, 100, 100, 100], classes: 5, weightScale, norm: batchNorm ? "batch" : "none", seed: 1 });
   const nets = { withBn: net(true), withoutBn: net(false) };
   const optimizers = { withBn: new Adam(nets.withBn.params), withoutBn: new Adam(nets.withoutBn.params) };
   const keys = ["withBn", "withoutBn"] as const;
