@@ -264,6 +264,22 @@ export interface GroupPointers {
   dgamma: number; dbeta: number; work: number;
 }
 
+/**
+ * The statistics of LayerNorm/GroupNorm are the batch norm's channels-first moments with one
+ * plane per (item, group): (1, n·G, K·S), and trainConstants on those n·G columns.
+ */
+export function groupRows(s: GroupShape): KernelShape {
+  return { n: 1, d: s.n * s.G, S: s.K * s.S };
+}
+
+/** The batch norm kernels' pointers for a group step's statistics (groupRows). */
+export function groupStatistics(p: GroupPointers): Pointers {
+  return {
+    x: p.x, out: 0, dout: 0, dx: 0, gamma: 0, beta: 0, runMean: 0, runVar: 0,
+    mean: p.mean, meanLo: p.meanLo, variance: p.variance, invStd: p.invStd, dgamma: 0, dbeta: 0, work: p.work, checksum: 0,
+  };
+}
+
 /** What every backend provides for a LayerNorm/GroupNorm/InstanceNorm step. */
 export interface GroupKernels {
   /** Bytes of work area a forward or a backward of this shape takes (a float64 count). */

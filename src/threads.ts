@@ -12,6 +12,7 @@
 // a browser's main thread may not wait, so there the caller only spins.
 import { type Dtype, bytesPerElement } from "./dtype.js";
 import { columnBytes, type KernelShape, KERNELS, MAP_ARRAYS, type Kernels, type KernelName, type Pointers, SUFFIX, TEST_STEP, TRAIN_STEP, BACKWARD_STEP } from "./kernels.js";
+import { type GroupKernels, type GroupPointers, type GroupShape, groupRows, groupStatistics } from "./kernels.js";
 import { THREAD_MIN_BYTES, THREAD_ROWS_MULTIPLE } from "./tuning.js";
 
 /** Control words (Int32) of a worker's control block. */
@@ -474,6 +475,80 @@ export function threadedKernels(single: Kernels, pool: Pool, buffer: () => Array
       })]));
     },
     checksum: single.checksum,
+  };
+}
+
+/**
+ * LayerNorm/GroupNorm/InstanceNorm steps of an engine with a pool, split by items (rows of
+ * LayerNorm) when the batch has THREAD_MIN_BYTES or more, else the caller's `single`
+ * kernels. Each (item, group)'s statistics and output depend on its own values only, so a
+ * forward gives one thread's results (parts of a batch normalize as the whole batch does,
+ * up to a second pass about the mean that the moments take for all of a part's statistics
+ * when one needs it). A backward's dx is one thread's too; dgamma and dbeta add each
+ * thread's float64 column sums in thread order, then round.
+ */
+export function threadedGroups(single: GroupKernels, pool: Pool, buffer: () => ArrayBuffer): GroupKernels {
+  const index = new Map(pool.names.map((name, i) => [name, i]));
+  const fn = (kernel: KernelName, dtype: Dtype) => index.get(kernel + SUFFIX[dtype])!;
+  const partsFor = (dtype: Dtype, s: GroupShape): Part[] | null => {
+    if (pool.size < 2 || s.n * s.G * s.K * s.S * bytesPerElement(dtype) < pool.minBytes) return null;
+    const parts = partsOf(s.n, s.S, pool.size);
+    return parts.length > 1 ? parts : null;
+  };
+  /** Part k's shape and pointers: its items, statistics and work area (thread k's, W bytes). */
+  const partOf = (dtype: Dtype, s: GroupShape, p: GroupPointers, part: Part, k: number, W: number) => {
+    const size = bytesPerElement(dtype);
+    const data = part.first * s.G * s.K * s.S * size;
+    const stats = part.first * s.G * size;
+    const at = (ptr: number, offset: number) => (ptr ? ptr + offset : 0);
+    const shape: GroupShape = { ...s, n: part.n };
+    const q: GroupPointers = {
+      ...p, x: at(p.x, data), out: at(p.out, data), dout: at(p.dout, data), dx: at(p.dx, data),
+      mean: at(p.mean, stats), meanLo: at(p.meanLo, stats), variance: at(p.variance, stats), invStd: at(p.invStd, stats),
+      work: p.work + k * W,
+    };
+    return { shape, q };
+  };
+  const groupArgs = (name: "groupApply" | "groupApplyChannelsLast" | "groupBackward" | "groupBackwardChannelsLast" | "groupMomentsChannelsLast", shape: GroupShape, q: GroupPointers) =>
+    argsOf(name, shape, q);
+  return {
+    workBytes: (dtype, s) => pool.size * stride(single.workBytes(dtype, s)),
+    forward(dtype, s, p, eps) {
+      const parts = partsFor(dtype, s);
+      if (!parts) return single.forward(dtype, s, p, eps);
+      const W = stride(single.workBytes(dtype, s));
+      const each = parts.map((part, k) => partOf(dtype, s, p, part, k, W));
+      pool.run(each.map(({ shape, q }) => s.channelsLast
+        ? [fn("groupMomentsChannelsLast", dtype), groupArgs("groupMomentsChannelsLast", shape, q)]
+        : [fn("trainPlaneMoments", dtype), argsOf("trainPlaneMoments", groupRows(shape), groupStatistics(q))]));
+      const factors = { eps, momentum: 1, runVarScale: 1 };
+      pool.run(each.map(({ shape, q }) => [fn("trainConstants", dtype), argsOf("trainConstants", groupRows(shape), groupStatistics(q), factors)]));
+      const apply = s.channelsLast ? "groupApplyChannelsLast" : "groupApply";
+      pool.run(each.map(({ shape, q }) => [fn(apply, dtype), groupArgs(apply, shape, q)]));
+    },
+    backward(dtype, s, p) {
+      const parts = partsFor(dtype, s);
+      if (!parts) return single.backward(dtype, s, p);
+      const W = stride(single.workBytes(dtype, s));
+      const each = parts.map((part, k) => partOf(dtype, s, p, part, k, W));
+      const name = s.channelsLast ? "groupBackwardChannelsLast" : "groupBackward";
+      pool.run(each.map(({ shape, q }) => [fn(name, dtype), groupArgs(name, shape, { ...q, dgamma: 0, dbeta: 0 })]));
+      // Each part's column sums: dgamma's then dbeta's, C f64 each, at the start of its work area.
+      const C = s.G * s.K;
+      const all = new Float64Array(buffer());
+      const first = p.work / 8;
+      const second = first + f64Bytes(C) / 8;
+      for (let k = 1; k < parts.length; k++) {
+        const o = (k * W) / 8;
+        for (let c = 0; c < C; c++) {
+          all[first + c] += all[first + o + c];
+          all[second + c] += all[second + o + c];
+        }
+      }
+      const T = dtype === "float64" ? Float64Array : Float32Array;
+      if (p.dgamma) new T(buffer(), p.dgamma, C).set(all.subarray(first, first + C));
+      if (p.dbeta) new T(buffer(), p.dbeta, C).set(all.subarray(second, second + C));
+    },
   };
 }
 

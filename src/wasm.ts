@@ -4,9 +4,9 @@
 import { type WasmPart, wasmModules } from "./generated/binaries.js";
 import { type Dtype, type FloatArray } from "./dtype.js";
 import { type Bound, CHECKSUM_WORDS, columnBytes, COMPACT_FORM, MAP_ARRAYS, type KernelName, type Kernels, KERNELS, SUFFIX, type TypedKernel } from "./kernels.js";
-import { GROUP_LAST_STEP, type GroupKernels, type GroupPointers, type GroupShape, type Pointers, TRAIN_STEP } from "./kernels.js";
+import { GROUP_LAST_STEP, type GroupKernels, type GroupShape, type Pointers, TRAIN_STEP, groupRows, groupStatistics } from "./kernels.js";
 import { Heap, JsMemory, MAX_PAGES } from "./memory.js";
-import { Pool, threadHost, threadedKernels } from "./threads.js";
+import { Pool, threadHost, threadedGroups, threadedKernels } from "./threads.js";
 import * as reference from "./reference.js";
 import * as referenceNorms from "./reference-norms.js";
 import * as check from "./validate.js";
@@ -105,19 +105,18 @@ function wasmEngine(backend: "simd" | "scalar", modules: WebAssembly.Module[], w
       k.backwardApply[dtype](shape, p);
     },
   };
-  // The statistics of LayerNorm/GroupNorm are the channels-first moments with one plane per
-  // (item, group): (1, n·G, K·S). trainConstants without gamma, beta or running statistics
-  // gives mean, meanLo, variance, invStd; groupApply then applies gamma and beta per channel.
-  // Channels-last data has its own moments, apply and backward (assembly/groupnorm.ts).
-  const rowsOf = (s: GroupShape) => ({ n: 1, d: s.n * s.G, S: s.K * s.S });
+  // LayerNorm/GroupNorm: the moments per (item, group) (groupRows), trainConstants without
+  // gamma, beta or running statistics for mean, meanLo, variance, invStd, then groupApply
+  // with gamma and beta per channel. Channels-last data has its own moments, apply and
+  // backward (assembly/groupnorm.ts).
   const groups: GroupKernels = {
     workBytes: (dtype, s) =>
       s.channelsLast
-        ? k.workBytes[dtype](rowsOf(s), TRAIN_STEP) + k.workBytes[dtype]({ n: s.S, d: s.G * s.K, S: 1 }, GROUP_LAST_STEP)
-        : Math.max(k.workBytes[dtype](rowsOf(s), TRAIN_STEP), 32 * s.G * s.K + 64),
+        ? k.workBytes[dtype](groupRows(s), TRAIN_STEP) + k.workBytes[dtype]({ n: s.S, d: s.G * s.K, S: 1 }, GROUP_LAST_STEP)
+        : Math.max(k.workBytes[dtype](groupRows(s), TRAIN_STEP), 32 * s.G * s.K + 64),
     forward(dtype, s, p, eps) {
-      const rows = rowsOf(s);
-      const q = statisticsPointers(p);
+      const rows = groupRows(s);
+      const q = groupStatistics(p);
       if (s.channelsLast) k.groupMomentsChannelsLast[dtype](s, p);
       else k.trainPlaneMoments[dtype](rows, q);
       k.trainConstants[dtype](rows, q, { eps, momentum: 1, runVarScale: 1 });
@@ -129,7 +128,7 @@ function wasmEngine(backend: "simd" | "scalar", modules: WebAssembly.Module[], w
   const names = Object.keys(exports).filter((name) => typeof exports[name] === "function");
   const pool = new Pool(threadHost()!, modules, memory, names, (fn, args) => void exports[names[fn]](...args), workers);
   return {
-    backend, heap, pool, groups, kernels: threadedKernels(kernels, pool, () => heap.buffer),
+    backend, heap, pool, kernels: threadedKernels(kernels, pool, () => heap.buffer), groups: threadedGroups(groups, pool, () => heap.buffer),
     get threads() {
       return pool.size;
     },
@@ -137,13 +136,6 @@ function wasmEngine(backend: "simd" | "scalar", modules: WebAssembly.Module[], w
 }
 
 /** The batch norm's view of a group step's statistics: no gamma, beta or running statistics. */
-function statisticsPointers(p: GroupPointers): Pointers {
-  return {
-    x: p.x, out: 0, dout: 0, dx: 0, gamma: 0, beta: 0, runMean: 0, runVar: 0,
-    mean: p.mean, meanLo: p.meanLo, variance: p.variance, invStd: p.invStd, dgamma: 0, dbeta: 0, work: p.work, checksum: 0,
-  };
-}
-
 /** Array k of the per-column arrays of the dtype at the start of a work area (columnArray). */
 function workArray(work: number, d: number, dtype: Dtype, k: number): number {
   return work + k * columnBytes(d, dtype === "float64" ? 8 : 4);

@@ -1,10 +1,10 @@
 // The norm layers on the threads build (a layer keeps the 2-thread engine it was created
 // with): PyTorch's nn.InstanceNorm2d fixtures, train and eval with running statistics, the
 // eval step being the batch norm's (which the threads build splits between threads).
-import { afterAll, expect, test } from "vitest";
+import { afterAll, describe, expect, test } from "vitest";
 import norms from "./fixtures/norms.json" with { type: "json" };
-import { GroupNorm, InstanceNorm, init, initSync, threads } from "../src/index.js";
-import { expectClose, maxAbs, tolerance, typed } from "./helpers.js";
+import { GroupNorm, InstanceNorm, LayerNorm, init, initSync, threads } from "../src/index.js";
+import { expectClose, expectIdentical, expectRelClose, maxAbs, randn, tolerance, typed } from "./helpers.js";
 
 interface Case {
   name: string; dtype: "float32" | "float64"; shape: number[]; eps: number; layout: "NCHW" | "NHWC" | "NCL" | "NLC";
@@ -49,4 +49,42 @@ test.each(modules.group.map((c) => [c.name, c] as const))("GroupNorm on 2 thread
     gn.beta!.set(c.bias_!);
   }
   close(c.dtype, gn.forward(typed(c.dtype, c.x), c.shape), c.out, "out");
+});
+
+// Batches beyond THREAD_MIN_BYTES split by items (rows): against one thread, and run to run.
+describe.each(["float32", "float64"] as const)("%s, split between 2 threads", (dtype) => {
+  const cases: [string, () => LayerNorm<typeof dtype> | GroupNorm<typeof dtype>, number[]][] = [
+    ["LayerNorm (700, 1031)", () => new LayerNorm(1031, { dtype }), [700, 1031]],
+    ["GroupNorm (6, 64, 30, 30) G = 8 NCHW", () => new GroupNorm(8, 64, { dtype }), [6, 64, 30, 30]],
+    ["GroupNorm (6, 64, 30, 30) G = 8 NHWC", () => new GroupNorm(8, 64, { dtype, layout: "NHWC" }), [6, 64, 30, 30]],
+  ];
+  test.each(cases)("%s", async (_, make, shape) => {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const x = typed(dtype, randn(61, size, 1e3, 2));
+    const dout = typed(dtype, randn(62, size));
+    const gamma = randn(63, shape[1], 1, 0.5);
+    const beta = randn(64, shape[1]);
+    const run = () => {
+      const layer = make();
+      layer.gamma!.set(gamma);
+      layer.beta!.set(beta);
+      const out = layer.forward(x, shape);
+      const dx = layer.backward(dout);
+      return { out, dx, dgamma: Float64Array.from(layer.dgamma!), dbeta: Float64Array.from(layer.dbeta!), engine: layer.engine };
+    };
+    initSync({ threads: 1 });
+    const one = run();
+    await init({ threads: 2 });
+    const forks = () => two.engine.pool!.forks;
+    const two = run();
+    const before = forks();
+    const again = run();
+    expect(again.engine.pool!.forks - before).toBe(4); // three forks forward, one backward
+    for (const key of ["out", "dx", "dgamma", "dbeta"] as const) expectIdentical(again[key], two[key], `${key} run to run`);
+    const tol = tolerance(dtype);
+    expectClose(two.out, one.out, tol.abs * maxAbs(one.out), "out, 2 threads and 1");
+    expectClose(two.dx, one.dx, tol.abs * maxAbs(one.dx), "dx, 2 threads and 1");
+    expectRelClose(two.dgamma, one.dgamma, tol.rel, "dgamma, 2 threads and 1");
+    expectRelClose(two.dbeta, one.dbeta, tol.rel, "dbeta, 2 threads and 1");
+  });
 });
