@@ -2,7 +2,7 @@
 // functional API (outputs given, and allocating), against plain JavaScript (the package's
 // two-pass float64 reference loops, outputs allocated per call) and, for LayerNorm
 // (64, 4096), tf.layers.layerNormalization and tf.moments + ops on tfjs-wasm.
-// float32, one thread, SIMD backend; all timings of one shape interleaved in one process,
+// float32, SIMD backend, one thread (and the workspace on two); all timings of one shape interleaved in one process,
 // medians. SOL: 12 bytes per element (x read twice, out written; backward: x and dout read,
 // dx written) at the triad bandwidth of the working set (bench/bandwidth.mjs).
 //
@@ -11,7 +11,7 @@ import { writeFileSync } from "node:fs";
 import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
-import { GroupNorm, LayerNorm, initSync, layernormBackward, layernormForward, spatialGroupnormBackward, spatialGroupnormForward } from "../dist/index.js";
+import { GroupNorm, LayerNorm, init, initSync, layernormBackward, layernormForward, spatialGroupnormBackward, spatialGroupnormForward } from "../dist/index.js";
 import { groupBackward, groupForward } from "../dist/reference-norms.js";
 import { createProbe } from "./bandwidth.mjs";
 
@@ -147,17 +147,26 @@ for (const [name, shape, G, layout] of CASES) {
   const ws = layer.workspace(shape);
   ws.x.set(x);
   ws.dout.set(dout);
+  // The same on the threads build's 2 threads (the layer keeps the engine it was made with).
+  await init({ threads: 2 });
+  const layer2 = G === null ? new LayerNorm(shape[1]) : new GroupNorm(G, shape[1], { layout });
+  initSync({ backend: "simd", threads: 1 });
+  layer2.gamma.set(gamma);
+  layer2.beta.set(beta);
+  const ws2 = layer2.workspace(shape);
+  ws2.x.set(x);
+  ws2.dout.set(dout);
   // The same results as the functional API (NHWC: compared in its own layout).
-  const check = { out: maxDiff(ws.forward(), out), dx: maxDiff(ws.backward(), bwd(dout, cache, grads).dx) };
+  const check = { out: Math.max(maxDiff(ws.forward(), out), maxDiff(ws2.forward(), out)), dx: maxDiff(ws.backward(), bwd(dout, cache, grads).dx) };
   if (!(check.out < 1e-4 && check.dx < 1e-4)) throw new Error(`${name}: workspace and functional differ (${check.out}, ${check.dx})`);
   if (layout === "NCHW") {
     const ref = plain.forward().out;
     if (!(maxDiff(ref, out) < 1e-3)) throw new Error(`${name}: differs from plain JS by ${maxDiff(ref, out)}`);
   }
   const calls = Math.max(1, Math.round(4e6 / size));
-  const names = ["plain JS", "workspace (zero-copy)", "functional, outputs given", "functional, allocating"];
-  const forwardRuns = [plain.forward, () => ws.forward(), () => fwd(out), () => fwd()];
-  const backwardRuns = [plain.backward, () => ws.backward(), () => bwd(dout, cache, grads), () => bwd(dout, cache)];
+  const names = ["plain JS", "workspace (zero-copy)", "workspace, 2 threads", "functional, outputs given", "functional, allocating"];
+  const forwardRuns = [plain.forward, () => ws.forward(), () => ws2.forward(), () => fwd(out), () => fwd()];
+  const backwardRuns = [plain.backward, () => ws.backward(), () => ws2.backward(), () => bwd(dout, cache, grads), () => bwd(dout, cache)];
   const bandwidth = probe.bandwidth(3 * size * 4, quick ? 0.1 : 0.3).triad;
   const sol = 12 / bandwidth; // ns per element
   console.log(`${name}: SOL ${sol.toFixed(3)} ns (triad ${bandwidth.toFixed(1)} GB/s at ${((3 * size * 4) / 2 ** 20).toFixed(0)} MiB)`);
@@ -183,5 +192,6 @@ for (const [name, shape, G, layout] of CASES) {
     }
   }
   ws.dispose();
+  ws2.dispose();
 }
 if (jsonFile) writeFileSync(jsonFile, JSON.stringify({ machine, quick, results }, null, 1) + "\n");
