@@ -330,6 +330,11 @@ abstract class NormLayerBase<D extends Dtype> {
     return { ...this.params(), eps };
   }
 
+  /** @internal For NormWorkspace.forward: running statistics to normalize with (InstanceNorm in eval mode), else null. */
+  workspaceRunning(): { runningMean: FloatArray; runningVar: FloatArray } | null {
+    return null;
+  }
+
   /** @internal After a workspace's forward (InstanceNorm moves its running statistics). */
   workspaceForwardDone(_stats: { mean: FloatArray; meanLo: FloatArray; variance: FloatArray }, _g: GroupGeometry): void {}
 
@@ -610,12 +615,14 @@ export class InstanceNorm<D extends Dtype = "float32"> extends NormLayerBase<D> 
     return { g, stated };
   }
 
-  /** @internal Refuses eval mode with running statistics (that is layer.forward's batch-norm step); checks momentum and the running statistics when they move. */
+  /** @internal Eval mode with running statistics: those, validated. */
+  workspaceRunning(): { runningMean: FloatArray; runningVar: FloatArray } | null {
+    return !this.training && this.trackRunningStats ? this.running() : null;
+  }
+
+  /** @internal Checks momentum and the running statistics when a train forward moves them. */
   workspaceForward(): { gamma: FloatArray; beta: FloatArray; eps: number } {
-    if (!this.training && this.trackRunningStats) {
-      throw new Error("InstanceNorm.workspace: eval mode with running statistics normalizes per channel, as a batch norm in test mode; use layer.forward for it");
-    }
-    if (this.trackRunningStats) {
+    if (this.training && this.trackRunningStats) {
       check.momentum(this.momentum, "layer.momentum");
       this.running();
     }

@@ -4,7 +4,7 @@
 // block, the same kernels group-step.ts runs on copies.
 import { type ArrayOf, type Dtype, type FloatArray } from "./dtype.js";
 import { GROUP_SAVED, type GroupGeometry } from "./group-step.js";
-import type { GroupPointers } from "./kernels.js";
+import { BACKWARD_STEP, EVAL_FORM, type GroupPointers, type KernelShape, type Pointers, TEST_STEP } from "./kernels.js";
 import { layout } from "./memory.js";
 import { type Engine } from "./wasm.js";
 
@@ -19,9 +19,16 @@ export interface NormWorkspaceLayer<D extends Dtype> {
   workspaceForwardDone(stats: { mean: FloatArray; meanLo: FloatArray; variance: FloatArray }, g: GroupGeometry): void;
   /** The arrays a backward writes dgamma and dbeta into (null: not learned), validated. */
   gradientTargets(): { dgamma: FloatArray | null; dbeta: FloatArray | null };
+  /**
+   * Whether the next forward normalizes each channel with running statistics (InstanceNorm in
+   * eval mode with them): then they, validated. null: the group step.
+   */
+  workspaceRunning(): { runningMean: FloatArray; runningVar: FloatArray } | null;
 }
 
-type Name = "x" | "out" | "dout" | "dx" | "gamma" | "beta" | "dgamma" | "dbeta" | (typeof GROUP_SAVED)[number] | "work";
+type Name =
+  | "x" | "out" | "dout" | "dx" | "gamma" | "beta" | "dgamma" | "dbeta" | (typeof GROUP_SAVED)[number]
+  | "runMean" | "runVar" | "runInvStd" | "zeros" | "work";
 
 const freeOnCollect = new FinalizationRegistry<{ engine: Engine; base: number }>(({ engine, base }) => engine.heap.free(base));
 
@@ -48,8 +55,9 @@ export class NormWorkspace<D extends Dtype = "float32"> {
   private readonly layer: NormWorkspaceLayer<D>;
   private readonly g: GroupGeometry;
   private readonly offsets: Record<Name, number>;
+  private readonly channels: KernelShape;
   private base: number;
-  private ran = false;
+  private state: "empty" | "group" | "running" = "empty";
   private views: Partial<Record<Name, FloatArray>> = {};
   private viewsOf: ArrayBuffer | null = null;
 
@@ -66,11 +74,17 @@ export class NormWorkspace<D extends Dtype = "float32"> {
     for (const name of ["x", "out", "dout", "dx"] as const) parts[name] = [dtype, this.size];
     for (const name of ["gamma", "beta", "dgamma", "dbeta"] as const) parts[name] = [dtype, C];
     for (const name of GROUP_SAVED) parts[name] = [dtype, this.statistics];
-    parts.work = ["float64", Math.ceil(layer.engine.groups.workBytes(dtype, g) / 8)];
+    // A per-channel batch norm step (InstanceNorm's eval mode with running statistics).
+    for (const name of ["runMean", "runVar", "runInvStd", "zeros"] as const) parts[name] = [dtype, C];
+    this.channels = g.channelsLast ? { n: g.n * g.S, d: C, S: 1 } : { n: g.n, d: C, S: g.S };
+    const { groups, kernels } = layer.engine;
+    const work = Math.max(groups.workBytes(dtype, g), kernels.workBytes(dtype, this.channels, TEST_STEP), kernels.workBytes(dtype, this.channels, BACKWARD_STEP));
+    parts.work = ["float64", Math.ceil(work / 8)];
     const { offsets, bytes } = layout(parts);
     this.offsets = offsets;
     this.base = layer.engine.heap.alloc(bytes);
     freeOnCollect.register(this, { engine: layer.engine, base: this.base }, this);
+    this.view("zeros").fill(0);
   }
 
   /** The batch input, in the layer's layout: exactly `size` values. */
@@ -107,28 +121,51 @@ export class NormWorkspace<D extends Dtype = "float32"> {
   }
   /** Whether a forward has run, so that backward() can. */
   get hasCache(): boolean {
-    return this.ran;
+    return this.state !== "empty";
   }
 
-  /** Forward on x; returns the live view `out`. */
+  /**
+   * Forward on x; returns the live view `out`. InstanceNorm in eval mode with running
+   * statistics normalizes each channel with them (the batch norm's test-mode step); mean,
+   * meanLo and variance then still hold the last group forward's.
+   */
   forward(): ArrayOf<D> {
     this.checkAlive();
     const { gamma, beta, eps } = this.layer.workspaceForward();
+    const running = this.layer.workspaceRunning();
     this.view("gamma").set(gamma);
     this.view("beta").set(beta);
-    this.layer.engine.groups.forward(this.layer.dtype, this.g, this.pointers(), eps);
-    this.ran = true;
+    const { dtype, engine } = this.layer;
+    if (running) {
+      this.view("runMean").set(running.runningMean);
+      this.view("runVar").set(running.runningVar);
+      engine.kernels.forwardTest(dtype, this.channels, this.channelPointers(), eps, false);
+      this.state = "running";
+      return this.out;
+    }
+    engine.groups.forward(dtype, this.g, this.pointers(), eps);
+    this.state = "group";
     this.layer.workspaceForwardDone({ mean: this.view("mean"), meanLo: this.view("meanLo"), variance: this.view("variance") }, this.g);
     return this.out;
   }
 
-  /** Backward of the last forward from dout; writes dx and the layer's dgamma/dbeta. Returns the live view `dx`. */
+  /**
+   * Backward of the last forward from dout; writes dx and the layer's dgamma/dbeta. After a
+   * forward with running statistics those are constants: dx = dout·γ/sqrt(runningVar + eps).
+   * Returns the live view `dx`.
+   */
   backward(): ArrayOf<D> {
     this.checkAlive();
-    if (!this.ran) throw new Error("NormWorkspace.backward needs a forward() first");
+    if (this.state === "empty") throw new Error("NormWorkspace.backward needs a forward() first");
     const { dgamma, dbeta } = this.layer.gradientTargets();
-    const p = this.pointers();
-    this.layer.engine.groups.backward(this.layer.dtype, this.g, { ...p, dgamma: dgamma ? p.dgamma : 0, dbeta: dbeta ? p.dbeta : 0 });
+    const { dtype, engine } = this.layer;
+    if (this.state === "running") {
+      const p = this.channelPointers();
+      engine.kernels.backward(dtype, EVAL_FORM, this.channels, { ...p, mean: p.runMean, meanLo: p.zeros, dgamma: dgamma ? p.dgamma : 0, dbeta: dbeta ? p.dbeta : 0 });
+    } else {
+      const p = this.pointers();
+      engine.groups.backward(dtype, this.g, { ...p, dgamma: dgamma ? p.dgamma : 0, dbeta: dbeta ? p.dbeta : 0 });
+    }
     dgamma?.set(this.view("dgamma"));
     dbeta?.set(this.view("dbeta"));
     return this.dx;
@@ -152,6 +189,16 @@ export class NormWorkspace<D extends Dtype = "float32"> {
     };
   }
 
+  /** The block as a per-channel batch norm step's arrays (zeros: meanLo 0 for the eval backward). */
+  private channelPointers(): Pointers & { zeros: number } {
+    const at = (name: Name) => this.base + this.offsets[name];
+    return {
+      x: at("x"), out: at("out"), dout: at("dout"), dx: at("dx"), gamma: at("gamma"), beta: at("beta"),
+      runMean: at("runMean"), runVar: at("runVar"), mean: 0, meanLo: 0, variance: 0, invStd: at("runInvStd"),
+      dgamma: at("dgamma"), dbeta: at("dbeta"), work: at("work"), checksum: 0, zeros: at("zeros"),
+    };
+  }
+
   private checkAlive(): void {
     if (this.base === 0) throw new Error("this NormWorkspace was disposed");
   }
@@ -164,7 +211,7 @@ export class NormWorkspace<D extends Dtype = "float32"> {
       this.viewsOf = heap.buffer;
     }
     const length = name === "x" || name === "out" || name === "dout" || name === "dx" ? this.size
-      : name === "gamma" || name === "beta" || name === "dgamma" || name === "dbeta" ? this.g.G * this.g.K : this.statistics;
+      : GROUP_SAVED.includes(name as (typeof GROUP_SAVED)[number]) ? this.statistics : this.g.G * this.g.K;
     return (this.views[name] ??= heap.view(this.layer.dtype, this.base + this.offsets[name], length)) as ArrayOf<D>;
   }
 }

@@ -644,7 +644,7 @@ describe.each(BACKENDS)("%s backend, workspaces", (backend) => {
     ws.dispose();
   });
 
-  test.each(modules.instance.map((c) => [c.name, c] as const))("InstanceNorm, PyTorch %s: two train steps", (_, c) => {
+  test.each(modules.instance.map((c) => [c.name, c] as const))("InstanceNorm, PyTorch %s: two train steps, eval", (_, c) => {
     initSync({ backend });
     const track = c.trackRunningStats!;
     const inorm = new InstanceNorm(c.shape[1], { eps: c.eps, momentum: c.momentum, affine: c.affine, trackRunningStats: track, layout: c.layout, dtype: c.dtype });
@@ -665,13 +665,18 @@ describe.each(BACKENDS)("%s backend, workspaces", (backend) => {
       const tol = tolerance(c.dtype);
       expectRelClose(inorm.runningMean!, want.running_mean as number[], tol.rel, "runningMean");
       expectRelClose(inorm.runningVar!, want.running_var as number[], tol.rel, "runningVar");
-      // Eval mode with running statistics is the batch norm's step: refused here, nothing changed.
+      // Eval mode with running statistics: each channel normalized with them, and its
+      // backward with them as constants; the running statistics stay as they are.
       inorm.eval();
-      const before = Array.from(ws.out);
       const running = [Array.from(inorm.runningMean!), Array.from(inorm.runningVar!)];
-      expect(() => ws.forward()).toThrow(/eval mode with running statistics/);
-      expect(Array.from(ws.out)).toEqual(before);
+      ws.x.set(c.xEval!);
+      expectOut(c.dtype, ws.forward(), c.outEval!, "eval out");
+      ws.dout.set(c.doutEval!);
+      const te = runningTerms(first(c.xEval!), c.weight, first(c.doutEval!), N, C, S, c.eps, want.running_mean as number[], want.running_var as number[]);
+      expectGrads(c.dtype, ws.backward(), inorm, { dx: c.dxEval!, dgamma: c.dgammaEval!, dbeta: c.dbetaEval! }, te, "eval ");
       expect([Array.from(inorm.runningMean!), Array.from(inorm.runningVar!)]).toEqual(running);
+      // The copying path gives the same numbers.
+      expectIdentical(ws.out, inorm.forward(typed(c.dtype, c.xEval!), c.shape), "eval out, workspace and copying path");
     } else {
       // Eval mode without them: the same computation as train mode.
       inorm.eval();
