@@ -286,7 +286,9 @@ function backwardApplyGroups<T, A>(
       ? backwardApplyStrips<T>(dout, x, g, groups, E, cPat, aPat, mPat, bPat, dx, 2 * STRIP_GROUPS, sPat, rPat, relu)
       : backwardApplyStrips<T>(dout, x, g, groups, E, cPat, aPat, mPat, bPat, dx, STRIP_GROUPS, sPat, rPat, relu);
   }
-  if (quartersOf(groupBytes, stream)) g = backwardApplyQuarters<T, A>(dout, x, g, groups, groupBytes, cPat, aPat, mPat, bPat, dx, sPat, rPat);
+  // With relu (six arrays of constants) always: one load of them for four groups was faster
+  // streaming too (docs/fusion.md).
+  if (relu || quartersOf(groupBytes, stream)) g = backwardApplyQuarters<T, A>(dout, x, g, groups, groupBytes, cPat, aPat, mPat, bPat, dx, sPat, rPat);
   for (; g < groups; g++) {
     const base = <usize>g * groupBytes;
     for (let k = 0; k < P; k += 2) {
@@ -357,9 +359,10 @@ export const EVAL_FORM = 2;
       const sPat = relu ? patternOf<T>(ms, d, E, after(t1, patBytes)) : 0;
       const rPat = relu ? patternOf<T>(mr, d, E, after(t1, 2 * patBytes)) : 0;
       // Large inputs stream unless their groups are narrow, and wide groups in cache too (see
-      // shiftedSums in statistics.ts).
+      // shiftedSums in statistics.ts). With relu four groups at a time streaming too: one load
+      // of the three patterns for four groups was faster (docs/fusion.md).
       const stream = streams<T>(n, d);
-      if (streamsGradients(patBytes, stream)) backwardSumsStream<T, A>(dout, x, groups, E, cPat, t0, t1, p0, p1, gradientQuarters(patBytes, stream), foldBlock(stream), sPat, rPat);
+      if (streamsGradients(patBytes, stream)) backwardSumsStream<T, A>(dout, x, groups, E, cPat, t0, t1, p0, p1, relu || gradientQuarters(patBytes, stream), foldBlock(stream), sPat, rPat);
       else backwardSumsGroups<T, A>(dout, x, groups, E, cPat, t0, t1, p0, p1, sPat, rPat);
       foldPattern(p0, E, d, sDout);
       foldPattern(p1, E, d, sDoutX);
