@@ -253,3 +253,20 @@ export function groupBackwardChannelsLastF64(
 ): void {
   groupBackwardChannelsLast<f64>(dout, x, n, G, K, S, mean, meanLo, invStd, gamma, dx, dgamma, dbeta, work);
 }
+
+// The fused ReLU's backward of channels-first data channel by channel (channels-relu.ts).
+import { backwardChannelsRelu } from "./channels-relu";
+
+export function backwardChannelsReluF32(
+  form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32,
+  gamma: usize, beta: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, dx: usize, work: usize,
+): void {
+  backwardChannelsRelu<f32>(form, dout, x, n, d, S, gamma, beta, mean, meanLo, invStd, dgamma, dbeta, dx, work);
+}
+
+export function backwardChannelsReluF64(
+  form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32,
+  gamma: usize, beta: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, dx: usize, work: usize,
+): void {
+  backwardChannelsRelu<f64>(form, dout, x, n, d, S, gamma, beta, mean, meanLo, invStd, dgamma, dbeta, dx, work);
+}
