@@ -338,7 +338,7 @@ export const EVAL_FORM = 2;
     reluMap<T>(d, gamma, beta, meanLo, invStd, ms, mr);
     negate<T>(d, mr);
   }
-  const sDout = relu ? after(mr, <usize>d * sizeof<T>()) : ms;
+  const sDout = sumsAt<T>(work, d, relu);
   const sDoutX = after(sDout, <usize>d << 3);
   const scratch = after(sDoutX, <usize>d << 3);
   if (!rows) planeBackwardSums<T, A>(dout, x, n, d, S, mean, sDout, sDoutX, ms, mr);
@@ -369,14 +369,18 @@ export const EVAL_FORM = 2;
     }
     backwardSumsRows<T, A>(dout, x, groups * (E / d), n, d, mean, sDout, sDoutX, ms, mr);
   }
-  // With relu the map is a kernel of its own (backwardReluMap): one module would be too large.
+  // With relu the map is a kernel of its own (backwardSumsMap): one module would be too large.
   if (!relu) backwardMap<T>(form, <f64>n * <f64>S, d, gamma, meanLo, invStd, sDout, sDoutX, dgamma, dbeta, work);
 }
 
-/** The map of backwardConstants<T, Relu> from the sums it left in work, for N = n·S values per column. */
-export function backwardReluMap<T>(form: i32, N: f64, d: i32, gamma: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize): void {
-  const sDout = after(after(columnArray<T>(work, d, MAP_ARRAYS), <usize>d * sizeof<T>()), <usize>d * sizeof<T>());
-  backwardMap<T>(form, N, d, gamma, meanLo, invStd, sDout, after(sDout, <usize>d << 3), dgamma, dbeta, work);
+/**
+ * Where backwardConstants<T, A> leaves its sums in work: Σ dout (f64, d values), then
+ * Σ dout·(x − mean), after the map arrays, and with relu after the mask's scale and bias.
+ */
+// @ts-ignore: decorator
+@inline function sumsAt<T>(work: usize, d: i32, relu: bool): usize {
+  const ms = columnArray<T>(work, d, MAP_ARRAYS);
+  return relu ? after(after(ms, <usize>d * sizeof<T>()), <usize>d * sizeof<T>()) : ms;
 }
 
 /**
@@ -654,14 +658,14 @@ export function planeBackwardApply<T, A>(
 }
 
 /**
- * backwardMap over the sums backwardConstants leaves in its work area (Σ dout, Σ dout·(x − mean),
- * f64, after the map arrays): a thread pool adds every thread's sums there, then calls this.
+ * backwardMap over the sums backwardConstants<T, A> leaves in its work area (sumsAt), for N
+ * values per column: a thread pool adds every thread's sums there, then calls this; the fused
+ * ReLU's backward (relu: a constant at each export) always does, its map being a module of its own.
  */
 // @ts-ignore: decorator
 @inline export function backwardSumsMap<T>(
-  form: i32, N: f64, d: i32, gamma: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
+  form: i32, N: f64, d: i32, gamma: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize, relu: bool,
 ): void {
-  const sDout = columnArray<T>(work, d, MAP_ARRAYS);
-  const sDoutX = after(sDout, <usize>d << 3);
-  backwardMap<T>(form, N, d, gamma, meanLo, invStd, sDout, sDoutX, dgamma, dbeta, work);
+  const sDout = sumsAt<T>(work, d, relu);
+  backwardMap<T>(form, N, d, gamma, meanLo, invStd, sDout, after(sDout, <usize>d << 3), dgamma, dbeta, work);
 }
