@@ -26,7 +26,7 @@ export const THREAD_ROWS_MULTIPLE = 16;
  * of one channel while its runs of x and dout are in L2: read from memory once, not twice)
  * when a channel's x and dout together take at most this many bytes (measured in docs/fusion.md)...
  */
-export const CHANNEL_BACKWARD_BYTES = 512 << 10;
+export const CHANNEL_BACKWARD_BYTES = 256 << 10;
 /**
  * ...and its runs (S values each) at least this many: shorter runs, a whole item apart, share
  * their cache lines with other channels, which the channel-by-channel order reads again.
