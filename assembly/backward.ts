@@ -286,7 +286,9 @@ function backwardApplyGroups<T, A>(
       ? backwardApplyStrips<T>(dout, x, g, groups, E, cPat, aPat, mPat, bPat, dx, 2 * STRIP_GROUPS, sPat, rPat, relu)
       : backwardApplyStrips<T>(dout, x, g, groups, E, cPat, aPat, mPat, bPat, dx, STRIP_GROUPS, sPat, rPat, relu);
   }
-  if (quartersOf(groupBytes, stream)) g = backwardApplyQuarters<T, A>(dout, x, g, groups, groupBytes, cPat, aPat, mPat, bPat, dx, sPat, rPat);
+  // With relu (six arrays of constants) always: one load of them for four groups was faster
+  // streaming too (docs/fusion.md).
+  if (relu || quartersOf(groupBytes, stream)) g = backwardApplyQuarters<T, A>(dout, x, g, groups, groupBytes, cPat, aPat, mPat, bPat, dx, sPat, rPat);
   for (; g < groups; g++) {
     const base = <usize>g * groupBytes;
     for (let k = 0; k < P; k += 2) {
@@ -336,7 +338,7 @@ export const EVAL_FORM = 2;
     reluMap<T>(d, gamma, beta, meanLo, invStd, ms, mr);
     negate<T>(d, mr);
   }
-  const sDout = relu ? after(mr, <usize>d * sizeof<T>()) : ms;
+  const sDout = sumsAt<T>(work, d, relu);
   const sDoutX = after(sDout, <usize>d << 3);
   const scratch = after(sDoutX, <usize>d << 3);
   if (!rows) planeBackwardSums<T, A>(dout, x, n, d, S, mean, sDout, sDoutX, ms, mr);
@@ -357,23 +359,28 @@ export const EVAL_FORM = 2;
       const sPat = relu ? patternOf<T>(ms, d, E, after(t1, patBytes)) : 0;
       const rPat = relu ? patternOf<T>(mr, d, E, after(t1, 2 * patBytes)) : 0;
       // Large inputs stream unless their groups are narrow, and wide groups in cache too (see
-      // shiftedSums in statistics.ts).
+      // shiftedSums in statistics.ts). With relu four groups at a time streaming too: one load
+      // of the three patterns for four groups was faster (docs/fusion.md).
       const stream = streams<T>(n, d);
-      if (streamsGradients(patBytes, stream)) backwardSumsStream<T, A>(dout, x, groups, E, cPat, t0, t1, p0, p1, gradientQuarters(patBytes, stream), foldBlock(stream), sPat, rPat);
+      if (streamsGradients(patBytes, stream)) backwardSumsStream<T, A>(dout, x, groups, E, cPat, t0, t1, p0, p1, relu || gradientQuarters(patBytes, stream), foldBlock(stream), sPat, rPat);
       else backwardSumsGroups<T, A>(dout, x, groups, E, cPat, t0, t1, p0, p1, sPat, rPat);
       foldPattern(p0, E, d, sDout);
       foldPattern(p1, E, d, sDoutX);
     }
     backwardSumsRows<T, A>(dout, x, groups * (E / d), n, d, mean, sDout, sDoutX, ms, mr);
   }
-  // With relu the map is a kernel of its own (backwardReluMap): one module would be too large.
+  // With relu the map is a kernel of its own (backwardSumsMap): one module would be too large.
   if (!relu) backwardMap<T>(form, <f64>n * <f64>S, d, gamma, meanLo, invStd, sDout, sDoutX, dgamma, dbeta, work);
 }
 
-/** The map of backwardConstants<T, Relu> from the sums it left in work, for N = n·S values per column. */
-export function backwardReluMap<T>(form: i32, N: f64, d: i32, gamma: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize): void {
-  const sDout = after(after(columnArray<T>(work, d, MAP_ARRAYS), <usize>d * sizeof<T>()), <usize>d * sizeof<T>());
-  backwardMap<T>(form, N, d, gamma, meanLo, invStd, sDout, after(sDout, <usize>d << 3), dgamma, dbeta, work);
+/**
+ * Where backwardConstants<T, A> leaves its sums in work: Σ dout (f64, d values), then
+ * Σ dout·(x − mean), after the map arrays, and with relu after the mask's scale and bias.
+ */
+// @ts-ignore: decorator
+@inline function sumsAt<T>(work: usize, d: i32, relu: bool): usize {
+  const ms = columnArray<T>(work, d, MAP_ARRAYS);
+  return relu ? after(after(ms, <usize>d * sizeof<T>()), <usize>d * sizeof<T>()) : ms;
 }
 
 /**
@@ -522,58 +529,113 @@ export function backwardApply<T, A>(
 // base + ((i·C + c)·S)·sizeof<T>() (S = H·W for NCHW images, L for (N, C, L)). Per-channel
 // sums reduce contiguous runs, so these loops need no patterns or transposes.
 
+/**
+ * The sums of one run [p, end) of a channel (constants kc, and sc, rc for the mask), added
+ * into the f64 values at s0c and s1c; the run's SIMD part in blocks folded into f64.
+ */
+// @ts-ignore: decorator
+@inline export function planeRunSums<T, A>(dout: usize, x: usize, p: usize, end: usize, kc: T, sc: T, rc: T, s0c: usize, s1c: usize): void {
+  const relu = isRelu<A>();
+  const L = lanes<T>();
+  let sum0 = 0.0;
+  let sum1 = 0.0;
+  if (ASC_FEATURE_SIMD) {
+    const zero = v128.splat<T>(<T>0);
+    const kv = v128.splat<T>(kc);
+    const sv = v128.splat<T>(sc), rv = v128.splat<T>(rc);
+    let f0 = f64x2.splat(0);
+    let f1 = f64x2.splat(0);
+    // With relu four vectors per step, added in pairs before the accumulators (as
+    // backwardSumsBlock): the mask's operations made the two-vector loop slower than the
+    // plain one. Half the steps per fold: as many values per lane in T as below.
+    while (relu && p + 64 <= end) {
+      let a0 = zero, a1 = zero, b0 = zero, b1 = zero;
+      for (let step = 0; step < ROW_BLOCK / 2 && p + 64 <= end; step++, p += 64) {
+        const e0 = v128.sub<T>(v128.load(x + p), kv), e1 = v128.sub<T>(v128.load(x + p, 16), kv);
+        const e2 = v128.sub<T>(v128.load(x + p, 32), kv), e3 = v128.sub<T>(v128.load(x + p, 48), kv);
+        const g0 = maskedXc<T>(v128.load(dout + p), e0, sv, rv, true), g1 = maskedXc<T>(v128.load(dout + p, 16), e1, sv, rv, true);
+        const g2 = maskedXc<T>(v128.load(dout + p, 32), e2, sv, rv, true), g3 = maskedXc<T>(v128.load(dout + p, 48), e3, sv, rv, true);
+        a0 = v128.add<T>(a0, v128.add<T>(g0, g2));
+        a1 = v128.add<T>(a1, v128.add<T>(g1, g3));
+        b0 = v128.add<T>(b0, v128.add<T>(v128.mul<T>(g0, e0), v128.mul<T>(g2, e2)));
+        b1 = v128.add<T>(b1, v128.add<T>(v128.mul<T>(g1, e1), v128.mul<T>(g3, e3)));
+      }
+      f0 = addLanesToF64x2<T>(f0, v128.add<T>(a0, a1));
+      f1 = addLanesToF64x2<T>(f1, v128.add<T>(b0, b1));
+    }
+    while (p + 32 <= end) {
+      let a0 = zero, a1 = zero, b0 = zero, b1 = zero;
+      for (let step = 0; step < ROW_BLOCK && p + 32 <= end; step++, p += 32) {
+        const g0 = masked<T>(v128.load(dout + p), x + p, kv, sv, rv, relu);
+        const g1 = masked<T>(v128.load(dout + p, 16), x + p + 16, kv, sv, rv, relu);
+        a0 = v128.add<T>(a0, g0);
+        a1 = v128.add<T>(a1, g1);
+        b0 = v128.add<T>(b0, v128.mul<T>(g0, v128.sub<T>(v128.load(x + p), kv)));
+        b1 = v128.add<T>(b1, v128.mul<T>(g1, v128.sub<T>(v128.load(x + p, 16), kv)));
+      }
+      f0 = addLanesToF64x2<T>(f0, v128.add<T>(a0, a1));
+      f1 = addLanesToF64x2<T>(f1, v128.add<T>(b0, b1));
+    }
+    sum0 += f64x2.extract_lane(f0, 0) + f64x2.extract_lane(f0, 1);
+    sum1 += f64x2.extract_lane(f1, 0) + f64x2.extract_lane(f1, 1);
+  }
+  while (p < end) {
+    let a: T = 0;
+    let b: T = 0;
+    for (let step = 0; step < ROW_BLOCK * L && p < end; step++, p += sizeof<T>()) {
+      const g = maskedOne<T>(load<T>(dout + p), x + p, kc, sc, rc, relu);
+      a += g;
+      b += g * (load<T>(x + p) - kc);
+    }
+    sum0 += <f64>a;
+    sum1 += <f64>b;
+  }
+  store<f64>(s0c, load<f64>(s0c) + sum0);
+  store<f64>(s1c, load<f64>(s1c) + sum1);
+}
+
+/** dx = ac·((dout − mc) − bc·(x − kc)) over one run [p, end) of a channel (dout masked with relu). */
+// @ts-ignore: decorator
+@inline export function planeRunApply<T, A>(dout: usize, x: usize, dx: usize, p: usize, end: usize, kc: T, ac: T, mc: T, bc: T, sc: T, rc: T): void {
+  const relu = isRelu<A>();
+  if (ASC_FEATURE_SIMD) {
+    const kv = v128.splat<T>(kc);
+    const av = v128.splat<T>(ac);
+    const mv = v128.splat<T>(mc);
+    const bv = v128.splat<T>(bc);
+    const sv = v128.splat<T>(sc), rv = v128.splat<T>(rc);
+    // With relu four vectors per step: one counter and test for four (the mask's operations
+    // made the one-vector loop slower than the plain one).
+    for (; relu && p + 64 <= end; p += 64) {
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p), x + p, kv, av, mv, bv, sv, rv, true));
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p, 16), x + p + 16, kv, av, mv, bv, sv, rv, true), 16);
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p, 32), x + p + 32, kv, av, mv, bv, sv, rv, true), 32);
+      v128.store(dx + p, dxOf<T>(v128.load(dout + p, 48), x + p + 48, kv, av, mv, bv, sv, rv, true), 48);
+    }
+    for (; p + 16 <= end; p += 16) {
+      const xc = v128.sub<T>(v128.load(x + p), kv);
+      const t = v128.sub<T>(v128.sub<T>(masked<T>(v128.load(dout + p), x + p, kv, sv, rv, relu), mv), v128.mul<T>(bv, xc));
+      v128.store(dx + p, v128.mul<T>(av, t));
+    }
+  }
+  for (; p < end; p += sizeof<T>()) {
+    store<T>(dx + p, ac * ((maskedOne<T>(load<T>(dout + p), x + p, kc, sc, rc, relu) - mc) - bc * (load<T>(x + p) - kc)));
+  }
+}
+
 /** s0[c] = Σ dout, s1[c] = Σ dout·(x − k[c]) over every run of channel c (f64), in memory order. */
 export function planeBackwardSums<T, A>(
   dout: usize, x: usize, n: i32, d: i32, S: i32, k: usize, s0: usize, s1: usize, ms: usize, mr: usize,
 ): void {
   const relu = isRelu<A>();
-  const L = lanes<T>();
   const runBytes = <usize>S * sizeof<T>();
   memory.fill(s0, 0, <usize>d << 3);
   memory.fill(s1, 0, <usize>d << 3);
   let p: usize = 0;
   for (let i = 0; i < n; i++) {
-    for (let ch = 0; ch < d; ch++) {
-      const kc = load<T>(at<T>(k, ch));
+    for (let ch = 0; ch < d; ch++, p += runBytes) {
       const sc: T = relu ? load<T>(at<T>(ms, ch)) : 0, rc: T = relu ? load<T>(at<T>(mr, ch)) : 0;
-      const end = p + runBytes;
-      let sum0 = 0.0;
-      let sum1 = 0.0;
-      if (ASC_FEATURE_SIMD) {
-        const zero = v128.splat<T>(<T>0);
-        const kv = v128.splat<T>(kc);
-        const sv = v128.splat<T>(sc), rv = v128.splat<T>(rc);
-        let f0 = f64x2.splat(0);
-        let f1 = f64x2.splat(0);
-        while (p + 32 <= end) {
-          let a0 = zero, a1 = zero, b0 = zero, b1 = zero;
-          for (let step = 0; step < ROW_BLOCK && p + 32 <= end; step++, p += 32) {
-            const g0 = masked<T>(v128.load(dout + p), x + p, kv, sv, rv, relu);
-            const g1 = masked<T>(v128.load(dout + p, 16), x + p + 16, kv, sv, rv, relu);
-            a0 = v128.add<T>(a0, g0);
-            a1 = v128.add<T>(a1, g1);
-            b0 = v128.add<T>(b0, v128.mul<T>(g0, v128.sub<T>(v128.load(x + p), kv)));
-            b1 = v128.add<T>(b1, v128.mul<T>(g1, v128.sub<T>(v128.load(x + p, 16), kv)));
-          }
-          f0 = addLanesToF64x2<T>(f0, v128.add<T>(a0, a1));
-          f1 = addLanesToF64x2<T>(f1, v128.add<T>(b0, b1));
-        }
-        sum0 += f64x2.extract_lane(f0, 0) + f64x2.extract_lane(f0, 1);
-        sum1 += f64x2.extract_lane(f1, 0) + f64x2.extract_lane(f1, 1);
-      }
-      while (p < end) {
-        let a: T = 0;
-        let b: T = 0;
-        for (let step = 0; step < ROW_BLOCK * L && p < end; step++, p += sizeof<T>()) {
-          const g = maskedOne<T>(load<T>(dout + p), x + p, kc, sc, rc, relu);
-          a += g;
-          b += g * (load<T>(x + p) - kc);
-        }
-        sum0 += <f64>a;
-        sum1 += <f64>b;
-      }
-      store<f64>(at<f64>(s0, ch), load<f64>(at<f64>(s0, ch)) + sum0);
-      store<f64>(at<f64>(s1, ch), load<f64>(at<f64>(s1, ch)) + sum1);
+      planeRunSums<T, A>(dout, x, p, p + runBytes, load<T>(at<T>(k, ch)), sc, rc, at<f64>(s0, ch), at<f64>(s1, ch));
     }
   }
 }
@@ -586,41 +648,24 @@ export function planeBackwardApply<T, A>(
   const runBytes = <usize>S * sizeof<T>();
   for (let i = 0; i < n; i++) {
     for (let ch = 0; ch < d; ch++) {
-      const kc = load<T>(at<T>(k, ch));
-      const ac = load<T>(at<T>(a, ch));
-      const mc = load<T>(at<T>(m, ch));
-      const bc = load<T>(at<T>(b, ch));
       const sc: T = relu ? load<T>(at<T>(ms, ch)) : 0, rc: T = relu ? load<T>(at<T>(mr, ch)) : 0;
-      let p = (<usize>i * d + ch) * runBytes;
-      const end = p + runBytes;
-      if (ASC_FEATURE_SIMD) {
-        const kv = v128.splat<T>(kc);
-        const av = v128.splat<T>(ac);
-        const mv = v128.splat<T>(mc);
-        const bv = v128.splat<T>(bc);
-        const sv = v128.splat<T>(sc), rv = v128.splat<T>(rc);
-        for (; p + 16 <= end; p += 16) {
-          const xc = v128.sub<T>(v128.load(x + p), kv);
-          const t = v128.sub<T>(v128.sub<T>(masked<T>(v128.load(dout + p), x + p, kv, sv, rv, relu), mv), v128.mul<T>(bv, xc));
-          v128.store(dx + p, v128.mul<T>(av, t));
-        }
-      }
-      for (; p < end; p += sizeof<T>()) {
-        store<T>(dx + p, ac * ((maskedOne<T>(load<T>(dout + p), x + p, kc, sc, rc, relu) - mc) - bc * (load<T>(x + p) - kc)));
-      }
+      const p = (<usize>i * d + ch) * runBytes;
+      planeRunApply<T, A>(
+        dout, x, dx, p, p + runBytes, load<T>(at<T>(k, ch)), load<T>(at<T>(a, ch)), load<T>(at<T>(m, ch)), load<T>(at<T>(b, ch)), sc, rc,
+      );
     }
   }
 }
 
 /**
- * backwardMap over the sums backwardConstants leaves in its work area (Σ dout, Σ dout·(x − mean),
- * f64, after the map arrays): a thread pool adds every thread's sums there, then calls this.
+ * backwardMap over the sums backwardConstants<T, A> leaves in its work area (sumsAt), for N
+ * values per column: a thread pool adds every thread's sums there, then calls this; the fused
+ * ReLU's backward (relu: a constant at each export) always does, its map being a module of its own.
  */
 // @ts-ignore: decorator
 @inline export function backwardSumsMap<T>(
-  form: i32, N: f64, d: i32, gamma: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize,
+  form: i32, N: f64, d: i32, gamma: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize, relu: bool,
 ): void {
-  const sDout = columnArray<T>(work, d, MAP_ARRAYS);
-  const sDoutX = after(sDout, <usize>d << 3);
-  backwardMap<T>(form, N, d, gamma, meanLo, invStd, sDout, sDoutX, dgamma, dbeta, work);
+  const sDout = sumsAt<T>(work, d, relu);
+  backwardMap<T>(form, N, d, gamma, meanLo, invStd, sDout, after(sDout, <usize>d << 3), dgamma, dbeta, work);
 }

@@ -3,7 +3,7 @@
 // memory above heapBase() and passes 16-byte aligned work areas of the sizes documented on
 // each kernel (workBytesF32/F64). The same contract is written in src/wasm.ts.
 import { trainMoments, trainConstants, testConstants, normalize, normalizeRelu } from "./normalize";
-import { backwardConstants, backwardApply, backwardReluMap, backwardSumsMap } from "./backward";
+import { backwardConstants, backwardApply, backwardSumsMap } from "./backward";
 import { Plain, Relu } from "./activation";
 import { workBytes } from "./work";
 import { checksum } from "./checksum";
@@ -200,21 +200,21 @@ export function backwardApplyReluF64(
 }
 
 export function backwardReluMapF32(form: i32, n: i32, d: i32, S: i32, gamma: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize): void {
-  backwardReluMap<f32>(form, <f64>n * <f64>S, d, gamma, meanLo, invStd, dgamma, dbeta, work);
+  backwardSumsMap<f32>(form, <f64>n * <f64>S, d, gamma, meanLo, invStd, dgamma, dbeta, work, true);
 }
 
 export function backwardReluMapF64(form: i32, n: i32, d: i32, S: i32, gamma: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize): void {
-  backwardReluMap<f64>(form, <f64>n * <f64>S, d, gamma, meanLo, invStd, dgamma, dbeta, work);
+  backwardSumsMap<f64>(form, <f64>n * <f64>S, d, gamma, meanLo, invStd, dgamma, dbeta, work, true);
 }
 
 // Thread pools (src/threads.ts): each thread sums its rows with backwardConstants, the
 // caller adds the sums in a fixed order and makes the map once with these.
 export function backwardMapF32(form: i32, N: f64, d: i32, gamma: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize): void {
-  backwardSumsMap<f32>(form, N, d, gamma, meanLo, invStd, dgamma, dbeta, work);
+  backwardSumsMap<f32>(form, N, d, gamma, meanLo, invStd, dgamma, dbeta, work, false);
 }
 
 export function backwardMapF64(form: i32, N: f64, d: i32, gamma: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, work: usize): void {
-  backwardSumsMap<f64>(form, N, d, gamma, meanLo, invStd, dgamma, dbeta, work);
+  backwardSumsMap<f64>(form, N, d, gamma, meanLo, invStd, dgamma, dbeta, work, false);
 }
 
 // GroupNorm and InstanceNorm on channels-last data (groupnorm.ts): (n, S, G, K).
@@ -252,4 +252,21 @@ export function groupBackwardChannelsLastF64(
   dx: usize, dgamma: usize, dbeta: usize, work: usize,
 ): void {
   groupBackwardChannelsLast<f64>(dout, x, n, G, K, S, mean, meanLo, invStd, gamma, dx, dgamma, dbeta, work);
+}
+
+// The fused ReLU's backward of channels-first data channel by channel (channels-relu.ts).
+import { backwardChannelsRelu } from "./channels-relu";
+
+export function backwardChannelsReluF32(
+  form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32,
+  gamma: usize, beta: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, dx: usize, work: usize,
+): void {
+  backwardChannelsRelu<f32>(form, dout, x, n, d, S, gamma, beta, mean, meanLo, invStd, dgamma, dbeta, dx, work);
+}
+
+export function backwardChannelsReluF64(
+  form: i32, dout: usize, x: usize, n: i32, d: i32, S: i32,
+  gamma: usize, beta: usize, mean: usize, meanLo: usize, invStd: usize, dgamma: usize, dbeta: usize, dx: usize, work: usize,
+): void {
+  backwardChannelsRelu<f64>(form, dout, x, n, d, S, gamma, beta, mean, meanLo, invStd, dgamma, dbeta, dx, work);
 }

@@ -226,6 +226,16 @@ export const KERNELS = {
     bind: (f: Export) => (s: GroupShape, p: GroupPointers) =>
       f(p.dout, p.x, s.n, s.G, s.K, s.S, p.mean, p.meanLo, p.invStd, p.gamma, p.dx, p.dgamma, p.dbeta, p.work),
   },
+  /**
+   * Channels-first (S > 1): backwardPlaneConstantsRelu, backwardReluMap and backwardApplyRelu
+   * channel by channel, each channel's runs read from memory once (src/tuning.ts,
+   * CHANNEL_BACKWARD_BYTES); the same results. Writes dx, dgamma and dbeta.
+   */
+  backwardChannelsRelu: {
+    part: "backward-channels-relu",
+    bind: (f: Export) => (form: number, s: KernelShape, p: Pointers) =>
+      f(form, p.dout, p.x, s.n, s.d, s.S, p.gamma, p.beta, p.mean, p.meanLo, p.invStd, p.dgamma, p.dbeta, p.dx, p.work),
+  },
 } as const;
 
 export type KernelName = keyof typeof KERNELS;

@@ -11,12 +11,13 @@
 // The per-column algebra is done here in float64; the sweeps over the data are the kernels'.
 import { type ArrayOf, type Dtype, type FloatArray, arrayType, copyInto, copyOf, dtypeOf, unfilled } from "./dtype.js";
 import { type ArrayName, blockPlan, pointersOf } from "./block.js";
-import { BACKWARD_STEP, type Pointers, TEST_STEP, TRAIN_STEP, type WorkStep } from "./kernels.js";
+import { BACKWARD_STEP, CHECKSUM_WORDS, type Pointers, TEST_STEP, TRAIN_STEP, type WorkStep } from "./kernels.js";
 import { type RunningStatsRule, kerasPreset, pytorchPreset, runningStatsRule, stepFactors } from "./conventions.js";
 import { type BackwardOutputs, type BackwardResult, type BNParam, DEFAULT_EPS, DEFAULT_MOMENTUM } from "./functional.js";
 import { BatchNorm, type BatchNormOptions } from "./layer.js";
 import { type Geometry, type Layout, channelsLast, checkLayout, geometry } from "./shape.js";
 import * as check from "./validate.js";
+import { ChangedInputError } from "./step.js";
 import { type Engine, engine } from "./wasm.js";
 
 /** Where a shard's values are and how they are laid out: as for spatialBatchnormForward. */
@@ -37,8 +38,10 @@ export interface SyncForwardOptions<A extends FloatArray = FloatArray> extends S
 }
 
 /**
- * What a synchronized forward keeps for its backward: a copy of the shard, gamma, and the
- * global statistics it normalized with.
+ * What a synchronized forward keeps for its backward: a reference to the shard (not a copy,
+ * as batchnormForward's cache; a view of the engine's memory is copied, since that memory is
+ * reused), a checksum of it, gamma, and the global statistics it normalized with. The local
+ * gradient sums and the backward refuse a shard changed since the forward (ChangedInputError).
  */
 export class SyncBatchnormCache<A extends FloatArray = FloatArray> {
   /** @internal */
@@ -51,7 +54,7 @@ export class SyncBatchnormCache<A extends FloatArray = FloatArray> {
     readonly eps: number,
     /** Values per feature in the whole batch (the merged count). */
     readonly count: number,
-    /** @internal A copy of the shard. */
+    /** @internal The shard (a reference; a copy when it was a view of the engine's memory). */
     readonly x: A,
     /** @internal gamma at the forward (null: 1). */
     readonly gamma: Float64Array | null,
@@ -65,6 +68,8 @@ export class SyncBatchnormCache<A extends FloatArray = FloatArray> {
     readonly center: A,
     /** @internal mean − center, in float64. */
     readonly centerLo: Float64Array,
+    /** @internal The checksum of x at the time of the forward (zeros for an empty shard). */
+    readonly checksum: Uint32Array,
   ) {}
 }
 
@@ -439,6 +444,24 @@ function inBlock(
   run(p, all, at);
 }
 
+/** The checksum of the x at p.x (the shard's values) into `into`. */
+function checksumOf(e: Engine, dtype: Dtype, p: Pointers, values: number, into: Uint32Array): void {
+  const state = new Uint32Array(e.heap.buffer, p.checksum, CHECKSUM_WORDS).fill(0);
+  e.kernels.checksum(p.x, (values * (dtype === "float64" ? 8 : 4)) / 4, 0, p.checksum);
+  into.set(state);
+}
+
+/** Refuses a shard changed since the forward: its checksum, at p.x, against the cache's. */
+function checkUnchanged(e: Engine, p: Pointers, cache: SyncBatchnormCache): void {
+  const now = new Uint32Array(CHECKSUM_WORDS);
+  checksumOf(e, cache.dtype, p, cache.x.length, now);
+  if (now.some((v, i) => v !== cache.checksum[i])) {
+    throw new ChangedInputError(
+      "x was changed after the synchronized forward whose cache this is (the cache refers to x, as batchnormForward's does): run the forward again, or pass it a copy",
+    );
+  }
+}
+
 function statisticsOf(e: Engine, dtype: Dtype, x: FloatArray, geo: Geometry): Float64Array {
   const d = geo.d;
   const stats = new Float64Array(1 + 2 * d);
@@ -479,16 +502,21 @@ function normalizeShard(
     map[d + j] = scale;
     map[2 * d + j] = (beta ? beta[j] : 0) - centerLo[j] * scale;
   }
-  const cache = new SyncBatchnormCache(
-    dtype, geo, eps, count, copyOf(x), gamma ? Float64Array.from(gamma) : null, mean, variance, invStd, center, centerLo,
-  );
+  const checksum = new Uint32Array(CHECKSUM_WORDS);
+  // The engine reuses its memory: a view of it is copied, any other x referred to.
+  const inEngine = e.heap.owns(x);
+  const input = e.heap.pin(x);
   if (geo.count > 0) {
-    inBlock(e, dtype, geo, ["x", "out"], TEST_STEP, [["x", x]], (p, all, at) => {
+    inBlock(e, dtype, geo, ["x", "out", "checksum"], TEST_STEP, [["x", x]], (p, all, at) => {
+      checksumOf(e, dtype, p, x.length, checksum);
       e.kernels.normalizeWith(dtype, geo, p, map);
       copyInto(out, 0, all, at(p.out), out.length);
     });
   }
-  return cache;
+  const kept = inEngine ? copyOf(input()) : x;
+  return new SyncBatchnormCache(
+    dtype, geo, eps, count, kept, gamma ? Float64Array.from(gamma) : null, mean, variance, invStd, center, centerLo, checksum,
+  );
 }
 
 /** running = momentum·running + (1 − momentum)·global, the variance × runVarScale (as trainConstants). */
@@ -505,7 +533,8 @@ function gradientSumsOf(e: Engine, dout: FloatArray, cache: SyncBatchnormCache):
   const d = geo.d;
   const sums = new Float64Array(2 * d);
   if (geo.count === 0) return sums;
-  inBlock(e, dtype, geo, ["dout", "x", "mean", "meanLo", "invStd"], BACKWARD_STEP, [["dout", dout], ["x", cache.x], ["mean", cache.center]], (p) => {
+  inBlock(e, dtype, geo, ["dout", "x", "mean", "meanLo", "invStd", "checksum"], BACKWARD_STEP, [["dout", dout], ["x", cache.x], ["mean", cache.center]], (p) => {
+    checkUnchanged(e, p, cache);
     e.kernels.backwardSums(dtype, geo, p, sums);
   });
   // The kernel's sums are about the rounded mean: Σdout·(x − mean) = Σdout·(x − center) − lo·Σdout.
@@ -535,7 +564,8 @@ function backwardShard(
     map[2 * d + j] = mb;
   }
   if (geo.count > 0) {
-    inBlock(e, dtype, geo, ["dout", "x", "dx", "mean"], BACKWARD_STEP, [["dout", dout], ["x", cache.x], ["mean", cache.center]], (p, all, at) => {
+    inBlock(e, dtype, geo, ["dout", "x", "dx", "mean", "checksum"], BACKWARD_STEP, [["dout", dout], ["x", cache.x], ["mean", cache.center]], (p, all, at) => {
+      checkUnchanged(e, p, cache);
       e.kernels.backwardApplyWith(dtype, geo, p, map);
       copyInto(dx, 0, all, at(p.dx), dx.length);
     });

@@ -21,3 +21,14 @@ export const UNFILLED_BYTES = 64 << 10;
 export const THREAD_MIN_BYTES = 512 << 10;
 /** A thread's part of a batch of rows is a multiple of this many rows (as PART_ROWS_MULTIPLE). */
 export const THREAD_ROWS_MULTIPLE = 16;
+/**
+ * The fused ReLU's backward of channels-first data goes channel by channel (sums, map and dx
+ * of one channel while its runs of x and dout are in L2: read from memory once, not twice)
+ * when a channel's x and dout together take at most this many bytes (measured in docs/fusion.md)...
+ */
+export const CHANNEL_BACKWARD_BYTES = 256 << 10;
+/**
+ * ...and its runs (S values each) at least this many: shorter runs, a whole item apart, share
+ * their cache lines with other channels, which the channel-by-channel order reads again.
+ */
+export const CHANNEL_RUN_BYTES = 1024;

@@ -4,9 +4,10 @@
 import { type WasmPart, wasmModules } from "./generated/binaries.js";
 import { type Dtype, type FloatArray } from "./dtype.js";
 import { type Bound, CHECKSUM_WORDS, columnBytes, COMPACT_FORM, MAP_ARRAYS, type KernelName, type Kernels, KERNELS, SUFFIX, type TypedKernel } from "./kernels.js";
-import { GROUP_LAST_STEP, type GroupKernels, type GroupShape, type Pointers, TRAIN_STEP, groupRows, groupStatistics } from "./kernels.js";
+import { GROUP_LAST_STEP, type GroupKernels, type GroupShape, type KernelShape, type Pointers, TRAIN_STEP, groupRows, groupStatistics } from "./kernels.js";
 import { Heap, JsMemory, MAX_PAGES } from "./memory.js";
 import { Pool, threadHost, threadedGroups, threadedKernels } from "./threads.js";
+import { CHANNEL_BACKWARD_BYTES, CHANNEL_RUN_BYTES } from "./tuning.js";
 import * as reference from "./reference.js";
 import * as referenceNorms from "./reference-norms.js";
 import * as check from "./validate.js";
@@ -64,6 +65,10 @@ function wasmEngine(backend: "simd" | "scalar", modules: WebAssembly.Module[], w
     },
     backward(dtype, form, shape, p, activation = "none") {
       if (activation === "relu") {
+        if (p.dx && channelByChannel(dtype, shape)) {
+          k.backwardChannelsRelu[dtype](form, shape, p);
+          return;
+        }
         if (shape.S === 1) k.backwardConstantsRelu[dtype](form, shape, p);
         else k.backwardPlaneConstantsRelu[dtype](form, shape, p);
         k.backwardReluMap[dtype](form, shape, p);
@@ -411,4 +416,10 @@ export function backend(): Backend {
 export function engine(): Engine {
   if (!active) initSync();
   return active!;
+}
+
+/** Whether the fused ReLU's backward of channels-first data goes channel by channel (see CHANNEL_BACKWARD_BYTES). */
+export function channelByChannel(dtype: Dtype, shape: KernelShape): boolean {
+  const run = shape.S * (dtype === "float64" ? 8 : 4);
+  return shape.S > 1 && run >= CHANNEL_RUN_BYTES && 2 * shape.n * run <= CHANNEL_BACKWARD_BYTES;
 }

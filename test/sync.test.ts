@@ -4,7 +4,7 @@
 import { beforeEach, describe, expect, test } from "vitest";
 import type { Dtype, FloatArray } from "../src/dtype.js";
 import {
-  type Backend, type BNParam, BatchNorm, SyncBatchNorm, batchnormBackwardAlt, batchnormForward, initSync, localGradientSums,
+  type Backend, type BNParam, BatchNorm, ChangedInputError, SyncBatchNorm, batchnormBackwardAlt, batchnormForward, initSync, localGradientSums,
   localStatistics, mergeStatistics, spatialBatchnormBackward, spatialBatchnormForward, sumGradientSums, syncBatchnormBackward,
   syncBatchnormForward,
 } from "../src/index.js";
@@ -261,5 +261,45 @@ describe("bad input: clear errors, nothing changed", () => {
     expect(() => new SyncBatchNorm(C).gradientSums(new Float32Array(30))).toThrow(/need a forwardSync first/);
     const layer = new SyncBatchNorm(C, { dtype: "float64" }).eval();
     expect(() => layer.forwardSync(x, stats)).toThrow(/use forward\(\)/);
+  });
+});
+
+// The cache refers to the shard (as batchnormForward's does) and keeps its checksum: a shard
+// changed after the forward is refused before anything is written, and accepted again once
+// it is back as it was.
+describe.each(backends)("the cache refers to x and refuses a changed x (%s backend)", (backend) => {
+  beforeEach(() => initSync({ backend }));
+  const C = 4;
+  const shape = [3, C, 2, 5];
+
+  test.each(["float32", "float64"] as Dtype[])("%s: localGradientSums, syncBatchnormBackward, SyncBatchNorm.backwardSync", (dtype) => {
+    const x = typed(dtype, randn(61, 3 * C * 10));
+    const gamma = typed(dtype, randn(62, C));
+    const beta = typed(dtype, randn(63, C));
+    const dout = typed(dtype, randn(64, x.length));
+    const stats = localStatistics(x, C, { shape });
+    const { cache } = syncBatchnormForward(x, gamma, beta, stats, { mode: "train" }, { shape });
+    expect(cache.x).toBe(x);
+    const sums = localGradientSums(dout, cache);
+    const dx = typed(dtype, new Float64Array(x.length).fill(7));
+    const dgamma = typed(dtype, new Float64Array(C).fill(7));
+    const saved = x[17];
+    x[17] = saved + 1;
+    expect(() => localGradientSums(dout, cache)).toThrow(ChangedInputError);
+    expect(() => syncBatchnormBackward(dout, cache, sums, { dx, dgamma })).toThrow(/x was changed after the synchronized forward/);
+    expect(dx.every((v) => v === 7) && dgamma.every((v) => v === 7)).toBe(true);
+    x[17] = saved;
+    expect(localGradientSums(dout, cache)).toEqual(sums);
+    syncBatchnormBackward(dout, cache, sums, { dx, dgamma });
+    expect(dx.some((v) => v !== 7)).toBe(true);
+
+    const layer = new SyncBatchNorm(C, { dtype });
+    layer.forwardSync(x, stats, { shape });
+    const layerSums = layer.gradientSums(dout);
+    const before = Float64Array.from(layer.dgamma);
+    x[0] = -x[0] - 1;
+    expect(() => layer.gradientSums(dout)).toThrow(ChangedInputError);
+    expect(() => layer.backwardSync(dout, layerSums)).toThrow(ChangedInputError);
+    expect(Array.from(layer.dgamma)).toEqual(Array.from(before));
   });
 });
