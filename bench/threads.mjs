@@ -8,6 +8,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { BatchNorm, init, threads } from "../dist/index.js";
 import { engine } from "../dist/wasm.js";
+import { interleaved } from "./interleaved.mjs";
 
 const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
@@ -22,20 +23,6 @@ const pool = engine().pool;
 if (!pool || threads() !== 2) throw new Error("bench:threads needs 2 threads (Node with worker_threads)");
 if (minAt >= 0) pool.minBytes = Number(argv[minAt + 1]);
 await init({ threads: 1 });
-
-/** Median ms of `run`, sampled alternately with the others. */
-function interleaved(runs, samples, reps) {
-  const times = runs.map(() => []);
-  for (const run of runs) for (let i = 0; i < reps; i++) run();
-  for (let s = 0; s < samples; s++) {
-    runs.forEach((run, k) => {
-      const t0 = performance.now();
-      for (let i = 0; i < reps; i++) run();
-      times[k].push((performance.now() - t0) / reps);
-    });
-  }
-  return times.map((t) => t.sort((a, b) => a - b)[t.length >> 1]);
-}
 
 function setup(shape, op, count) {
   return init({ threads: count }).then(() => {
@@ -53,7 +40,7 @@ function setup(shape, op, count) {
 
 // Fork/join: a job that does nothing on both threads (heapBase), Atomics.wait/notify and spins.
 const heapBase = pool.names.indexOf("heapBase");
-const [forkJoinMs] = interleaved([() => pool.run([[heapBase, []], [heapBase, []]])], 15, 2000);
+const [forkJoinMs] = await interleaved([() => pool.run([[heapBase, []], [heapBase, []]])], 15, 2000);
 
 const results = [];
 for (const shape of SHAPES) {
@@ -62,7 +49,7 @@ for (const shape of SHAPES) {
     const two = await setup(shape, op, 2);
     const bytes = shape.reduce((a, b) => a * b, 1) * 4;
     const reps = Math.max(1, Math.round(2e7 / bytes));
-    const [t1, t2] = interleaved([one, two], quick ? 9 : 21, reps);
+    const [t1, t2] = await interleaved([one, two], quick ? 9 : 21, reps);
     results.push({ op, shape: shape.join("x"), ms1: t1, ms2: t2, speedup: t1 / t2 });
     console.log(`${op.padEnd(9)} ${shape.join("x").padEnd(14)} 1T ${t1.toFixed(4).padStart(9)} ms  2T ${t2.toFixed(4).padStart(9)} ms  ×${(t1 / t2).toFixed(2)}`);
   }

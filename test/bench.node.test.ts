@@ -25,6 +25,42 @@ test("npm run bench -- --quick --filter … writes a table, JSON with SOL and ad
   expect(readFileSync(join(out, "chart.svg"), "utf8")).toMatch(/^<svg[\s\S]*simd zero-copy[\s\S]*<\/svg>\s*$/);
 });
 
+test("the bench's threads column times the zero-copy path on 1 and 2 threads alternately, next to the two-thread bandwidth", () => {
+  const out = mkdtempSync(join(tmpdir(), "bn-bench-threads-"));
+  const script = new URL("../bench/run.mjs", import.meta.url).pathname;
+  // 64x256 (64 KiB of x) is under the pool's threshold; 256x1024 (1 MiB) is split.
+  const stdout = execFileSync(process.execPath, [script, "--quick", "--filter", "^backward (64x256|256x1024) (simd|scalar) zero-copy$", "--out", out], { encoding: "utf8" });
+  expect(stdout).toMatch(/backward\s+256x1024\s+simd zero-copy\s.*1T [\d.]+ \/ 2T [\d.]+ ns\/elem: ×[\d.]+, [\d.]+× 2T SOL/);
+  expect(stdout).toMatch(/backward\s+64x256\s+simd zero-copy\s.*\(not split: under the threshold\)/);
+  expect(stdout).toMatch(/backward\s+256x1024\s+scalar zero-copy\s.*threads: 1 only/);
+  expect(stdout).toMatch(/triad [\d.]+ \(2T [\d.]+\)/);
+  const report = JSON.parse(readFileSync(join(out, "latest.json"), "utf8"));
+  const row = (shape: string, impl: string) => report.results.find((r: { shape: string; implementation: string }) => r.shape === shape && r.implementation === impl);
+  for (const shape of ["64x256", "256x1024"]) {
+    const t = row(shape, "simd zero-copy").threads;
+    expect(t.threads).toBe(2);
+    expect(t.split).toBe(shape === "256x1024");
+    expect(t.nsPerElem1).toBeGreaterThan(0);
+    expect(t.nsPerElem2).toBeGreaterThan(0);
+    expect(t.speedup).toBeCloseTo(t.nsPerElem1 / t.nsPerElem2, 9);
+    expect(t.xSol2).toBeCloseTo(t.nsPerElem2 / t.sol2NsPerElem, 9);
+    // The two-thread result against the plain-JS reference, like the one-thread one.
+    expect(t.checkError).toBeLessThan(1e-4);
+    // The scalar backend has no threaded build.
+    expect(row(shape, "scalar zero-copy").threads).toBeNull();
+  }
+  for (const b of report.bandwidth) {
+    for (const loop of ["read", "copy", "triad"]) {
+      expect(b[loop]).toBeGreaterThan(0);
+      expect(b.twoThreads[loop]).toBeGreaterThan(0);
+    }
+  }
+  // The two-thread speed of light uses the two-thread bandwidth of the op's loop (backward: triad, 3 arrays).
+  const big = row("256x1024", "simd zero-copy");
+  const bw = report.bandwidth.find((b: { workingSetBytes: number }) => b.workingSetBytes === 3 * 256 * 1024 * 4);
+  expect(big.threads.sol2NsPerElem).toBeCloseTo(12 / bw.twoThreads.triad, 9);
+}, 120_000);
+
 test("npm run bench:native compiles the native kernels, checks every result and writes JSON with SOL ratios", () => {
   const out = mkdtempSync(join(tmpdir(), "bn-native-"));
   const script = new URL("../bench/native.mjs", import.meta.url).pathname;
