@@ -82,3 +82,26 @@ test("bench/native.mjs refuses a shape its kernels do not handle", () => {
   const script = new URL("../bench/native.mjs", import.meta.url).pathname;
   expect(() => execFileSync(process.execPath, [script, "--shape", "64x250"], { stdio: "pipe" })).toThrow(/multiple of 16/);
 });
+
+test("bench/threads.mjs times 1 and 2 threads and PyTorch on 2 threads in turn, each checked, and writes JSON", () => {
+  const out = mkdtempSync(join(tmpdir(), "bn-bench-threads-torch-"));
+  const script = new URL("../bench/threads.mjs", import.meta.url).pathname;
+  const stdout = execFileSync(process.execPath, [script, "--quick", "--shape", "64x48", "--shape", "4x8x5x5", "--out", out], { encoding: "utf8" });
+  expect(stdout).toMatch(/backward\s+4x8x5x5\s+1T\s+[\d.]+ ms\s+2T\s+[\d.]+ ms\s+×[\d.]+\s+torch-2T\s+[\d.]+ ms\s+torch-2T ÷ 2T [\d.]+/);
+  const report = JSON.parse(readFileSync(join(out, "threads.json"), "utf8"));
+  expect(report.torch).toEqual({ version: expect.stringMatching(/^1\.13/), threads: 2 });
+  expect(report.results.map((r: { op: string; shape: string }) => `${r.op} ${r.shape}`)).toEqual(
+    ["64x48", "4x8x5x5"].flatMap((s) => ["train", "test", "backward"].map((op) => `${op} ${s}`)),
+  );
+  for (const r of report.results) {
+    for (const v of [r.ms1, r.ms2, r.torchMs2]) expect(v).toBeGreaterThan(0);
+    expect(r.speedup).toBeCloseTo(r.ms1 / r.ms2, 9);
+    expect(r.torch2VsOurs2).toBeCloseTo(r.torchMs2 / r.ms2, 9);
+  }
+  expect(report.triad.gbps1).toBeGreaterThan(0);
+  expect(report.triad.gbps2).toBeGreaterThan(0);
+}, 120_000);
+
+test("bench/torch_baseline.py fails on an unknown op rather than timing nothing", () => {
+  expect(() => execFileSync("/usr/bin/python3", [new URL("../bench/torch_baseline.py", import.meta.url).pathname], { input: "setup nonsense 1 4,4\n", stdio: "pipe" })).toThrow(/unknown op nonsense/);
+});
