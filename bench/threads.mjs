@@ -5,7 +5,9 @@
 // threshold (default: the package's, THREAD_MIN_BYTES; 0 threads every batch) to measure it.
 // PyTorch on 2 threads (Debian's /usr/bin/python3 with torch, bench/torch_baseline.py) is a
 // third column, its samples taken in turn with ours; --no-torch leaves it out, and it is left
-// out where that Python has no torch. Writes DIR/threads.json (default bench/results).
+// out where that Python has no torch. --samples S and --reps R override the samples per
+// timing (9 with --quick, else 21) and the calls per sample (~2·10⁷ bytes of x), for tests.
+// Writes DIR/threads.json (default bench/results).
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -28,6 +30,13 @@ const SHAPES = chosen.length ? chosen : quick
   : [[64, 256], [256, 1024], [1024, 1024], [8192, 1024], [65536, 1], [16384, 3], [16384, 16], [1024, 1031], [1024, 4096], [32, 64, 32, 32], [8, 256, 56, 56]];
 const OPS = ["train", "test", "backward"];
 const PYTHON = "/usr/bin/python3";
+const numberAfter = (flag) => (argv.includes(flag) ? Number(argv[argv.indexOf(flag) + 1]) : null);
+const SAMPLES = numberAfter("--samples") ?? (quick ? 9 : 21);
+const REPS = numberAfter("--reps");
+if ([SAMPLES, REPS ?? 1].some((v) => !(Number.isInteger(v) && v > 0))) {
+  console.error("--samples and --reps take a whole number above 0");
+  process.exit(2);
+}
 const outAt = argv.indexOf("--out");
 const OUT = outAt >= 0 ? argv[outAt + 1] : "bench/results";
 
@@ -94,9 +103,9 @@ for (const shape of SHAPES) {
     const one = await setup(shape, op, 1);
     const two = await setup(shape, op, 2);
     const bytes = shape.reduce((a, b) => a * b, 1) * 4;
-    const reps = Math.max(1, Math.round(2e7 / bytes));
+    const reps = REPS ?? Math.max(1, Math.round(2e7 / bytes));
     const baseline = torch && (await torch.setup(op, shape));
-    const [t1, t2, tTorch] = await interleaved(baseline ? [one, two, baseline] : [one, two], quick ? 9 : 21, reps);
+    const [t1, t2, tTorch] = await interleaved(baseline ? [one, two, baseline] : [one, two], SAMPLES, reps);
     // torch2 ÷ ms2 > 1: the package on 2 threads is faster than PyTorch on 2 threads.
     const vsTorch = tTorch === undefined ? {} : { torchMs2: tTorch, torch2VsOurs2: tTorch / t2 };
     results.push({ op, shape: shape.join("x"), ms1: t1, ms2: t2, speedup: t1 / t2, ...vsTorch });
