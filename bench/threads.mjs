@@ -95,7 +95,24 @@ function setup(shape, op, count) {
 
 // Fork/join: a job that does nothing on both threads (heapBase), Atomics.wait/notify and spins.
 const heapBase = pool.names.indexOf("heapBase");
-const [forkJoinMs] = await interleaved([() => pool.run([[heapBase, []], [heapBase, []]])], 15, 2000);
+const empty = [[heapBase, []], [heapBase, []]];
+const [forkJoinMs] = await interleaved([() => pool.run(empty)], 15, 2000);
+// The same 100 µs after the last, as between the calls of a loop: the worker has stopped
+// spinning and sleeps in Atomics.wait, so this one includes a wake-up by Atomics.notify.
+const afterGap = {
+  sample(reps) {
+    let total = 0;
+    for (let i = 0; i < reps; i++) {
+      const until = performance.now() + 0.1;
+      while (performance.now() < until);
+      const t0 = performance.now();
+      pool.run(empty);
+      total += performance.now() - t0;
+    }
+    return total / reps;
+  },
+};
+const [wakeMs] = await interleaved([afterGap], 15, 200);
 
 const results = [];
 for (const shape of SHAPES) {
@@ -116,7 +133,7 @@ for (const shape of SHAPES) {
   }
 }
 torch?.close();
-console.log(`fork/join of the pool (empty jobs): ${(forkJoinMs * 1000).toFixed(1)} µs; threshold ${pool.minBytes} bytes`);
+console.log(`fork/join of the pool (empty jobs): ${(forkJoinMs * 1000).toFixed(1)} µs back to back, ${(wakeMs * 1000).toFixed(1)} µs 100 µs apart (a wake-up); threshold ${pool.minBytes} bytes`);
 // A triad over 192 MiB (beyond the caches) on this thread, then split with a worker.
 const triadBytes = 192 * 2 ** 20;
 const triad = { bytes: triadBytes, gbps1: createProbe().bandwidth(triadBytes, quick ? 0.1 : 0.3).triad, gbps2: createProbe({ threads: 2 }).bandwidth(triadBytes, quick ? 0.1 : 0.3).triad };
@@ -124,6 +141,6 @@ console.log(`triad over 192 MiB: 1T ${triad.gbps1.toFixed(1)} GB/s, 2T ${triad.g
 mkdirSync(OUT, { recursive: true });
 writeFileSync(`${OUT}/threads.json`, JSON.stringify({
   date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, cpu: os.cpus()[0]?.model, loadavg: os.loadavg(),
-  minBytes: pool.minBytes, forkJoinUs: forkJoinMs * 1000, triad, torch: torch ? { version: torch.version, threads: 2 } : null, results,
+  minBytes: pool.minBytes, forkJoinUs: forkJoinMs * 1000, forkJoinAfterGapUs: wakeMs * 1000, triad, torch: torch ? { version: torch.version, threads: 2 } : null, results,
 }, null, 2) + "\n");
 process.exit(0);
