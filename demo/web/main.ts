@@ -177,21 +177,31 @@ function maxError(got: ArrayLike<number>, want: ArrayLike<number>): number {
 
 /** Median ns per element of `run` over repeated timings of about 20 ms. */
 function time(run: () => unknown, elements: number): number {
-  run();
+  return timeInTurn([run], elements)[0];
+}
+
+/**
+ * As time(), for several runs with their timings taken in turn (the repetitions sized on the
+ * first), so that a change in the machine's load falls on all of them alike.
+ */
+function timeInTurn(runs: (() => unknown)[], elements: number): number[] {
+  for (const run of runs) run();
   let reps = 1;
   for (;;) {
     const start = performance.now();
-    for (let i = 0; i < reps; i++) run();
+    for (let i = 0; i < reps; i++) runs[0]();
     if (performance.now() - start > 20 || reps >= 1 << 20) break;
     reps *= 2;
   }
-  const samples: number[] = [];
+  const samples = runs.map(() => [] as number[]);
   for (let k = 0; k < 5; k++) {
-    const start = performance.now();
-    for (let i = 0; i < reps; i++) run();
-    samples.push(((performance.now() - start) * 1e6) / reps / elements);
+    runs.forEach((run, j) => {
+      const start = performance.now();
+      for (let i = 0; i < reps; i++) run();
+      samples[j].push(((performance.now() - start) * 1e6) / reps / elements);
+    });
   }
-  return samples.sort((a, b) => a - b)[2];
+  return samples.map((v) => v.sort((a, b) => a - b)[2]);
 }
 
 const SHAPES: [number, number][] = [[32, 256], [128, 512], [256, 1024], [2048, 64]];
@@ -216,7 +226,7 @@ function drawBench(rows: BenchRow[]) {
   const tail = one ? `<th>${n} threads ÷ 1</th>` : "";
   $("bench-results").innerHTML = `<table><tr><th>(N, D)</th><th>pass</th>${head}<th>functional</th><th>plain JS</th><th>speed-up, workspace</th><th>speed-up, functional</th>${tail}</tr>${rows
     .map((r) => `<tr><td>(${r.shape.join(", ")})</td><td>${r.op}</td><td>${ns(r.workspaceNs)}</td>${one ? `<td>${r.workspace1Ns === null ? "–" : ns(r.workspace1Ns)}</td>` : ""}<td>${ns(r.functionalNs)}</td><td>${ns(r.plainNs)}</td><td>${r.workspaceSpeedup.toFixed(1)}×</td><td>${r.functionalSpeedup.toFixed(1)}×</td>${one ? `<td>${r.threadsSpeedup === null ? "–" : `${r.threadsSpeedup.toFixed(2)}×`}</td>` : ""}</tr>`)
-    .join("")}</table><p class="note">ns per element, median of 5 timings of about 20 ms each. The workspace works in place in WebAssembly memory; the functional API copies its inputs in and its results out.${one ? ` On ${n} threads a batch of 512 KiB or more is split between this page's thread and its workers; smaller ones run on this thread alone.` : ""}</p>`;
+    .join("")}</table><p class="note">ns per element, median of 5 timings of about 20 ms each${one ? " (the workspace on threads and on one thread in turn)" : ""}. The workspace works in place in WebAssembly memory; the functional API copies its inputs in and its results out.${one ? ` On ${n} threads a batch of 512 KiB or more is split between this page's thread and its workers; smaller ones run on this thread alone.` : ""}</p>`;
 }
 
 async function bench() {
@@ -266,16 +276,20 @@ async function bench() {
         ws1.forward();
       }
       const elements = n * d;
+      // The workspace on every thread and on one, timed in turn (what the threads change).
+      const pair = (run: (w: typeof ws) => unknown) => (ws1 ? timeInTurn([() => run(ws), () => run(ws1!)], elements) : [time(() => run(ws), elements), null]);
+      const [forwardNs, forward1Ns] = pair((w) => w.forward());
       const forward = {
-        workspaceNs: time(() => ws.forward(), elements),
-        workspace1Ns: ws1 && time(() => ws1.forward(), elements),
+        workspaceNs: forwardNs!,
+        workspace1Ns: forward1Ns,
         functionalNs: time(() => batchnormForward(x, gamma, beta, { mode: "train" }), elements),
         plainNs: time(() => reference.forwardTrain(x, n, d, 1, gamma, beta, 1e-5, 0.9, 1, runMean, runVar, out, mean, meanLo, variance, invStd), elements),
       };
       await sleep(0);
+      const [backwardNs, backward1Ns] = pair((w) => w.backward());
       const backward = {
-        workspaceNs: time(() => ws.backward(), elements),
-        workspace1Ns: ws1 && time(() => ws1.backward(), elements),
+        workspaceNs: backwardNs!,
+        workspace1Ns: backward1Ns,
         functionalNs: time(() => batchnormBackward(dout, cache!), elements),
         plainNs: time(() => reference.backward(1, dout, x, n, d, 1, gamma, mean, meanLo, invStd, dx, dgamma, dbeta), elements),
       };
