@@ -4,10 +4,12 @@
 // panel measures this package against plain JavaScript over several shapes. Served with the
 // COOP/COEP headers of its Vite config it runs on 2 threads (this machine's cores); served
 // without them it falls back to one thread, with no error.
-import { mkdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright";
-import { type ViteDevServer, createServer } from "vite";
+import { type ViteDevServer, build, createServer, preview } from "vite";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import demoConfig, { isolationHeaders } from "../demo/web/vite.config.js";
 import { launchChromium } from "./support/chromium.js";
@@ -253,5 +255,32 @@ test("served without COOP/COEP, the page falls back to one thread, says why, and
   } finally {
     await other.close();
     await plain.close();
+  }
+});
+
+test("built and served by vite preview, the demo is cross-origin isolated too and runs on 2 threads", async () => {
+  const configFile = fileURLToPath(new URL("../demo/web/vite.config.ts", import.meta.url));
+  const outDir = mkdtempSync(join(tmpdir(), "bn-demo-preview-"));
+  await build({ configFile, logLevel: "warn", build: { outDir, emptyOutDir: true } });
+  const server = await preview({ configFile, logLevel: "warn", build: { outDir }, preview: { port: 0 } });
+  const other = await browser.newPage();
+  const issues: string[] = [];
+  other.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") issues.push(`console.${m.type()}: ${m.text()}`);
+  });
+  other.on("pageerror", (e) => issues.push(`page error: ${e.message}`));
+  try {
+    const url = server.resolvedUrls!.local[0];
+    const headers = (await other.request.get(url)).headers();
+    expect([headers["cross-origin-opener-policy"], headers["cross-origin-embedder-policy"]]).toEqual(["same-origin", "require-corp"]);
+    await other.goto(url);
+    await other.waitForFunction(() => document.getElementById("backend")?.textContent !== "…");
+    expect(await other.evaluate(() => crossOriginIsolated)).toBe(true);
+    expect(await other.textContent("#threads")).toBe("2");
+    expect(await other.evaluate(() => (window as unknown as { __demo: DemoState }).__demo.threads)).toBe(2);
+    expect(issues).toEqual([]);
+  } finally {
+    await other.close();
+    await server.close();
   }
 });
