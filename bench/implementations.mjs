@@ -39,12 +39,14 @@ export const plainJs = {
 
 const FORMS = { backward: 1, "backward-graph": 0 };
 
-function zeroCopy(backend) {
+function zeroCopy(backend, threads = 1) {
   return {
     name: `${backend} zero-copy`,
     kind: "package",
+    // The same on `count` threads (bench/run.mjs's threads column).
+    withThreads: (count) => zeroCopy(backend, count),
     setup(op, { shape, layout, x, gamma, beta, dout, runningMean, runningVar }) {
-      initSync({ backend });
+      initSync({ backend, threads });
       const layer = new BatchNorm(shape[1], { layout });
       layer.gamma.set(gamma);
       layer.beta.set(beta);

@@ -54,6 +54,30 @@ for (const op of ["train", "test", "backward"]) {
   }
   console.log("");
 }
+// The threads column (1 and 2 threads timed alternately) and the two-thread bandwidth, when
+// the run has them.
+const threaded = results.filter((r) => r.threads);
+if (threaded.length) {
+  console.log("**threads** (zero-copy, 1 and 2 threads timed alternately in the same run; ns per element)\n");
+  console.log("| op | shape | implementation | 1 thread | 2 threads | speed-up | 2 threads ×2T SOL |");
+  console.log("|---|---|---|---:|---:|---:|---:|");
+  for (const r of threaded) {
+    const t = r.threads;
+    const sol = t.split && t.xSol2 !== null ? `${t.xSol2.toFixed(2)}×` : "— (not split)";
+    console.log(`| ${r.op} | ${r.shape} | ${r.implementation} | ${fmt(t.nsPerElem1)} | ${fmt(t.nsPerElem2)} | ${t.speedup.toFixed(2)}× | ${sol} |`);
+  }
+  console.log("");
+}
+if (report.bandwidth.some((b) => b.twoThreads)) {
+  console.log("**bandwidth** (GB/s; one thread, and two: this thread and a worker on one shared memory)\n");
+  console.log("| working set | read | read 2T | copy | copy 2T | triad | triad 2T |");
+  console.log("|---:|---:|---:|---:|---:|---:|---:|");
+  for (const b of [...report.bandwidth].sort((p, q) => p.workingSetBytes - q.workingSetBytes)) {
+    const two = (loop) => (b.twoThreads ? b.twoThreads[loop].toFixed(1) : "—");
+    console.log(`| ${(b.workingSetBytes / 2 ** 20).toFixed(2)} MiB | ${b.read.toFixed(1)} | ${two("read")} | ${b.copy.toFixed(1)} | ${two("copy")} | ${b.triad.toFixed(1)} | ${two("triad")} |`);
+  }
+  console.log("");
+}
 const f = report.fixedCost;
 console.log(`Fixed cost of one call on a (1, 4) batch: zero-copy forward ${f.zeroCopyForwardMicroseconds.toFixed(2)} µs, backward ${f.zeroCopyBackwardMicroseconds.toFixed(2)} µs; functional forward ${f.functionalForwardMicroseconds.toFixed(2)} µs.`);
 

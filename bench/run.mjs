@@ -9,8 +9,10 @@ import * as tf from "@tensorflow/tfjs";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
-import { BatchNorm, batchnormForward, initSync } from "../dist/index.js";
+import { BatchNorm, batchnormForward, initSync, threads } from "../dist/index.js";
+import { engine } from "../dist/wasm.js";
 import { createProbe } from "./bandwidth.mjs";
+import { interleaved } from "./interleaved.mjs";
 import { OPS } from "./ops.mjs";
 import { gaussian, rng } from "../build/demo/data.js";
 import { chartSvg } from "./chart.mjs";
@@ -123,12 +125,44 @@ const machine = {
 console.log(`batchnorm-wasm benchmarks${args.quick ? " (--quick)" : ""}: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}`);
 console.log("float32; medians of benchmark.js samples; instantiation is excluded from every timing.\n");
 
-// Bandwidth at each working-set size of the suite.
+// Bandwidth at each working-set size of the suite, on one thread and (twoThreads) split
+// between this thread and a worker on one shared memory.
 const probe = createProbe();
+let probe2 = null;
+try {
+  probe2 = createProbe({ threads: 2 });
+} catch (e) {
+  console.log(`no two-thread bandwidth: ${e.message}\n`);
+}
 const bandwidthCache = new Map();
 function bandwidthAt(bytes) {
-  if (!bandwidthCache.has(bytes)) bandwidthCache.set(bytes, probe.bandwidth(bytes, args.quick ? 0.1 : 0.3));
+  const seconds = args.quick ? 0.1 : 0.3;
+  if (!bandwidthCache.has(bytes)) bandwidthCache.set(bytes, { ...probe.bandwidth(bytes, seconds), twoThreads: probe2?.bandwidth(bytes, seconds) ?? null });
   return bandwidthCache.get(bytes);
+}
+
+/**
+ * The threads column of a zero-copy implementation: the same case on 2 threads, checked, and
+ * timed alternately with `run` (its 1-thread form, still set up), as bench/threads.mjs does.
+ * Null where 2 threads cannot run (the scalar backend, no worker_threads).
+ */
+async function threadsColumn(impl, op, data, run, expected, label) {
+  const two = await impl.withThreads(2).setup(op, data);
+  try {
+    if (threads() < 2) return null;
+    const pool = engine().pool;
+    const forksBefore = pool.forks;
+    const checkError = maxError(await two.result(), expected);
+    if (!(checkError < 1e-3)) throw new Error(`${label} on 2 threads: result differs from the reference by ${checkError}`);
+    // Whether the pool split the call (batches under its minBytes run on this thread alone).
+    const split = pool.forks > forksBefore;
+    const reps = Math.max(1, Math.round(2e7 / (data.x.length * 4)));
+    const [ms1, ms2] = await interleaved([run, two.run], args.quick ? 9 : 21, reps);
+    const ns = (ms) => (ms * 1e6) / data.x.length;
+    return { threads: 2, split, minBytes: pool.minBytes, nsPerElem1: ns(ms1), nsPerElem2: ns(ms2), speedup: ms1 / ms2, checkError };
+  } finally {
+    two.teardown?.();
+  }
 }
 
 // The adders' rate, once: an operation's adder floor is its vector additions at this rate.
@@ -159,6 +193,7 @@ for (const { shape: dims, layout, label: shape } of SHAPES) {
       const oneCall = (performance.now() - checkStart) / 1000;
       if (!(error < 1e-3)) throw new Error(`${label}: result differs from the reference by ${error}`);
       const t = await time(label, run, oneCall, impl.async);
+      const threaded = impl.withThreads ? await threadsColumn(impl, op, data, run, expected ?? data.expected[op], label) : null;
       teardown?.();
       const nsPerElem = (t.medianSeconds * 1e9) / elements;
       if (impl.kind === "baseline") plainNs = nsPerElem;
@@ -168,6 +203,11 @@ for (const { shape: dims, layout, label: shape } of SHAPES) {
         addFloorNsPerElem: addFloor, xAddFloor: nsPerElem / addFloor,
         checkError: error,
       };
+      if (impl.withThreads) {
+        // Against the two-thread speed of light: the same bytes at the two-thread bandwidth.
+        const gbps2 = bandwidthAt(workingSet).twoThreads?.[spec.loop];
+        r.threads = threaded && { ...threaded, sol2NsPerElem: gbps2 ? spec.bytes / gbps2 : null, xSol2: gbps2 ? threaded.nsPerElem2 / (spec.bytes / gbps2) : null };
+      }
       results.push(r);
       rows.push(r);
     }
@@ -176,10 +216,18 @@ for (const { shape: dims, layout, label: shape } of SHAPES) {
       console.log(
         `${r.op.padEnd(15)} ${r.shape.padEnd(17)} ${r.implementation.padEnd(26)} ${r.nsPerElem.toFixed(3).padStart(9)} ns/elem ±${r.rme.toFixed(1).padStart(4)}%  ` +
           `${r.gbPerS.toFixed(1).padStart(6)} GB/s  ${r.xSol.toFixed(2).padStart(6)}× SOL  ${r.xAddFloor.toFixed(2).padStart(6)}× adder floor  ` +
-          `${r.speedupVsPlainJs ? (r.speedupVsPlainJs.toFixed(1) + "× plain JS").padStart(16) : ""}`,
+          `${r.speedupVsPlainJs ? (r.speedupVsPlainJs.toFixed(1) + "× plain JS").padStart(16) : ""}` +
+          (r.threads === undefined ? "" : `  ${threadsCell(r.threads)}`),
       );
     }
   }
+}
+
+/** The threads column as printed: 1 and 2 threads timed alternately, and their ratio. */
+function threadsCell(t) {
+  if (t === null) return "threads: 1 only";
+  const sol = t.xSol2 === null ? "" : `, ${t.xSol2.toFixed(2)}× 2T SOL`;
+  return `1T ${t.nsPerElem1.toFixed(3)} / 2T ${t.nsPerElem2.toFixed(3)} ns/elem: ×${t.speedup.toFixed(2)}${t.split ? sol : " (not split: under the threshold)"}`;
 }
 
 // Fixed cost of one call: a (1, 4) batch, where the data is nothing.
@@ -202,9 +250,10 @@ console.log(
 );
 
 const bandwidth = [...bandwidthCache.entries()].map(([bytes, bw]) => ({ workingSetBytes: bytes, ...bw }));
-console.log("\nbandwidth (GB/s) by working set:");
+console.log(`\nbandwidth (GB/s) by working set, one thread${probe2 ? " (and two: this thread and a worker, on shared memory)" : ""}:`);
 for (const b of bandwidth) {
-  console.log(`  ${(b.workingSetBytes / 2 ** 20).toFixed(2).padStart(8)} MiB  read ${b.read.toFixed(1)}  copy ${b.copy.toFixed(1)}  triad ${b.triad.toFixed(1)}`);
+  const two = (loop) => (b.twoThreads ? ` (2T ${b.twoThreads[loop].toFixed(1)})` : "");
+  console.log(`  ${(b.workingSetBytes / 2 ** 20).toFixed(2).padStart(8)} MiB  read ${b.read.toFixed(1)}${two("read")}  copy ${b.copy.toFixed(1)}${two("copy")}  triad ${b.triad.toFixed(1)}${two("triad")}`);
 }
 
 console.log(`adders: ${vectorAddNs.toFixed(4)} ns per f32x4 addition, independent ones back to back`);

@@ -47,6 +47,11 @@ await compile([
   "bench/assembly/bandwidth.ts", "--outFile", "build/bandwidth.wasm", "--runtime", "stub",
   "--optimizeLevel", "3", "--noAssert", "--enable", "simd",
 ]);
+// The same probe on an imported shared memory (at most 1 GiB), for its two-thread runs.
+await compile([
+  "bench/assembly/bandwidth.ts", "--outFile", "build/bandwidth.threads.wasm", "--runtime", "stub",
+  "--optimizeLevel", "3", "--noAssert", "--enable", "simd,threads", "--sharedMemory", "--maximumMemory", "16384",
+]);
 // The separate ReLU pass the fused one is measured against (bench/relu.mjs): never shipped.
 await compile([
   "bench/assembly/relu.ts", "--outFile", "build/relu-pass.wasm", "--runtime", "stub",

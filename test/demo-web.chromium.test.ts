@@ -1,11 +1,17 @@
 // npm run demo:web, opened in Chromium: the page loads with no console errors or warnings and
 // no failed request (favicon included), its empty charts have finite round axes, the controls
 // set up a paced live training with and without batch norm, Stop stops it, and the benchmark
-// panel measures this package against plain JavaScript over several shapes.
-import { mkdirSync } from "node:fs";
+// panel measures this package against plain JavaScript over several shapes. Served with the
+// COOP/COEP headers of its Vite config it runs on 2 threads (this machine's cores); served
+// without them it falls back to one thread, with no error.
+import { mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright";
-import { type ViteDevServer, createServer } from "vite";
+import { type ViteDevServer, build, createServer, preview } from "vite";
 import { afterAll, beforeAll, expect, test } from "vitest";
+import demoConfig, { isolationHeaders } from "../demo/web/vite.config.js";
 import { launchChromium } from "./support/chromium.js";
 
 type Key = "withBn" | "withoutBn";
@@ -21,7 +27,11 @@ interface DemoState {
   bench: {
     shape: [number, number]; op: string;
     workspaceNs: number; functionalNs: number; plainNs: number; workspaceSpeedup: number; functionalSpeedup: number;
+    workspace1Ns: number | null; threadsSpeedup: number | null; workspaceError: number;
   }[] | null;
+  isolated: boolean;
+  threadsWanted: number;
+  threads: number | null;
 }
 
 let server: ViteDevServer;
@@ -60,6 +70,11 @@ const waitDone = () => page.waitForFunction(() => (window as unknown as { __demo
 const ticks = (selector: string, axis: "x" | "y") =>
   page.$$eval(`${selector} text.${axis}tick`, (els) => els.map((e) => e.textContent ?? ""));
 
+/** Calls of the page's active engine that were split between threads (the module the page itself loaded). */
+// A string: vitest would rewrite an import() in a function's source.
+const forks = () => page.evaluate<number | null>(`import(${JSON.stringify(`/@fs${fileURLToPath(new URL("../src/wasm.ts", import.meta.url))}`)})
+  .then((wasm) => wasm.engine().pool?.forks ?? null)`);
+
 test("the page runs the SIMD backend, loads without console errors or failed requests, and has an inline favicon", async () => {
   expect(await page.textContent("#backend")).toBe("simd");
   // Let a late favicon request or console message arrive.
@@ -67,6 +82,22 @@ test("the page runs the SIMD backend, loads without console errors or failed req
   expect(problems).toEqual([]);
   expect(await page.getAttribute("link[rel=icon]", "href")).toMatch(/^data:image\/svg\+xml,/);
   expect(requests.filter((u) => /favicon/.test(u))).toEqual([]);
+});
+
+test("served with COOP/COEP, the page is cross-origin isolated and runs on 2 threads, and says so", async () => {
+  const headers = (await page.request.get(server.resolvedUrls!.local[0])).headers();
+  expect(headers["cross-origin-opener-policy"]).toBe("same-origin");
+  expect(headers["cross-origin-embedder-policy"]).toBe("require-corp");
+  expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);
+  const s = await demo();
+  expect(s.isolated).toBe(true);
+  // min(4, navigator.hardwareConcurrency): this machine has 2 cores.
+  expect(s.threadsWanted).toBe(Math.min(4, await page.evaluate(() => navigator.hardwareConcurrency)));
+  expect(s.threadsWanted).toBeGreaterThan(1);
+  expect(s.threads).toBe(s.threadsWanted);
+  expect(Number(await page.textContent("#threads"))).toBe(s.threads);
+  expect(await page.textContent("#threads-note")).toMatch(/cross-origin isolated: this page's thread and 1 worker on one shared memory/);
+  expect(await forks()).toBe(0);
 });
 
 test("before training, the empty charts have finite, round axes and their legends", async () => {
@@ -174,9 +205,82 @@ test("the benchmark measures workspace, functional API and plain JavaScript over
   expect(bench!.find((r) => r.shape[0] === 256 && r.op === "forward (train)")!.workspaceSpeedup).toBeGreaterThan(1);
   expect(await page.$$eval("#bench-chart rect.bar", (els) => els.length)).toBe(16);
   expect(await page.$$eval("#bench-results tr", (els) => els.length)).toBe(1 + 8);
-  expect(await page.textContent("#bench-status")).toMatch(/^done/);
+  expect(await page.textContent("#bench-status")).toMatch(/^done: 4 shapes, simd backend, 2 threads$/);
+  // Threaded and correct: the workspace's out and dx against plain JavaScript (float64 sums)
+  // at every shape, and (256, 1024), 1 MiB of x, was split between the threads (the smaller
+  // ones, under THREAD_MIN_BYTES, are not); each shape also timed on one thread.
+  for (const r of bench!) {
+    expect(r.workspaceError).toBeLessThan(1e-5);
+    expect(r.workspace1Ns).toBeGreaterThan(0);
+    expect(r.threadsSpeedup).toBeCloseTo(r.workspace1Ns! / r.workspaceNs, 6);
+  }
+  expect(await forks()).toBeGreaterThan(0);
+  expect(await page.$$eval("#bench-results tr:first-child th", (els) => els.map((e) => e.textContent))).toContain("workspace, 1 thread");
   expect(await page.isEnabled("#train")).toBe(true);
   expect(problems).toEqual([]);
   mkdirSync("build/screenshots", { recursive: true });
   await page.screenshot({ path: "build/screenshots/demo-web.png", fullPage: true });
+});
+
+test("served without COOP/COEP, the page falls back to one thread, says why, and trains with no error", async () => {
+  // The demo's own config with the isolation headers taken out.
+  expect(demoConfig.server!.headers).toEqual(isolationHeaders);
+  const plain = await createServer({
+    ...demoConfig, configFile: false, server: { ...demoConfig.server, headers: {}, port: 0 }, logLevel: "warn",
+  });
+  await plain.listen();
+  const other = await browser.newPage();
+  const issues: string[] = [];
+  other.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") issues.push(`console.${m.type()}: ${m.text()}`);
+  });
+  other.on("pageerror", (e) => issues.push(`page error: ${e.message}`));
+  try {
+    const url = plain.resolvedUrls!.local[0];
+    expect((await other.request.get(url)).headers()["cross-origin-embedder-policy"]).toBeUndefined();
+    await other.goto(`${url}?epochs=1&pace=300`);
+    await other.waitForFunction(() => document.getElementById("backend")?.textContent !== "…");
+    const state = () => other.evaluate(() => (window as unknown as { __demo: DemoState }).__demo);
+    expect(await other.evaluate(() => [crossOriginIsolated, typeof SharedArrayBuffer])).toEqual([false, "undefined"]);
+    expect(await other.textContent("#backend")).toBe("simd");
+    expect(await other.textContent("#threads")).toBe("1");
+    expect(await other.textContent("#threads-note")).toMatch(/not cross-origin isolated, so it has no shared memory: one thread/);
+    expect(await state()).toMatchObject({ isolated: false, threadsWanted: 1, threads: 1 });
+    await other.click("#train");
+    await other.waitForFunction(() => (window as unknown as { __demo: DemoState }).__demo.done, null, { timeout: 60_000 });
+    const s = await state();
+    expect(s.losses.withBn).toHaveLength(8);
+    for (const v of [...s.losses.withBn, ...s.losses.withoutBn]) expect(Number.isFinite(v)).toBe(true);
+    expect(issues).toEqual([]);
+  } finally {
+    await other.close();
+    await plain.close();
+  }
+});
+
+test("built and served by vite preview, the demo is cross-origin isolated too and runs on 2 threads", async () => {
+  const configFile = fileURLToPath(new URL("../demo/web/vite.config.ts", import.meta.url));
+  const outDir = mkdtempSync(join(tmpdir(), "bn-demo-preview-"));
+  await build({ configFile, logLevel: "warn", build: { outDir, emptyOutDir: true } });
+  const server = await preview({ configFile, logLevel: "warn", build: { outDir }, preview: { port: 0 } });
+  const other = await browser.newPage();
+  const issues: string[] = [];
+  other.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") issues.push(`console.${m.type()}: ${m.text()}`);
+  });
+  other.on("pageerror", (e) => issues.push(`page error: ${e.message}`));
+  try {
+    const url = server.resolvedUrls!.local[0];
+    const headers = (await other.request.get(url)).headers();
+    expect([headers["cross-origin-opener-policy"], headers["cross-origin-embedder-policy"]]).toEqual(["same-origin", "require-corp"]);
+    await other.goto(url);
+    await other.waitForFunction(() => document.getElementById("backend")?.textContent !== "…");
+    expect(await other.evaluate(() => crossOriginIsolated)).toBe(true);
+    expect(await other.textContent("#threads")).toBe("2");
+    expect(await other.evaluate(() => (window as unknown as { __demo: DemoState }).__demo.threads)).toBe(2);
+    expect(issues).toEqual([]);
+  } finally {
+    await other.close();
+    await server.close();
+  }
 });

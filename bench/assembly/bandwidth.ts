@@ -62,3 +62,20 @@ export function addChains(iterations: i32): f32 {
   const s = f32x4.add(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)), f32x4.add(f32x4.add(a4, a5), f32x4.add(a6, a7)));
   return f32x4.extract_lane(s, 0);
 }
+
+// The loops `reps` times in one call: the two-thread probe (bench/bandwidth.mjs) gives each
+// thread one such job, so that a fork/join (tens of µs) is paid once per timing, not per pass.
+
+export function readSumRepeat(p: usize, n: i32, reps: i32): f32 {
+  let s: f32 = 0;
+  for (let r = 0; r < reps; r++) s += readSum(p, n);
+  return s;
+}
+
+export function copyRepeat(dst: usize, src: usize, n: i32, reps: i32): void {
+  for (let r = 0; r < reps; r++) copy(dst, src, n);
+}
+
+export function triadRepeat(a: usize, b: usize, c: usize, s: f32, n: i32, reps: i32): void {
+  for (let r = 0; r < reps; r++) triad(a, b, c, s, n);
+}

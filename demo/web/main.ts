@@ -2,8 +2,9 @@
 // watches the same net train with and without batch normalization (paced, so the charts are
 // seen live), and benchmarks this package against plain JavaScript over several shapes in
 // their own browser. URL parameters (?scale=&batch=&epochs=&pace=) preset the controls; pace
-// is the target length of a training in milliseconds (default 4000).
-import { BatchNorm, backend, batchnormBackward, batchnormForward, init, reference } from "batchnorm-wasm";
+// is the target length of a training in milliseconds (default 4000). Served cross-origin
+// isolated (COOP/COEP, vite.config.ts), the page runs on 2 threads or more; otherwise on one.
+import { BatchNorm, backend, batchnormBackward, batchnormForward, init, reference, threads } from "batchnorm-wasm";
 import { rng, spirals } from "../data.js";
 import { Adam, FullyConnectedNet } from "../network.js";
 import { barChart, formatTick, lineChart } from "../report.js";
@@ -19,6 +20,11 @@ interface BenchRow {
   /** plainNs / workspaceNs and plainNs / functionalNs. */
   workspaceSpeedup: number;
   functionalSpeedup: number;
+  /** The workspace on one thread, when the page runs on more (else null), and workspace1Ns / workspaceNs. */
+  workspace1Ns: number | null;
+  threadsSpeedup: number | null;
+  /** Largest |workspace − plain JS| / max(1, |plain JS|) of out (forward) or dx (backward). */
+  workspaceError: number;
 }
 interface DemoState {
   config: { weightScale: number; batchSize: number; epochs: number };
@@ -31,12 +37,20 @@ interface DemoState {
   done: boolean;
   stopped: boolean;
   bench: BenchRow[] | null;
+  /** crossOriginIsolated, the threads asked of init() and threads() after it (null until then). */
+  isolated: boolean;
+  threadsWanted: number;
+  threads: number | null;
 }
 const state: DemoState = {
   config: { weightScale: 1e-2, batchSize: 100, epochs: 8 },
   losses: { withBn: [], withoutBn: [] },
   valAcc: { withBn: [], withoutBn: [] },
   draws: 0, trainMs: 0, running: false, done: false, stopped: false, bench: null,
+  isolated: globalThis.crossOriginIsolated === true,
+  // Shared memory needs isolation; past 4 threads a batch this small gains nothing.
+  threadsWanted: globalThis.crossOriginIsolated === true ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1,
+  threads: null,
 };
 (window as unknown as { __demo: DemoState }).__demo = state;
 
@@ -154,23 +168,40 @@ async function train() {
   }
 }
 
+/** Largest |got − want| / max(1, |want|). */
+function maxError(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let err = 0;
+  for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]) / Math.max(1, Math.abs(want[i])));
+  return err;
+}
+
 /** Median ns per element of `run` over repeated timings of about 20 ms. */
 function time(run: () => unknown, elements: number): number {
-  run();
+  return timeInTurn([run], elements)[0];
+}
+
+/**
+ * As time(), for several runs with their timings taken in turn (the repetitions sized on the
+ * first), so that a change in the machine's load falls on all of them alike.
+ */
+function timeInTurn(runs: (() => unknown)[], elements: number): number[] {
+  for (const run of runs) run();
   let reps = 1;
   for (;;) {
     const start = performance.now();
-    for (let i = 0; i < reps; i++) run();
+    for (let i = 0; i < reps; i++) runs[0]();
     if (performance.now() - start > 20 || reps >= 1 << 20) break;
     reps *= 2;
   }
-  const samples: number[] = [];
+  const samples = runs.map(() => [] as number[]);
   for (let k = 0; k < 5; k++) {
-    const start = performance.now();
-    for (let i = 0; i < reps; i++) run();
-    samples.push(((performance.now() - start) * 1e6) / reps / elements);
+    runs.forEach((run, j) => {
+      const start = performance.now();
+      for (let i = 0; i < reps; i++) run();
+      samples[j].push(((performance.now() - start) * 1e6) / reps / elements);
+    });
   }
-  return samples.sort((a, b) => a - b)[2];
+  return samples.map((v) => v.sort((a, b) => a - b)[2]);
 }
 
 const SHAPES: [number, number][] = [[32, 256], [128, 512], [256, 1024], [2048, 64]];
@@ -188,9 +219,14 @@ function drawBench(rows: BenchRow[]) {
     { name: "functional, backward", color: "#7cc49a", values: pick("backward", (r) => r.functionalSpeedup) },
   ], { reference: { value: 1, label: "plain JavaScript = 1×" }, format: (v) => `${v.toFixed(1)}×` });
   const ns = (v: number) => `${v.toFixed(2)}`;
-  $("bench-results").innerHTML = `<table><tr><th>(N, D)</th><th>pass</th><th>workspace</th><th>functional</th><th>plain JS</th><th>speed-up, workspace</th><th>speed-up, functional</th></tr>${rows
-    .map((r) => `<tr><td>(${r.shape.join(", ")})</td><td>${r.op}</td><td>${ns(r.workspaceNs)}</td><td>${ns(r.functionalNs)}</td><td>${ns(r.plainNs)}</td><td>${r.workspaceSpeedup.toFixed(1)}×</td><td>${r.functionalSpeedup.toFixed(1)}×</td></tr>`)
-    .join("")}</table><p class="note">ns per element, median of 5 timings of about 20 ms each. The workspace works in place in WebAssembly memory; the functional API copies its inputs in and its results out.</p>`;
+  const n = state.threads ?? 1;
+  // With threads, the workspace on one thread too: what the worker adds.
+  const one = n > 1;
+  const head = one ? `<th>workspace, ${n} threads</th><th>workspace, 1 thread</th>` : "<th>workspace</th>";
+  const tail = one ? `<th>${n} threads ÷ 1</th>` : "";
+  $("bench-results").innerHTML = `<table><tr><th>(N, D)</th><th>pass</th>${head}<th>functional</th><th>plain JS</th><th>speed-up, workspace</th><th>speed-up, functional</th>${tail}</tr>${rows
+    .map((r) => `<tr><td>(${r.shape.join(", ")})</td><td>${r.op}</td><td>${ns(r.workspaceNs)}</td>${one ? `<td>${r.workspace1Ns === null ? "–" : ns(r.workspace1Ns)}</td>` : ""}<td>${ns(r.functionalNs)}</td><td>${ns(r.plainNs)}</td><td>${r.workspaceSpeedup.toFixed(1)}×</td><td>${r.functionalSpeedup.toFixed(1)}×</td>${one ? `<td>${r.threadsSpeedup === null ? "–" : `${r.threadsSpeedup.toFixed(2)}×`}</td>` : ""}</tr>`)
+    .join("")}</table><p class="note">ns per element, median of 5 timings of about 20 ms each${one ? " (the workspace on threads and on one thread in turn)" : ""}. The workspace works in place in WebAssembly memory; the functional API copies its inputs in and its results out.${one ? ` On ${n} threads a batch of 512 KiB or more is split between this page's thread and its workers; smaller ones run on this thread alone.` : ""}</p>`;
 }
 
 async function bench() {
@@ -224,27 +260,53 @@ async function bench() {
       const dbeta = new Float32Array(d);
       reference.forwardTrain(x, n, d, 1, gamma, beta, 1e-5, 0.9, 1, runMean, runVar, out, mean, meanLo, variance, invStd);
       const { cache } = batchnormForward(x, gamma, beta, { mode: "train" });
+      reference.backward(1, dout, x, n, d, 1, gamma, mean, meanLo, invStd, dx, dgamma, dbeta);
+      // The workspace (on every thread the page has) against plain JavaScript, once.
+      const errors = { forward: maxError(ws.forward(), out), backward: maxError(ws.backward(), dx) };
+      // The same workspace on one thread, when the page has more: layers keep their engine.
+      let layer1: BatchNorm | null = null;
+      let ws1: ReturnType<BatchNorm["workspace"]> | null = null;
+      if (threads() > 1) {
+        await init({ threads: 1 });
+        layer1 = new BatchNorm(d);
+        ws1 = layer1.workspace(n);
+        await init({ threads: state.threadsWanted });
+        ws1.x.set(x);
+        ws1.dout.set(dout);
+        ws1.forward();
+      }
       const elements = n * d;
+      // The workspace on every thread and on one, timed in turn (what the threads change).
+      const pair = (run: (w: typeof ws) => unknown) => (ws1 ? timeInTurn([() => run(ws), () => run(ws1!)], elements) : [time(() => run(ws), elements), null]);
+      const [forwardNs, forward1Ns] = pair((w) => w.forward());
       const forward = {
-        workspaceNs: time(() => ws.forward(), elements),
+        workspaceNs: forwardNs!,
+        workspace1Ns: forward1Ns,
         functionalNs: time(() => batchnormForward(x, gamma, beta, { mode: "train" }), elements),
         plainNs: time(() => reference.forwardTrain(x, n, d, 1, gamma, beta, 1e-5, 0.9, 1, runMean, runVar, out, mean, meanLo, variance, invStd), elements),
       };
       await sleep(0);
+      const [backwardNs, backward1Ns] = pair((w) => w.backward());
       const backward = {
-        workspaceNs: time(() => ws.backward(), elements),
+        workspaceNs: backwardNs!,
+        workspace1Ns: backward1Ns,
         functionalNs: time(() => batchnormBackward(dout, cache!), elements),
         plainNs: time(() => reference.backward(1, dout, x, n, d, 1, gamma, mean, meanLo, invStd, dx, dgamma, dbeta), elements),
       };
       ws.dispose();
+      ws1?.dispose();
+      layer1?.dispose();
       layer.dispose();
-      for (const [op, t] of [["forward (train)", forward], ["backward", backward]] as const) {
-        rows.push({ shape: [n, d], op, ...t, workspaceSpeedup: t.plainNs / t.workspaceNs, functionalSpeedup: t.plainNs / t.functionalNs });
+      for (const [op, t, workspaceError] of [["forward (train)", forward, errors.forward], ["backward", backward, errors.backward]] as const) {
+        rows.push({
+          shape: [n, d], op, ...t, workspaceSpeedup: t.plainNs / t.workspaceNs, functionalSpeedup: t.plainNs / t.functionalNs,
+          threadsSpeedup: t.workspace1Ns && t.workspace1Ns / t.workspaceNs, workspaceError,
+        });
       }
       drawBench(rows);
     }
     state.bench = rows;
-    $("bench-status").textContent = `done: ${SHAPES.length} shapes, ${backend()} backend`;
+    $("bench-status").textContent = `done: ${SHAPES.length} shapes, ${backend()} backend, ${threads()} thread${threads() > 1 ? "s" : ""}`;
   } finally {
     busy(false);
   }
@@ -270,6 +332,13 @@ for (const input of [scaleInput, batchInput, epochsInput]) {
 state.config = readConfig();
 drawCharts();
 busy(true); // until the WebAssembly is compiled
-await init();
+await init({ threads: state.threadsWanted });
+state.threads = threads();
 $("backend").textContent = backend();
+$("threads").textContent = String(state.threads);
+$("threads-note").textContent = !state.isolated
+  ? " (this page is not cross-origin isolated, so it has no shared memory: one thread)"
+  : state.threads > 1
+    ? ` (cross-origin isolated: this page's thread and ${state.threads - 1} worker${state.threads > 2 ? "s" : ""} on one shared memory)`
+    : state.threadsWanted > 1 ? " (cross-origin isolated, but the workers did not start)" : " (one core)";
 busy(false);
