@@ -14,9 +14,9 @@ import { engine } from "../dist/wasm.js";
 import { createProbe } from "./bandwidth.mjs";
 import { interleaved } from "./interleaved.mjs";
 import { OPS } from "./ops.mjs";
-import { gaussian, rng } from "../build/demo/data.js";
 import { chartSvg } from "./chart.mjs";
-import { implementations, plainJs } from "./implementations.mjs";
+import { implementations } from "./implementations.mjs";
+import { maxError, randomData } from "./data.mjs";
 
 const HELP = `usage: npm run bench [-- --quick] [-- --filter REGEX] [-- --out DIR]
   --quick         fewer shapes and shorter timings
@@ -58,43 +58,6 @@ const SHAPES = (args.quick
   return { shape: s, layout, label: s.join("x") + (s.length > 2 ? ` ${layout}` : "") };
 });
 const TIMING = args.quick ? { minTime: 0.01, maxTime: 0.1, minSamples: 5 } : { minTime: 0.05, maxTime: 0.6, minSamples: 8 };
-
-function geometryOf(shape, layout) {
-  const [N, C, ...spatial] = shape;
-  const S = spatial.reduce((a, b) => a * b, 1);
-  return layout === "NHWC" ? { n: N * S, d: C, S: 1 } : { n: N, d: C, S };
-}
-
-function randomData(shape, layout, seed) {
-  const geometry = geometryOf(shape, layout);
-  const { n, d, S } = geometry;
-  const gauss = gaussian(rng(seed));
-  const normal = (loc, scale) => loc + scale * gauss();
-  const x = Float32Array.from({ length: n * d * S }, () => normal(3, 2));
-  const gamma = Float32Array.from({ length: d }, () => normal(1, 0.3));
-  const beta = Float32Array.from({ length: d }, () => normal(0, 0.3));
-  const dout = Float32Array.from({ length: n * d * S }, () => normal(0, 1));
-  const bnParam = { mode: "train" };
-  const { out, cache } = plainJs.forwardTrain(geometry, x, gamma, beta, bnParam);
-  const { runningMean, runningVar } = bnParam;
-  const expected = {
-    train: out,
-    test: plainJs.forwardTest(geometry, x, gamma, beta, { runningMean, runningVar }),
-    backward: plainJs.backward(geometry, 1, dout, cache).dx,
-    "backward-graph": plainJs.backward(geometry, 0, dout, cache).dx,
-  };
-  return { shape, layout, geometry, x, gamma, beta, dout, runningMean, runningVar, expected };
-}
-
-function maxError(got, want) {
-  let err = 0;
-  let scale = 1;
-  for (let i = 0; i < want.length; i++) {
-    err = Math.max(err, Math.abs(got[i] - want[i]));
-    scale = Math.max(scale, Math.abs(want[i]));
-  }
-  return err / scale;
-}
 
 function median(values) {
   const v = [...values].sort((a, b) => a - b);
