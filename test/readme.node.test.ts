@@ -28,6 +28,8 @@ const FREE: Record<string, string> = {
   out: "number", inp: "number",
   bnState: "pkg.PyTorchState",
   kGamma: "number[]", kBeta: "number[]", moving_mean: "number[]", moving_variance: "number[]",
+  // A batch and its upstream gradient (docs/normalizations.md, workspaces).
+  batch: "Float32Array", upstream: "Float32Array",
 };
 
 const options: ts.CompilerOptions = {
