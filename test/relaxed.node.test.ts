@@ -162,8 +162,8 @@ describe.each(["float32", "float64"] as Dtype[])("%s LayerNorm and GroupNorm", (
     const forward = (options: Parameters<typeof initSync>[0]) => {
       initSync(options);
       const layer = make();
-      layer.gamma.set(randn(5, layer.gamma.length, 1, 0.5));
-      layer.beta.set(randn(6, layer.beta.length));
+      layer.gamma!.set(randn(5, layer.gamma!.length, 1, 0.5));
+      layer.beta!.set(randn(6, layer.beta!.length));
       return layer.forward(x as never, shape as never);
     };
     const want = forward({ backend: "js" });
