@@ -3,7 +3,7 @@
 // workspace path (nothing copied but O(C) parameters), float32 (DTYPE), one thread. Train forward,
 // test forward and backward of BatchNorm, and the forwards of LayerNorm and GroupNorm (whose
 // apply is the relaxed build's group-apply), timed interleaved, medians of REPS timings.
-// Needs an engine with relaxed SIMD (Node 22+). Usage: node bench/relaxed.mjs [--json file]
+// Needs an engine with relaxed SIMD (Node 22+). Usage: npm run bench:relaxed [-- --json file]
 import { writeFileSync } from "node:fs";
 import { BatchNorm, GroupNorm, LayerNorm, initSync, simdBuild } from "../dist/index.js";
 
