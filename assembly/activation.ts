@@ -3,7 +3,7 @@
 // with the same constants from the same saved values (reluMap), in the same operations, so
 // the backward's mask y > 0 is exactly the forward's out > 0, and dout is masked inside the
 // backward's two sweeps. At y = 0 the gradient is 0, as PyTorch's ReLU has it.
-import { at } from "./columns";
+import { at, nmadd } from "./columns";
 
 /**
  * The activation as a kernel's type argument (kernel<T, Plain> or kernel<T, Relu>): each is
@@ -83,11 +83,14 @@ export function negate<T>(d: i32, bias: usize): void {
   return relu ? v128.and(dout, v128.gt<T>(v128.mul<T>(xc, s), nr)) : dout;
 }
 
-/** dx = a·((masked dout − m) − b·(x − c)), x − c computed once for the mask and the product. */
+/**
+ * dx = a·((masked dout − m) − b·(x − c)), x − c computed once for the mask and the product;
+ * the product b·(x − c) fused into the difference in the relaxed build (nmadd).
+ */
 // @ts-ignore: decorator
 @inline export function dxOf<T>(dout: v128, px: usize, c: v128, a: v128, m: v128, b: v128, s: v128, nr: v128, relu: bool): v128 {
   const xc = v128.sub<T>(v128.load(px), c);
-  return v128.mul<T>(a, v128.sub<T>(v128.sub<T>(maskedXc<T>(dout, xc, s, nr, relu), m), v128.mul<T>(b, xc)));
+  return v128.mul<T>(a, nmadd<T>(b, xc, v128.sub<T>(maskedXc<T>(dout, xc, s, nr, relu), m)));
 }
 
 // @ts-ignore: decorator

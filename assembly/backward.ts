@@ -7,7 +7,7 @@
 // the graph form goes through dx̂, dvar and dmean node by node; the compact form uses
 // dx = (γ·invStd / N)·(N·dout − dβ − x̂·dγ). Centring dout before scaling keeps the
 // cancellation in N·dout − Σdout exact for N = 1.
-import { lanes, at, addToF64, addLanesToF64x2, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, loadTwo, storeTwo } from "./columns";
+import { lanes, at, addToF64, addLanesToF64x2, foldPartials, zeroF64, groupLength, patternOf, partialsOf, foldPattern, loadTwo, storeTwo, nmadd } from "./columns";
 import { ROW_BLOCK, STRIP_GROUPS, blockGroups, foldBlock, streams, streamsGradients, gradientQuarters, stripsOf, quartersOf } from "./tuning";
 import { MAP_ARRAYS, after, columnArray } from "./work";
 import { dxOf, isRelu, masked, maskedOne, maskedXc, negate, reluMap, xcIf, xcOr } from "./activation";
@@ -296,11 +296,11 @@ function backwardApplyGroups<T, A>(
       const p = base + off;
       const xc = v128.sub<T>(v128.load(x + p), v128.load(cPat + off));
       const gd = relu ? masked<T>(v128.load(dout + p), x + p, v128.load(cPat + off), v128.load(sPat + off), v128.load(rPat + off), true) : v128.load(dout + p);
-      const t = v128.sub<T>(v128.sub<T>(gd, v128.load(mPat + off)), v128.mul<T>(v128.load(bPat + off), xc));
+      const t = nmadd<T>(v128.load(bPat + off), xc, v128.sub<T>(gd, v128.load(mPat + off)));
       v128.store(dx + p, v128.mul<T>(v128.load(aPat + off), t));
       const yc = v128.sub<T>(v128.load(x + p, 16), v128.load(cPat + off, 16));
       const ge = relu ? masked<T>(v128.load(dout + p, 16), x + p + 16, v128.load(cPat + off, 16), v128.load(sPat + off, 16), v128.load(rPat + off, 16), true) : v128.load(dout + p, 16);
-      const u = v128.sub<T>(v128.sub<T>(ge, v128.load(mPat + off, 16)), v128.mul<T>(v128.load(bPat + off, 16), yc));
+      const u = nmadd<T>(v128.load(bPat + off, 16), yc, v128.sub<T>(ge, v128.load(mPat + off, 16)));
       v128.store(dx + p, v128.mul<T>(v128.load(aPat + off, 16), u), 16);
     }
   }
@@ -614,7 +614,7 @@ export function backwardApply<T, A>(
     }
     for (; p + 16 <= end; p += 16) {
       const xc = v128.sub<T>(v128.load(x + p), kv);
-      const t = v128.sub<T>(v128.sub<T>(masked<T>(v128.load(dout + p), x + p, kv, sv, rv, relu), mv), v128.mul<T>(bv, xc));
+      const t = nmadd<T>(bv, xc, v128.sub<T>(masked<T>(v128.load(dout + p), x + p, kv, sv, rv, relu), mv));
       v128.store(dx + p, v128.mul<T>(av, t));
     }
   }

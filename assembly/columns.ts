@@ -126,3 +126,23 @@ export function zeroF64(p: usize, count: i32): void {
   }
   return f64x2.add(acc, v);
 }
+
+// Fused multiply-add where it is numerically acceptable (the relaxed build, asconfig.json):
+// relaxed_madd is a·b + c rounded once where the hardware has FMA, twice elsewhere, so a
+// kernel that uses it is accurate to within its tolerances but not bit-reproducible across
+// machines. Never for x − mean, the statistics' sums or the fused ReLU's forward, whose
+// backward recomputes the mask with an unfused product (activation.ts).
+
+/** a·b + c: relaxed_madd in the relaxed build, a product and a sum otherwise. */
+// @ts-ignore: decorator
+@inline export function madd<T>(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return v128.relaxed_madd<T>(a, b, c);
+  return v128.add<T>(v128.mul<T>(a, b), c);
+}
+
+/** c − a·b: relaxed_nmadd in the relaxed build, a product and a difference otherwise. */
+// @ts-ignore: decorator
+@inline export function nmadd<T>(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return v128.relaxed_nmadd<T>(a, b, c);
+  return v128.sub<T>(c, v128.mul<T>(a, b));
+}

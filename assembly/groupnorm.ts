@@ -7,7 +7,7 @@
 // per group, added up per group; the apply and the backward walk the block as flat groups of
 // E = groupLength(C) values (a multiple of C and of the lanes; see columns.ts), with the
 // per-channel constants of the item repeated into E-long patterns.
-import { at, lanes, addToF64, groupLength, foldPattern } from "./columns";
+import { at, lanes, addToF64, groupLength, foldPattern, madd } from "./columns";
 import { HEAD_ROWS, RESHIFT_RATIO, shiftedSums, sumError } from "./statistics";
 import { ROW_BLOCK } from "./tuning";
 import { MAP_ARRAYS, after, columnArray } from "./work";
@@ -132,7 +132,7 @@ export function groupApplyChannelsLast<T>(
       for (let g = 0; g < groups; g++) {
         for (let off: usize = 0; off < patBytes; off += 16, p += 16, o += 16) {
           const t = v128.mul<T>(v128.sub<T>(v128.sub<T>(v128.load(p), v128.load(pm + off)), v128.load(pl + off)), v128.load(pi + off));
-          v128.store(o, v128.add<T>(v128.mul<T>(t, v128.load(pg + off)), v128.load(pb + off)));
+          v128.store(o, madd<T>(t, v128.load(pg + off), v128.load(pb + off)));
         }
       }
     } else {

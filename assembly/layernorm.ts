@@ -5,12 +5,13 @@
 // S = 1 (gamma per value of a row); GroupNorm NCHW is K = C/G, S = H·W (gamma per run);
 // InstanceNorm is K = 1. The statistics themselves (mean + meanLo, invStd per q) come from
 // the batch norm's channels-first kernels on (1, n·G, K·S): each statistic is one "plane".
-import { at, lanes, addLanesToF64x2, addToF64 } from "./columns";
+import { at, lanes, addLanesToF64x2, addToF64, madd } from "./columns";
 import { ROW_BLOCK } from "./tuning";
 
 /**
  * out = ((x − mean[q]) − meanLo[q])·invStd[q]·gamma[c] + beta[c]. Subtracting the exactly
- * representable mean first keeps x − mean exact near the mean (see trainConstants).
+ * representable mean first keeps x − mean exact near the mean (see trainConstants); the
+ * last product and sum fused in the relaxed build (madd).
  */
 export function groupApply<T>(
   x: usize, n: i32, G: i32, K: i32, S: i32, mean: usize, meanLo: usize, invStd: usize, gamma: usize, beta: usize, out: usize,
@@ -28,7 +29,7 @@ export function groupApply<T>(
         const mv = v128.splat<T>(m), lv = v128.splat<T>(lo), iv = v128.splat<T>(inv);
         for (; k + lanes<T>() <= K; k += lanes<T>(), p += 16, o += 16) {
           const t = v128.mul<T>(v128.sub<T>(v128.sub<T>(v128.load(p), mv), lv), iv);
-          v128.store(o, v128.add<T>(v128.mul<T>(t, v128.load(at<T>(gamma, c0 + k))), v128.load(at<T>(beta, c0 + k))));
+          v128.store(o, madd<T>(t, v128.load(at<T>(gamma, c0 + k)), v128.load(at<T>(beta, c0 + k))));
         }
       }
       for (; k < K; k++, p += sizeof<T>(), o += sizeof<T>()) {
@@ -45,8 +46,8 @@ export function groupApply<T>(
         for (; p + 32 <= end; p += 32, o += 32) {
           const t0 = v128.mul<T>(v128.sub<T>(v128.sub<T>(v128.load(p), mv), lv), iv);
           const t1 = v128.mul<T>(v128.sub<T>(v128.sub<T>(v128.load(p, 16), mv), lv), iv);
-          v128.store(o, v128.add<T>(v128.mul<T>(t0, gv), bv));
-          v128.store(o, v128.add<T>(v128.mul<T>(t1, gv), bv), 16);
+          v128.store(o, madd<T>(t0, gv, bv));
+          v128.store(o, madd<T>(t1, gv, bv), 16);
         }
       }
       for (; p < end; p += sizeof<T>(), o += sizeof<T>()) store<T>(o, (((load<T>(p) - m) - lo) * inv) * gc + bc);

@@ -1,11 +1,20 @@
 // Forward pass: batch statistics, running-statistics update, and the per-column affine map
 // out = (x − center) · scale + bias that both train and test mode reduce to. Each mode is
 // a few kernels (moments, constants, normalize), so that each module stays small.
-import { lanes, at, groupLength, patternOf, loadTwo, storeTwo, roundTo } from "./columns";
+import { lanes, at, groupLength, patternOf, loadTwo, storeTwo, roundTo, madd } from "./columns";
 import { STRIP_GROUPS, streams, stripsOf, quartersOf } from "./tuning";
 import { MAP_ARRAYS, after, columnArray } from "./work";
 import { columnMeanVar } from "./statistics";
 import { Plain, Relu, activated, activatedOne, isRelu, reluMap } from "./activation";
+
+/**
+ * (x − c)·s + b from xc = x − c (exact near the mean), fused in the relaxed build; with relu
+ * max(0, ·) of the unfused value, the sign the backward's mask recomputes (activation.ts).
+ */
+// @ts-ignore: decorator
+@inline function affineOf<T>(xc: v128, s: v128, b: v128, relu: bool): v128 {
+  return relu ? activated<T>(v128.add<T>(v128.mul<T>(xc, s), b), true) : madd<T>(xc, s, b);
+}
 
 /**
  * Strips of `strip` narrow groups from group g on (see NARROW_GROUP_BYTES), two vectors wide
@@ -25,10 +34,10 @@ import { Plain, Relu, activated, activatedOne, isRelu, reluMap } from "./activat
       const c1 = v128.load(cPat + off, 16), s1 = v128.load(sPat + off, 16), b1 = v128.load(bPat + off, 16);
       let px = x + base + off, po = out + base + off;
       for (let r = 0; r < strip; r += 2, px += 2 * groupBytes, po += 2 * groupBytes) {
-        v128.store(po, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px), c0), s0), b0), relu));
-        v128.store(po, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px, 16), c1), s1), b1), relu), 16);
-        v128.store(po + groupBytes, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px + groupBytes), c0), s0), b0), relu));
-        v128.store(po + groupBytes, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(px + groupBytes, 16), c1), s1), b1), relu), 16);
+        v128.store(po, affineOf<T>(v128.sub<T>(v128.load(px), c0), s0, b0, relu));
+        v128.store(po, affineOf<T>(v128.sub<T>(v128.load(px, 16), c1), s1, b1, relu), 16);
+        v128.store(po + groupBytes, affineOf<T>(v128.sub<T>(v128.load(px + groupBytes), c0), s0, b0, relu));
+        v128.store(po + groupBytes, affineOf<T>(v128.sub<T>(v128.load(px + groupBytes, 16), c1), s1, b1, relu), 16);
       }
     }
   }
@@ -50,17 +59,17 @@ function affineQuarters<T, A>(x: usize, g: i32, groups: i32, groupBytes: usize, 
       const c0 = v128.load(cPat + off), s0 = v128.load(sPat + off), b0 = v128.load(bPat + off);
       const c1 = v128.load(cPat + off, 16), s1 = v128.load(sPat + off, 16), b1 = v128.load(bPat + off, 16);
       let p = base + off;
-      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c0), s0), b0), relu));
-      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p, 16), c1), s1), b1), relu), 16);
+      v128.store(out + p, affineOf<T>(v128.sub<T>(v128.load(x + p), c0), s0, b0, relu));
+      v128.store(out + p, affineOf<T>(v128.sub<T>(v128.load(x + p, 16), c1), s1, b1, relu), 16);
       p += stride;
-      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c0), s0), b0), relu));
-      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p, 16), c1), s1), b1), relu), 16);
+      v128.store(out + p, affineOf<T>(v128.sub<T>(v128.load(x + p), c0), s0, b0, relu));
+      v128.store(out + p, affineOf<T>(v128.sub<T>(v128.load(x + p, 16), c1), s1, b1, relu), 16);
       p += stride;
-      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c0), s0), b0), relu));
-      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p, 16), c1), s1), b1), relu), 16);
+      v128.store(out + p, affineOf<T>(v128.sub<T>(v128.load(x + p), c0), s0, b0, relu));
+      v128.store(out + p, affineOf<T>(v128.sub<T>(v128.load(x + p, 16), c1), s1, b1, relu), 16);
       p += stride;
-      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p), c0), s0), b0), relu));
-      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(x + p, 16), c1), s1), b1), relu), 16);
+      v128.store(out + p, affineOf<T>(v128.sub<T>(v128.load(x + p), c0), s0, b0, relu));
+      v128.store(out + p, affineOf<T>(v128.sub<T>(v128.load(x + p, 16), c1), s1, b1, relu), 16);
     }
   }
   return g + 4 * quads;
@@ -89,9 +98,9 @@ function affineGroups<T, A>(x: usize, groups: i32, E: i32, cPat: usize, sPat: us
     for (let off: usize = 0; off < groupBytes; off += 32) {
       const p = base + off;
       const v = v128.sub<T>(v128.load(x + p), v128.load(cPat + off));
-      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(v, v128.load(sPat + off)), v128.load(bPat + off)), relu));
+      v128.store(out + p, affineOf<T>(v, v128.load(sPat + off), v128.load(bPat + off), relu));
       const w = v128.sub<T>(v128.load(x + p, 16), v128.load(cPat + off, 16));
-      v128.store(out + p, activated<T>(v128.add<T>(v128.mul<T>(w, v128.load(sPat + off, 16)), v128.load(bPat + off, 16)), relu), 16);
+      v128.store(out + p, affineOf<T>(w, v128.load(sPat + off, 16), v128.load(bPat + off, 16), relu), 16);
     }
   }
 }
@@ -357,8 +366,8 @@ export function planeAffine<T, A>(x: usize, n: i32, d: i32, S: i32, center: usiz
         const sv = v128.splat<T>(s);
         const bv = v128.splat<T>(b);
         for (; p + 32 <= end; p += 32, q += 32) {
-          v128.store(q, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(p), cv), sv), bv), relu));
-          v128.store(q, activated<T>(v128.add<T>(v128.mul<T>(v128.sub<T>(v128.load(p, 16), cv), sv), bv), relu), 16);
+          v128.store(q, affineOf<T>(v128.sub<T>(v128.load(p), cv), sv, bv, relu));
+          v128.store(q, affineOf<T>(v128.sub<T>(v128.load(p, 16), cv), sv, bv, relu), 16);
         }
       }
       for (; p < end; p += sizeof<T>(), q += sizeof<T>()) store<T>(q, activatedOne<T>((load<T>(p) - c) * s + b, relu));

@@ -28,3 +28,4 @@ export {
   type NormLayerStateInput, type NestedNumbers,
 } from "./norm-layers.js";
 export { NormWorkspace } from "./norm-workspace.js";
+export { simdBuild } from "./wasm.js";

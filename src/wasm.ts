@@ -18,6 +18,8 @@ export const BACKENDS: readonly Backend[] = ["simd", "scalar", "js"];
 
 export interface Engine {
   readonly backend: Backend;
+  /** The modules the engine runs: see simdBuild(). */
+  readonly build: WasmBuild | "js";
   readonly heap: Heap;
   readonly kernels: Kernels;
   /** LayerNorm, GroupNorm and InstanceNorm steps. */
@@ -28,7 +30,8 @@ export interface Engine {
   readonly pool?: Pool;
 }
 
-type WasmBuild = "simd" | "scalar" | "threads";
+/** The WebAssembly builds (asconfig.json); "relaxed" is the SIMD build with relaxed SIMD (fused multiply-add). */
+type WasmBuild = "simd" | "scalar" | "threads" | "relaxed";
 
 const PARTS = Object.keys(wasmModules.simd) as WasmPart[];
 
@@ -37,7 +40,7 @@ const PARTS = Object.keys(wasmModules.simd) as WasmPart[];
  * `workers`, a threaded engine: the threads build on a shared memory (which needs a
  * maximum), instantiated again in each worker of a pool.
  */
-function wasmEngine(backend: "simd" | "scalar", modules: WebAssembly.Module[], workers = 0): Engine {
+function wasmEngine(backend: "simd" | "scalar", build: WasmBuild, modules: WebAssembly.Module[], workers = 0): Engine {
   const memory = workers > 0 ? new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true }) : new WebAssembly.Memory({ initial: 1 });
   const instances = modules.map((m) => new WebAssembly.Instance(m, { env: { memory } }).exports);
   const exports = Object.assign({}, ...instances) as Record<string, (...args: number[]) => number>;
@@ -129,11 +132,11 @@ function wasmEngine(backend: "simd" | "scalar", modules: WebAssembly.Module[], w
     },
     backward: (dtype, s, p) => (s.channelsLast ? k.groupBackwardChannelsLast : k.groupBackward)[dtype](s, p),
   };
-  if (workers === 0) return { backend, heap, kernels, groups, threads: 1 };
+  if (workers === 0) return { backend, build, heap, kernels, groups, threads: 1 };
   const names = Object.keys(exports).filter((name) => typeof exports[name] === "function");
   const pool = new Pool(threadHost()!, modules, memory, names, (fn, args) => void exports[names[fn]](...args), workers);
   return {
-    backend, heap, pool, kernels: threadedKernels(kernels, pool, () => heap.buffer), groups: threadedGroups(groups, pool, () => heap.buffer),
+    backend, build, heap, pool, kernels: threadedKernels(kernels, pool, () => heap.buffer), groups: threadedGroups(groups, pool, () => heap.buffer),
     get threads() {
       return pool.size;
     },
@@ -250,7 +253,7 @@ function jsEngine(): Engine {
       if (s.channelsLast && dx) toChannelsLast(s, dx, given!);
     },
   };
-  return { backend: "js", heap, kernels, groups, threads: 1 };
+  return { backend: "js", build: "js", heap, kernels, groups, threads: 1 };
 }
 
 /** Channels-last (n, S, C) data as a channels-first (n, C, S) copy; channels-first data as it is. */
@@ -285,7 +288,9 @@ const decoded = new Map<string, Uint8Array<ArrayBuffer>>();
 function bytesOf(build: WasmBuild, part: WasmPart): Uint8Array<ArrayBuffer> {
   const key = `${build}.${part}`;
   let bytes = decoded.get(key);
-  if (!bytes) decoded.set(key, (bytes = decodeBase64(wasmModules[build][part])));
+  // The relaxed build ships only the parts that differ from the SIMD build (scripts/build-wasm.mjs).
+  const text = build === "relaxed" ? (wasmModules.relaxed[part] ?? wasmModules.simd[part]) : wasmModules[build][part];
+  if (!bytes) decoded.set(key, (bytes = decodeBase64(text)));
   return bytes;
 }
 
@@ -300,6 +305,21 @@ export function supportedBackends(): Backend[] {
   return list;
 }
 
+/**
+ * The smallest module with a relaxed-SIMD instruction (f32x4.relaxed_madd of three splats):
+ * WebAssembly.validate accepts it where the engine has relaxed SIMD (Chrome 114+, Firefox 146+,
+ * Node 22+).
+ */
+const RELAXED_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 28, 1, 26, 0,
+  67, 0, 0, 0, 0, 253, 19, 67, 0, 0, 0, 0, 253, 19, 67, 0, 0, 0, 0, 253, 19, 253, 133, 2, 11,
+]);
+
+/** Whether this JavaScript engine runs relaxed SIMD, so that the 'simd' backend can use the relaxed build. */
+function relaxedSupported(): boolean {
+  return Object.keys(wasmModules.relaxed).length > 0 && WebAssembly.validate(RELAXED_PROBE);
+}
+
 /** The options of init() and initSync(). */
 export interface InitOptions {
   /** Force a backend; by default the best supported one (simd, then scalar, then js). */
@@ -310,6 +330,13 @@ export interface InitOptions {
    * workers (in browsers a crossOriginIsolated page); elsewhere it is 1: see threads().
    */
   threads?: number;
+  /**
+   * Whether the 'simd' backend may run the relaxed-SIMD build (default true): where the engine
+   * has relaxed SIMD, the kernels that gained from it use fused multiply-add, whose rounding
+   * depends on the hardware. false: the plain SIMD build, the same bits on every machine.
+   * Threads (threads > 1) always run the plain SIMD build. See simdBuild().
+   */
+  relaxed?: boolean;
 }
 
 const engines = new Map<string, Engine>();
@@ -319,7 +346,10 @@ function chooseBackend(options: InitOptions | undefined): Backend {
   if (options !== undefined && (options === null || typeof options !== "object")) {
     throw new TypeError("init: options must be an object like { backend: 'simd' | 'scalar' | 'js' }");
   }
-  if (options !== undefined) check.knownKeys("init options", options, ["backend", "threads"]);
+  if (options !== undefined) check.knownKeys("init options", options, ["backend", "threads", "relaxed"]);
+  if (options?.relaxed !== undefined && typeof options.relaxed !== "boolean") {
+    throw new TypeError(`init: relaxed must be true or false, got ${check.shown(options.relaxed)}`);
+  }
   const wanted = options?.backend;
   const supported = supportedBackends();
   if (wanted === undefined) return supported[0];
@@ -345,12 +375,18 @@ function threadsFor(backend: Backend, wanted: number): number {
   return WebAssembly.validate(bytesOf("threads", "checksum")) ? wanted : 1;
 }
 
-const keyOf = (backend: Backend, threads: number) => (threads === 1 ? backend : `${backend}/${threads}`);
+/** The build an engine of `backend` with `threads` runs: relaxed where allowed and supported. */
+function buildFor(backend: Backend, threads: number, options: InitOptions | undefined): WasmBuild | "js" {
+  if (backend === "js") return "js";
+  if (threads > 1) return "threads";
+  return backend === "simd" && options?.relaxed !== false && relaxedSupported() ? "relaxed" : backend;
+}
 
-function newEngine(backend: Backend, threads: number, modules?: WebAssembly.Module[]): Engine {
-  if (backend === "js") return jsEngine();
-  const build: WasmBuild = threads > 1 ? "threads" : backend;
-  return wasmEngine(build === "threads" ? "simd" : build, modules ?? PARTS.map((part) => new WebAssembly.Module(bytesOf(build, part))), threads - 1);
+const keyOf = (build: WasmBuild | "js", threads: number) => (threads === 1 ? build : `${build}/${threads}`);
+
+function newEngine(backend: Backend, build: WasmBuild | "js", threads: number, modules?: WebAssembly.Module[]): Engine {
+  if (backend === "js" || build === "js") return jsEngine();
+  return wasmEngine(backend, build, modules ?? PARTS.map((part) => new WebAssembly.Module(bytesOf(build, part))), threads - 1);
 }
 
 /**
@@ -362,13 +398,14 @@ function newEngine(backend: Backend, threads: number, modules?: WebAssembly.Modu
 export function initSync(options?: InitOptions): Backend {
   const backend = chooseBackend(options);
   const threads = threadsFor(backend, threadsWanted(options));
-  const key = keyOf(backend, threads);
+  const build = buildFor(backend, threads, options);
+  const key = keyOf(build, threads);
   let engine = usableEngine(key, threads);
   if (!engine) {
     if (threads > 1 && !threadHost()!.canWait) {
       throw new Error("initSync: threads cannot start on a browser's main thread, which may not wait for them: use await init({ threads })");
     }
-    engine = newEngine(backend, threads);
+    engine = newEngine(backend, build, threads);
     engine.pool?.waitReady();
     engines.set(key, engine);
   }
@@ -389,12 +426,12 @@ function usableEngine(key: string, threads: number): Engine | undefined {
 export async function init(options?: InitOptions): Promise<Backend> {
   const backend = chooseBackend(options);
   const threads = threadsFor(backend, threadsWanted(options));
-  const key = keyOf(backend, threads);
-  if (!usableEngine(key, threads) && backend !== "js") {
-    const build: WasmBuild = threads > 1 ? "threads" : (backend as WasmBuild);
+  const build = buildFor(backend, threads, options);
+  const key = keyOf(build, threads);
+  if (!usableEngine(key, threads) && build !== "js") {
     const modules = await Promise.all(PARTS.map((part) => WebAssembly.compile(bytesOf(build, part))));
     if (!usableEngine(key, threads)) {
-      const engine = newEngine(backend, threads, modules);
+      const engine = newEngine(backend, build, threads, modules);
       await engine.pool?.ready();
       engines.set(key, engine);
     }
@@ -422,4 +459,15 @@ export function engine(): Engine {
 export function channelByChannel(dtype: Dtype, shape: KernelShape): boolean {
   const run = shape.S * (dtype === "float64" ? 8 : 4);
   return shape.S > 1 && run >= CHANNEL_RUN_BYTES && 2 * shape.n * run <= CHANNEL_BACKWARD_BYTES;
+}
+
+/**
+ * The SIMD build the active engine runs: 'relaxed' (relaxed SIMD: fused multiply-add in the
+ * kernels that gained from it, rounding that depends on the hardware), 'simd' (plain SIMD, also
+ * the threads build), or null for the 'scalar' and 'js' backends. Initializes the best backend
+ * on first use. init({ relaxed: false }) keeps the plain SIMD build.
+ */
+export function simdBuild(): "relaxed" | "simd" | null {
+  const { build } = engine();
+  return build === "relaxed" ? "relaxed" : build === "simd" || build === "threads" ? "simd" : null;
 }

@@ -118,9 +118,12 @@ describe.each(BACKENDS)("%s", (backend) => {
       const ref = bnRelu64(x, n, d, 1, "rows", gamma, beta);
       const tol = tolerance(dtype);
       expectClose(out, ref.out, tol.abs * Math.max(1, maxAbs(ref.out)), "out vs float64 loop");
-      // The package's batch norm, then a ReLU.
+      // The package's batch norm, then a ReLU; 'simd' on its plain SIMD build, whose normalize
+      // rounds (x − mean)·scale + bias unfused as the fused ReLU's does (the relaxed build fuses it).
       const plainParam: BNParam = { mode: "train" };
+      initSync({ backend, relaxed: false });
       const plain = batchnormForward(x, gamma, beta, plainParam);
+      initSync({ backend });
       const composed = relu(plain.out);
       if (dtype === "float64" && backend !== "js") expect(Array.from(out)).toEqual(composed);
       else expectClose(out, composed, 8 * unitRoundoff(dtype) * Math.max(1, maxAbs(composed)), "out vs BN then ReLU");
