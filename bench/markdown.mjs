@@ -16,9 +16,11 @@ if (summary) {
   // over plain JavaScript.
   const columns = ["simd zero-copy", "simd layer, outputs", "simd layer", "simd functional", "tfjs-wasm", "plain JS"];
   const named = (row, c) => row.find((r) => r.implementation === c || (c === "tfjs-wasm" && r.implementation.startsWith("tfjs-wasm")));
-  console.log(`Measured ${machine.date.slice(0, 10)} on ${machine.cpu} (${machine.cores} cores), Node ${machine.node}, one thread, float32; medians, ns per element (× plain JS).\n`);
-  console.log(`| shape | op | ${columns.join(" | ")} |`);
-  console.log(`|---|---|${columns.map(() => "---:").join("|")}|`);
+  const threads = results.some((r) => r.threads);
+  console.log(`Measured ${machine.date.slice(0, 10)} on ${machine.cpu} (${machine.cores} cores), Node ${machine.node}, one thread unless a column says 2, float32; medians, ns per element (× plain JS).\n`);
+  const heads = threads ? [columns[0], "zero-copy, 2 threads (× 1 thread)", ...columns.slice(1)] : columns;
+  console.log(`| shape | op | ${heads.join(" | ")} |`);
+  console.log(`|---|---|${heads.map(() => "---:").join("|")}|`);
   for (const shape of ["256x1024", "8192x1024", "8x256x56x56 NCHW"]) {
     for (const op of ["train", "test", "backward"]) {
       const row = results.filter((r) => r.op === op && r.shape === shape);
@@ -29,6 +31,9 @@ if (summary) {
         if (!r) return "—";
         return c === "plain JS" ? fmt(r.nsPerElem) : `${fmt(r.nsPerElem)} (${(plain.nsPerElem / r.nsPerElem).toFixed(1)}×)`;
       });
+      // The zero-copy path on 2 threads, timed alternately with 1 (its speed-up over 1 thread).
+      const t = named(row, "simd zero-copy")?.threads;
+      if (threads) cells.splice(1, 0, t ? `${fmt(t.nsPerElem2)} (${t.speedup.toFixed(2)}×)` : "—");
       console.log(`| ${shape} | ${op} | ${cells.join(" | ")} |`);
     }
   }
