@@ -14,6 +14,7 @@ import "@tensorflow/tfjs-backend-wasm";
 import { GroupNorm, LayerNorm, init, initSync, layernormBackward, layernormForward, spatialGroupnormBackward, spatialGroupnormForward } from "../dist/index.js";
 import { groupBackward, groupForward } from "../dist/reference-norms.js";
 import { createProbe } from "./bandwidth.mjs";
+import { interleaved } from "./interleaved.mjs";
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
@@ -42,20 +43,6 @@ function random(seed, n, scale = 1, loc = 0) {
     a[i] = loc + scale * ((s / 2 ** 31) * 2 - 1);
   }
   return a;
-}
-
-/** Median ms per call of each of `runs`, timed in turn (each timing `calls` calls). */
-function interleaved(runs, calls) {
-  const times = runs.map(() => []);
-  for (const run of runs) run();
-  for (let r = 0; r < REPS; r++) {
-    runs.forEach((run, k) => {
-      const t0 = performance.now();
-      for (let i = 0; i < calls; i++) run();
-      times[k].push((performance.now() - t0) / calls);
-    });
-  }
-  return times.map((t) => t.sort((a, b) => a - b)[t.length >> 1]);
 }
 
 function maxDiff(a, b) {
@@ -176,7 +163,7 @@ for (const [name, shape, G, layout] of CASES) {
   };
   const plainNs = {};
   for (const [op, runs] of [["train", forwardRuns], ["backward", backwardRuns]]) {
-    const ns = interleaved(runs, calls).map((t) => (t * 1e6) / size);
+    const ns = (await interleaved(runs, REPS, calls)).map((t) => (t * 1e6) / size);
     plainNs[op] = ns[0];
     names.forEach((impl, k) => report(op, impl, ns[k], ns[0]));
   }

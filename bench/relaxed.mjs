@@ -6,6 +6,7 @@
 // Needs an engine with relaxed SIMD (Node 22+). Usage: npm run bench:relaxed [-- --json file]
 import { writeFileSync } from "node:fs";
 import { BatchNorm, GroupNorm, LayerNorm, initSync, simdBuild } from "../dist/index.js";
+import { interleaved } from "./interleaved.mjs";
 
 const REPS = Number(process.env.REPS ?? 15);
 const args = process.argv.slice(2);
@@ -41,20 +42,6 @@ function workspaceOf(make, shape, relaxed) {
   return { layer, ws };
 }
 
-/** Median ms per call of each of `runs`, timed in turn, `calls` calls per timing. */
-function timeInterleaved(runs, calls) {
-  const times = runs.map(() => []);
-  for (const run of runs) run();
-  for (let r = 0; r < REPS; r++) {
-    runs.forEach((run, k) => {
-      const t0 = performance.now();
-      for (let i = 0; i < calls; i++) run();
-      times[k].push((performance.now() - t0) / calls);
-    });
-  }
-  return times.map((t) => t.sort((a, b) => a - b)[t.length >> 1]);
-}
-
 function maxDiff(a, b) {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
@@ -63,13 +50,13 @@ function maxDiff(a, b) {
 
 const results = [];
 /** Times `op` on the plain and relaxed workspaces (A, B, A, B, …), prints ns per element. */
-function compare(name, shape, plain, relaxed, op) {
+async function compare(name, shape, plain, relaxed, op) {
   const size = plain.ws.size;
   const calls = Math.max(1, Math.round(2e7 / size));
   op(plain);
   op(relaxed);
   const diff = maxDiff(plain.ws[op.output], relaxed.ws[op.output]);
-  const [a, b] = timeInterleaved([() => op(plain), () => op(relaxed)], calls);
+  const [a, b] = await interleaved([() => op(plain), () => op(relaxed)], REPS, calls);
   const ns = (ms) => (ms * 1e6) / size;
   results.push({ name, shape, op: op.label, plainNs: ns(a), relaxedNs: ns(b), ratio: a / b, maxDiff: diff });
   console.log(`${name.padEnd(32)} ${op.label.padEnd(9)} simd ${ns(a).toFixed(3)} ns, relaxed ${ns(b).toFixed(3)} ns per element: ${(a / b).toFixed(3)}x (max |Δ| ${diff.toExponential(1)})`);
@@ -86,12 +73,12 @@ for (const shape of SHAPES) {
   const plain = workspaceOf(make, shape, false);
   const relaxed = workspaceOf(make, shape, true);
   const name = `BatchNorm (${shape.join(", ")})`;
-  compare(name, shape, plain, relaxed, train);
-  compare(name, shape, plain, relaxed, test);
+  await compare(name, shape, plain, relaxed, train);
+  await compare(name, shape, plain, relaxed, test);
   // The backward of a train forward.
   train(plain);
   train(relaxed);
-  compare(name, shape, plain, relaxed, backward);
+  await compare(name, shape, plain, relaxed, backward);
   plain.ws.dispose();
   relaxed.ws.dispose();
 }
@@ -103,7 +90,7 @@ if (NORMS) {
   const relaxed = workspaceOf(make, shape, true);
   train(plain);
   train(relaxed);
-  compare("BatchNorm + ReLU (8192, 1024)", shape, plain, relaxed, backward);
+  await compare("BatchNorm + ReLU (8192, 1024)", shape, plain, relaxed, backward);
   plain.ws.dispose();
   relaxed.ws.dispose();
 }
@@ -114,7 +101,7 @@ for (const [name, shape, make] of !NORMS ? [] : [
 ]) {
   const plain = workspaceOf(make, shape, false);
   const relaxed = workspaceOf(make, shape, true);
-  compare(name, shape, plain, relaxed, forward);
+  await compare(name, shape, plain, relaxed, forward);
   plain.ws.dispose();
   relaxed.ws.dispose();
 }

@@ -6,6 +6,7 @@
 // Interleaved in one process, medians of REPS timings. Usage: node bench/relu.mjs
 import { readFileSync } from "node:fs";
 import { BatchNorm, initSync } from "../dist/index.js";
+import { interleaved } from "./interleaved.mjs";
 
 const REPS = Number(process.env.REPS ?? 15);
 const SHAPES = [[8192, 1024], [8, 256, 56, 56], [256, 1024]];
@@ -22,20 +23,6 @@ function workspaceOf(Layer, shape, activation) {
   const dout = ws.dout;
   for (let i = 0; i < dout.length; i++) dout[i] = random();
   return { layer, ws };
-}
-
-/** Median ms per call of each of `runs`, timed in turn, `calls` calls per timing. */
-function timeInterleaved(runs, calls) {
-  const times = runs.map(() => []);
-  for (const run of runs) run();
-  for (let r = 0; r < REPS; r++) {
-    runs.forEach((run, k) => {
-      const t0 = performance.now();
-      for (let i = 0; i < calls; i++) run();
-      times[k].push((performance.now() - t0) / calls);
-    });
-  }
-  return times.map((t) => t.sort((a, b) => a - b)[t.length >> 1]);
 }
 
 const base = process.env.BASE_DIST ? await import(new URL(`file://${process.env.BASE_DIST}/index.js`)) : null;
@@ -69,11 +56,11 @@ for (const shape of SHAPES) {
   let worstDx = 0;
   for (let i = 0; i < size; i++) worstDx = Math.max(worstDx, Math.abs(fused.ws.dx[i] - plain.ws.dx[i]));
   const calls = Math.max(1, Math.round(2e7 / size));
-  const fwd = timeInterleaved([() => fused.ws.forward(), separateForward, () => plain.ws.forward(), ...(old ? [() => old.ws.forward()] : [])], calls);
+  const fwd = await interleaved([() => fused.ws.forward(), separateForward, () => plain.ws.forward(), ...(old ? [() => old.ws.forward()] : [])], REPS, calls);
   fused.ws.forward();
   plain.ws.forward();
   old?.ws.forward();
-  const bwd = timeInterleaved([() => fused.ws.backward(), separateBackward, () => plain.ws.backward(), ...(old ? [() => old.ws.backward()] : [])], calls);
+  const bwd = await interleaved([() => fused.ws.backward(), separateBackward, () => plain.ws.backward(), ...(old ? [() => old.ws.backward()] : [])], REPS, calls);
   const f = (ms) => ms.toFixed(3);
   console.log(`[${shape.join(", ")}] (max |Δout| ${worst.toExponential(1)}, max |Δdx| ${worstDx.toExponential(1)})`);
   console.log(`  forward:  fused ${f(fwd[0])} ms, BN + ReLU pass ${f(fwd[1])} ms: ${(fwd[1] / fwd[0]).toFixed(2)}x; plain BN ${f(fwd[2])} ms${old ? `, plain BN of BASE_DIST ${f(fwd[3])} ms (${(fwd[3] / fwd[2]).toFixed(2)}x)` : ""}`);

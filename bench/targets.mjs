@@ -34,6 +34,7 @@ else parent();
 async function child() {
   const { implementations } = await import("./implementations.mjs");
   const { randomData, maxError } = await import("./data.mjs");
+  const { interleaved } = await import("./interleaved.mjs");
   const all = await implementations({ quick: true });
   const pick = (name) => all.find((i) => i.name === name);
   const results = [];
@@ -56,16 +57,8 @@ async function child() {
       }
       const size = data.x.length;
       const calls = Math.max(1, Math.round(4e6 / size));
-      const times = runs.map(() => []);
-      runs.forEach((run) => run());
-      for (let r = 0; r < REPS; r++) {
-        runs.forEach((run, k) => {
-          const t0 = performance.now();
-          for (let i = 0; i < calls; i++) run();
-          times[k].push(((performance.now() - t0) * 1e6) / calls / size);
-        });
-      }
-      names.forEach((name, k) => results.push({ shape: shape.join("x"), op, implementation: name, nsPerElem: median(times[k]) }));
+      const ms = await interleaved(runs, REPS, calls);
+      names.forEach((name, k) => results.push({ shape: shape.join("x"), op, implementation: name, nsPerElem: (ms[k] * 1e6) / size }));
       teardowns.forEach((t) => t?.());
     }
   }
