@@ -7,7 +7,7 @@ import norms from "./fixtures/norms.json" with { type: "json" };
 import { type Backend, BatchNorm, ChangedInputError, GroupNorm, InstanceNorm, LayerNorm, initSync } from "../src/index.js";
 import { backend as activeBackend } from "../src/wasm.js";
 import { expectClose, expectIdentical, expectRelClose, maxAbs, numericGradient, randn, relError, tolerance, typed } from "./helpers.js";
-import { expectGradClose, normFixtures } from "./norms-helpers.js";
+import { expectGradClose, groupTerms, normFixtures, toChannelsFirst } from "./norms-helpers.js";
 
 const BACKENDS: Backend[] = ["simd", "scalar", "js"];
 
@@ -28,40 +28,7 @@ const modules = (norms as unknown as { modules: { layer: ModuleCase[]; group: Mo
 const product = (a: readonly number[]) => a.reduce((p, v) => p * v, 1);
 const channelsLast = (layout: string | undefined) => layout === "NHWC" || layout === "NLC";
 
-/** Channels-last (N, S, C) values into (N, C, S) order, a plain loop. */
-function toChannelsFirst(a: ArrayLike<number>, N: number, C: number, S: number): number[] {
-  const out = new Array<number>(N * C * S);
-  for (let i = 0; i < N; i++) for (let s = 0; s < S; s++) for (let c = 0; c < C; c++) out[(i * C + c) * S + s] = a[(i * S + s) * C + c];
-  return out;
-}
-
-/**
- * Terms of the gradients' sums (see expectGradClose) of channels-first (N, G, K, S) data in
- * float64 with statistics per (item, group): the largest |γ·invStd·dout|, and per channel
- * Σ|dout|·(|x − mean| + |x|)·invStd and Σ|dout|.
- */
-function terms(x: ArrayLike<number>, gamma: ArrayLike<number> | null, dout: ArrayLike<number>, N: number, G: number, K: number, S: number, eps: number) {
-  let dx = 0;
-  const dg = new Float64Array(G * K);
-  const db = new Float64Array(G * K);
-  for (let i = 0; i < N; i++) {
-    for (let g = 0; g < G; g++) {
-      const o = (i * G + g) * K * S;
-      let m = 0;
-      for (let e = 0; e < K * S; e++) m += x[o + e] / (K * S);
-      let v = 0;
-      for (let e = 0; e < K * S; e++) v += (x[o + e] - m) ** 2 / (K * S);
-      const inv = 1 / Math.sqrt(v + eps);
-      for (let e = 0; e < K * S; e++) {
-        const c = g * K + Math.floor(e / S);
-        dx = Math.max(dx, Math.abs((gamma ? gamma[c] : 1) * inv * dout[o + e]));
-        dg[c] += Math.abs(dout[o + e]) * (Math.abs(x[o + e] - m) + Math.abs(x[o + e])) * inv;
-        db[c] += Math.abs(dout[o + e]);
-      }
-    }
-  }
-  return { dx, dgamma: maxAbs(dg), dbeta: maxAbs(db) };
-}
+const terms = groupTerms;
 
 /** The same terms with the statistics per channel constants (eval mode with running statistics). */
 function runningTerms(x: ArrayLike<number>, gamma: ArrayLike<number> | null, dout: ArrayLike<number>, N: number, C: number, S: number, eps: number, mean: number[], variance: number[]) {

@@ -14,6 +14,49 @@ export interface NormCase {
 export const normFixtures = norms as unknown as { layer: NormCase[]; group: NormCase[]; instance: NormCase[] };
 
 
+/** (N, C, S) values into (N, S, C) order, a plain loop. */
+export function toChannelsLast(a: ArrayLike<number>, N: number, C: number, S: number): number[] {
+  const out = new Array<number>(N * C * S);
+  for (let i = 0; i < N; i++) for (let c = 0; c < C; c++) for (let s = 0; s < S; s++) out[(i * S + s) * C + c] = a[(i * C + c) * S + s];
+  return out;
+}
+
+/** Channels-last (N, S, C) values into (N, C, S) order, a plain loop. */
+export function toChannelsFirst(a: ArrayLike<number>, N: number, C: number, S: number): number[] {
+  const out = new Array<number>(N * C * S);
+  for (let i = 0; i < N; i++) for (let s = 0; s < S; s++) for (let c = 0; c < C; c++) out[(i * C + c) * S + s] = a[(i * S + s) * C + c];
+  return out;
+}
+
+/**
+ * Terms of the gradients' sums (see expectGradClose) of channels-first (N, G, K, S) data in
+ * float64 with statistics per (item, group): the largest |γ·invStd·dout|, and per channel
+ * Σ|dout|·(|x − mean| + |x|)·invStd and Σ|dout| (the largest of each). gamma null: ones.
+ */
+export function groupTerms(x: ArrayLike<number>, gamma: ArrayLike<number> | null, dout: ArrayLike<number>, N: number, G: number, K: number, S: number, eps: number) {
+  let dx = 0;
+  const dg = new Float64Array(G * K);
+  const db = new Float64Array(G * K);
+  for (let i = 0; i < N; i++) {
+    for (let g = 0; g < G; g++) {
+      const o = (i * G + g) * K * S;
+      let m = 0;
+      for (let e = 0; e < K * S; e++) m += x[o + e] / (K * S);
+      let v = 0;
+      for (let e = 0; e < K * S; e++) v += (x[o + e] - m) ** 2 / (K * S);
+      const inv = 1 / Math.sqrt(v + eps);
+      for (let e = 0; e < K * S; e++) {
+        const c = g * K + Math.floor(e / S);
+        dx = Math.max(dx, Math.abs((gamma ? gamma[c] : 1) * inv * dout[o + e]));
+        // x̂ and the rounding of x − mean, whose error is relative to |x|.
+        dg[c] += Math.abs(dout[o + e]) * (Math.abs(x[o + e] - m) + Math.abs(x[o + e])) * inv;
+        db[c] += Math.abs(dout[o + e]);
+      }
+    }
+  }
+  return { dx, dgamma: maxAbs(dg), dbeta: maxAbs(db) };
+}
+
 /**
  * A gradient within rel·max|want| plus a few roundings of `term`, the largest term it is the
  * cancelling sum of (dx: |γ·invStd·dout|; dgamma, dbeta: Σ|dout·x̂| and Σ|dout|).
